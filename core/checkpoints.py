@@ -1,0 +1,170 @@
+"""Where a checkpoint's files are and what they hold, read before any weights are loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
+
+from core.errors import LoadError
+
+DEMO = "demo"
+DEFAULT_VARIANT = "default"
+VARIANT_CHOICES = ("auto", DEFAULT_VARIANT, "fp16", "non_ema")
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+# diffusers names shards `name.fp16-00001-of-00002.safetensors`: the shard counter is not part of the variant.
+_SHARD = re.compile(r"-\d{5}-of-\d{5}$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class CheckpointFiles:
+    """A checkpoint resolved to a folder on disk, with what its file names say about it."""
+
+    source: str  # what the user typed: `demo`, a Hub id or a path
+    path: Path  # the folder holding model_index.json
+    is_hub: bool
+    model_index: dict
+    variants: tuple[str, ...]  # `default` when un-suffixed weights exist, plus every suffix found
+    has_safetensors: bool
+    has_pickle: bool
+
+    @property
+    def pipeline_class(self) -> str:
+        return self.model_index.get("_class_name", "?")
+
+    @property
+    def components(self) -> dict[str, tuple[str, str]]:
+        """Component name -> (library, class) as model_index.json declares them."""
+        return {
+            name: (spec[0], spec[1])
+            for name, spec in self.model_index.items()
+            if not name.startswith("_") and isinstance(spec, list) and len(spec) == 2 and spec[0]
+        }
+
+
+def weight_variant(filename: str) -> str | None:
+    """The variant a weight file belongs to (`default` for un-suffixed), or None if it holds no weights."""
+    if not filename.endswith(_WEIGHT_SUFFIXES):
+        return None
+    stem = filename.rsplit(".", 1)[0]
+    parts = stem.split(".")
+    if len(parts) == 1:
+        return DEFAULT_VARIANT
+    suffix = _SHARD.sub("", parts[-1])
+    return suffix or DEFAULT_VARIANT
+
+
+def looks_like_repo_id(source: str) -> bool:
+    """`org/name` that is not an existing path."""
+    return bool(_REPO_ID.match(source)) and not Path(source).exists()
+
+
+def scan_folder(
+    path: Path, *, source: str, is_hub: bool = False, file_names: list[str] | None = None
+) -> CheckpointFiles:
+    """Read a checkpoint folder's model_index.json and weight file names (`file_names` if given, e.g. a repo's)."""
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        hint = ""
+        if (path / "config.json").is_file():
+            hint = " It looks like a single model (config.json); load it as a VAE, or pick its parent folder."
+        elif any(path.glob("*.safetensors")):
+            hint = " It looks like a single-file checkpoint; use a diffusers folder with component subfolders."
+        raise LoadError(f"{source!r} is not a diffusers checkpoint: there is no model_index.json in {path}.{hint}")
+    try:
+        model_index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise LoadError(f"{index_file} could not be read ({e}); the checkpoint folder is damaged.") from e
+    if file_names is None:
+        file_names = _relative_names(path)
+    variants = {v for v in (weight_variant(Path(n).name) for n in file_names) if v is not None}
+    return CheckpointFiles(
+        source=source,
+        path=path,
+        is_hub=is_hub,
+        model_index=model_index,
+        variants=tuple(sorted(variants, key=lambda v: (v != DEFAULT_VARIANT, v))),
+        has_safetensors=any(n.endswith(".safetensors") for n in file_names),
+        has_pickle=any(n.endswith((".bin", ".ckpt", ".pt", ".pth")) for n in file_names),
+    )
+
+
+def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False) -> CheckpointFiles:
+    """Find the checkpoint's folder: the demo (written on first use), a local folder, or a Hub snapshot."""
+    source = source.strip()
+    if not source:
+        raise LoadError("No checkpoint given: enter a Hub id (org/name), a local folder, or `demo`.")
+    if source == DEMO:
+        from core.demo_checkpoint import demo_checkpoint_path
+
+        return scan_folder(demo_checkpoint_path(demo_dir), source=DEMO)
+    path = Path(source).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise LoadError(f"{source!r} is a file, not a checkpoint folder; give the folder with model_index.json.")
+        return scan_folder(path.resolve(), source=source)
+    if not looks_like_repo_id(source):
+        raise LoadError(
+            f"{source!r} is neither an existing folder nor a Hub id of the form org/name. "
+            "Check the path, or type a Hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5."
+        )
+    folder, names = hub_file_names(source, offline=offline)
+    return scan_folder(folder, source=source, is_hub=True, file_names=names)
+
+
+def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
+    """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet.
+
+    diffusers' `from_pretrained(repo_id, variant=...)` later downloads only the chosen variant's weights.
+    """
+    try:
+        folder = Path(
+            huggingface_hub.snapshot_download(repo_id, allow_patterns=["*.json", "*.txt"], local_files_only=offline)
+        )
+        names = _relative_names(folder) if offline else list(huggingface_hub.list_repo_files(repo_id))
+    except (RepositoryNotFoundError, GatedRepoError) as e:
+        raise LoadError(
+            f"The Hub has no repository {repo_id!r} you can read (it may be private or gated: log in with "
+            "`hf auth login` and accept its licence on the Hub). Check the spelling."
+        ) from e
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        raise LoadError(
+            f"{repo_id!r} is not in the local cache and the Hub can't be reached (offline). "
+            "Connect to the network, or load `demo` or a local folder."
+        ) from e
+    except HfHubHTTPError as e:
+        raise LoadError(f"The Hub refused {repo_id!r}: {e}. Try again later, or load a local folder.") from e
+    return folder, names
+
+
+def _relative_names(folder: Path) -> list[str]:
+    return [str(Path(root, name).relative_to(folder)) for root, _dirs, files in os.walk(folder) for name in files]
+
+
+def file_tree(files: CheckpointFiles) -> list[dict]:
+    """Every file under the checkpoint folder with its size and the variant it belongs to (None for configs)."""
+    rows = []
+    for root, _dirs, names in os.walk(files.path):
+        for name in sorted(names):
+            full = Path(root) / name
+            rows.append(
+                {
+                    "path": str(full.relative_to(files.path)),
+                    "bytes": full.stat().st_size,
+                    "variant": weight_variant(name),
+                }
+            )
+    return sorted(rows, key=lambda r: r["path"])

@@ -1,0 +1,84 @@
+"""Scheduler names people know from other Stable Diffusion UIs, mapped to diffusers classes and settings.
+
+Schedulers hold per-run state (timesteps, step index, solver history), so the engine builds a fresh one for
+every request from the checkpoint's own config; nothing here is ever shared between two runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import diffusers
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from core.errors import InvalidRequest
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """A user-facing scheduler name, the diffusers class behind it and the config it overrides."""
+
+    name: str
+    class_name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+_KARRAS = {"use_karras_sigmas": True}
+
+CATALOG: tuple[SchedulerChoice, ...] = (
+    SchedulerChoice("Euler", "EulerDiscreteScheduler"),
+    SchedulerChoice("Euler a", "EulerAncestralDiscreteScheduler"),
+    SchedulerChoice("Heun", "HeunDiscreteScheduler"),
+    SchedulerChoice("LMS", "LMSDiscreteScheduler"),
+    SchedulerChoice("LMS Karras", "LMSDiscreteScheduler", _KARRAS),
+    SchedulerChoice("DDIM", "DDIMScheduler"),
+    SchedulerChoice("DDPM", "DDPMScheduler"),
+    SchedulerChoice("PNDM", "PNDMScheduler"),
+    SchedulerChoice("DPM++ 2M", "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    SchedulerChoice("DPM++ 2M Karras", "DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", **_KARRAS}),
+    SchedulerChoice("DPM++ 2M SDE", "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    SchedulerChoice(
+        "DPM++ 2M SDE Karras",
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", **_KARRAS},
+    ),
+    SchedulerChoice("DPM++ SDE", "DPMSolverSDEScheduler"),
+    SchedulerChoice("DPM++ SDE Karras", "DPMSolverSDEScheduler", _KARRAS),
+    SchedulerChoice("DPM2", "KDPM2DiscreteScheduler"),
+    SchedulerChoice("DPM2 Karras", "KDPM2DiscreteScheduler", _KARRAS),
+    SchedulerChoice("DPM2 a", "KDPM2AncestralDiscreteScheduler"),
+    SchedulerChoice("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler", _KARRAS),
+    SchedulerChoice("UniPC", "UniPCMultistepScheduler"),
+    SchedulerChoice("DEIS", "DEISMultistepScheduler"),
+)
+_BY_NAME = {choice.name: choice for choice in CATALOG}
+
+
+def compatible_names(base: SchedulerMixin) -> list[str]:
+    """The names to offer for a pipeline whose scheduler is `base`: `default` first, then the compatible ones."""
+    compatible = {cls.__name__ for cls in base.compatibles} | {type(base).__name__}
+    return [DEFAULT] + [c.name for c in CATALOG if c.class_name in compatible]
+
+
+def resolve(name: str, base: SchedulerMixin) -> tuple[type[SchedulerMixin], dict[str, Any]]:
+    """The class and config overrides the name stands for on this pipeline; a clear error if it can't be used."""
+    if name == DEFAULT:
+        return type(base), {}
+    choice = _BY_NAME.get(name)
+    if choice is None:
+        raise InvalidRequest(f"Unknown scheduler {name!r}. Choose one of: {', '.join(compatible_names(base))}.")
+    if name not in compatible_names(base):
+        raise InvalidRequest(
+            f"Scheduler {name!r} does not work with this checkpoint's {type(base).__name__}. "
+            f"Choose one of: {', '.join(compatible_names(base))}."
+        )
+    return getattr(diffusers, choice.class_name), dict(choice.overrides)
+
+
+def build(name: str, base: SchedulerMixin) -> SchedulerMixin:
+    """A new scheduler for one run, built from the checkpoint's config with the name's overrides."""
+    cls, overrides = resolve(name, base)
+    return cls.from_config(base.config, **overrides)
