@@ -1,0 +1,85 @@
+"""Saving finished images with their parameters, atomically, in one folder per visitor session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+
+def parameters_text(info: dict[str, Any], index: int = 0) -> str:
+    """The plain-text `parameters` block other Stable Diffusion tools write and read, for image `index`."""
+    lines = [info.get("prompt", "")]
+    if info.get("negative_prompt"):
+        lines.append(f"Negative prompt: {info['negative_prompt']}")
+    fields = {
+        "Steps": info.get("steps"),
+        "Sampler": info.get("scheduler"),
+        "CFG scale": info.get("guidance_scale"),
+        "Seed": info["seeds"][index] if info.get("seeds") else None,
+        "Size": f"{info.get('width')}x{info.get('height')}",
+        "Model": info.get("model"),
+        "Denoising strength": info.get("strength") if info.get("task") != "text2img" else None,
+        "Version": "diffusion-studio",
+    }
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields.items() if v is not None))
+    return "\n".join(lines)
+
+
+def png_metadata(info: dict[str, Any], index: int = 0) -> PngImagePlugin.PngInfo:
+    """PNG text chunks: `parameters` (plain text) and `diffusion_studio` (the full info as JSON)."""
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", parameters_text(info, index))
+    meta.add_text("diffusion_studio", json.dumps({**info, "image_index": index}))
+    return meta
+
+
+def save_png_atomically(image: Image.Image, path: Path, meta: PngImagePlugin.PngInfo | None = None) -> Path:
+    """Write `image` to `path` through a temporary file and a rename, so a crash never leaves a truncated PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", pnginfo=meta)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def session_folder_name(session: str) -> str:
+    """A stable folder name for a session id that can't escape the outputs folder."""
+    return hashlib.sha256(session.encode()).hexdigest()[:16]
+
+
+class OutputStore:
+    """The outputs folder: `<root>/<session>/<time>-<seed>.png`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def save(self, images: list[Image.Image], info: dict[str, Any], session: str) -> list[str]:
+        """Save each image with its metadata; returns the paths in image order."""
+        folder = self.root / session_folder_name(session)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        paths = []
+        for i, image in enumerate(images):
+            name = f"{stamp}-{info['task']}-{info['seeds'][i]}-{i}.png"
+            paths.append(str(save_png_atomically(image, folder / name, png_metadata(info, i))))
+        return paths
+
+    def list(self, session: str) -> list[Path]:
+        """This session's saved images, newest first."""
+        folder = self.root / session_folder_name(session)
+        if not folder.is_dir():
+            return []
+        return sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,136 @@
+"""The component pool: one loaded checkpoint's components, held once, and the task views built over them.
+
+A view is a pipeline object made with `from_pipe`: it references the pool's modules and allocates no weights.
+Views are cheap (a few milliseconds) and carry per-run state (scheduler, guidance scale, the interrupt flag), so
+the engine makes one per request rather than sharing pipeline objects between concurrent runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from core.checkpoints import CheckpointFiles
+from core.tasks import TASKS, Task, pipeline_class_for
+
+
+def module_bytes(module: Any) -> int:
+    """Bytes held by a module's parameters and buffers (0 for tokenizers, schedulers and other non-modules)."""
+    if not isinstance(module, torch.nn.Module):
+        return 0
+    tensors = {id(t): t for t in (*module.parameters(), *module.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def module_dtype(module: Any) -> str | None:
+    """The dtype of a module's first parameter, e.g. `float16`; None for non-modules."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    for p in module.parameters():
+        return str(p.dtype).removeprefix("torch.")
+    return None
+
+
+def module_device(module: Any) -> str | None:
+    """The device of a module's first parameter, e.g. `cuda:0`; None for non-modules."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    for p in module.parameters():
+        return str(p.device)
+    return None
+
+
+@dataclass
+class Pool:
+    """A loaded checkpoint: the base pipeline whose components every task view shares."""
+
+    files: CheckpointFiles
+    base: DiffusionPipeline
+    variant: str  # the variant actually loaded: `default`, `fp16`, `non_ema`
+    dtype: torch.dtype
+    device: torch.device
+    load_seconds: float
+    vae_source: str = "default"
+    task_classes: dict[str, type] = field(init=False)
+
+    def __post_init__(self) -> None:
+        base_class = type(self.base).__name__
+        self.task_classes = {}
+        for name, task in TASKS.items():
+            cls = pipeline_class_for(task, base_class)
+            if cls is not None:
+                self.task_classes[name] = cls
+
+    @property
+    def components(self) -> dict[str, Any]:
+        """The pool's components by name, as the base pipeline holds them."""
+        return self.base.components
+
+    @property
+    def has_safety_checker(self) -> bool:
+        return self.components.get("safety_checker") is not None
+
+    def supports(self, task: str) -> bool:
+        return task in self.task_classes
+
+    def view(self, task: Task, *, scheduler: SchedulerMixin, safety_checker: bool) -> DiffusionPipeline:
+        """A pipeline for `task` over the pool's modules, with its own scheduler, running the checker or not."""
+        overrides: dict[str, Any] = {"scheduler": scheduler}
+        if "safety_checker" in self.components:
+            checker = self.components["safety_checker"] if safety_checker else None
+            overrides["safety_checker"] = checker
+            # The checker stays loaded in the pool; only this view skips it, so the library's warning about a
+            # disabled checker would be noise.
+            overrides["requires_safety_checker"] = checker is not None
+        # AutoPipeline.from_pipe builds the task class around the same module objects and, unlike
+        # `SomePipeline.from_pipe(base)` without `dtype=`, does not cast them (diffusers issue 12754).
+        pipe = task.auto_class.from_pipe(self.base, **overrides)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def component_rows(self) -> list[dict[str, Any]]:
+        """One row per component: name, class, dtype, device, bytes, and the tasks whose views use it."""
+        rows = []
+        for name, module in self.components.items():
+            if module is None:
+                continue
+            rows.append(
+                {
+                    "name": name,
+                    "class": type(module).__name__,
+                    "dtype": module_dtype(module),
+                    "device": module_device(module),
+                    "bytes": module_bytes(module),
+                    "used_by": self.tasks_using(name),
+                }
+            )
+        return rows
+
+    def tasks_using(self, component: str) -> list[str]:
+        """The tasks whose pipeline class takes this component."""
+        used = []
+        for task, cls in self.task_classes.items():
+            expected, _optional = cls._get_signature_keys(cls)
+            if component in expected:
+                used.append(task)
+        return used
+
+    def unique_bytes(self) -> int:
+        """Bytes of all weights in the pool, each tensor counted once."""
+        seen: dict[int, torch.Tensor] = {}
+        for module in self.components.values():
+            if isinstance(module, torch.nn.Module):
+                for t in (*module.parameters(), *module.buffers()):
+                    seen[id(t)] = t
+        return sum(t.numel() * t.element_size() for t in seen.values())
+
+    def naive_bytes(self) -> int:
+        """What the task pipelines would take if each were loaded on its own with `from_pretrained`."""
+        total = 0
+        for task in self.task_classes:
+            total += sum(module_bytes(self.components[c]) for c in self.components if task in self.tasks_using(c))
+        return total

@@ -1,0 +1,145 @@
+"""The app's settings: one typed object, read once by the entry point from flags, environment and the
+deployment file (`spaces_config.yaml`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.checkpoints import VARIANT_CHOICES
+from core.devices import DEVICE_CHOICES, DTYPE_CHOICES
+from core.generation import Limits
+from core.studio import StudioOptions
+
+CONFIG_FILE = Path(__file__).resolve().parent.parent / "spaces_config.yaml"
+
+
+@dataclass(frozen=True)
+class CuratedModel:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `app.py` needs to build the Studio and launch the UI."""
+
+    model: str
+    variant: str = "auto"
+    dtype: str = "auto"
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[str, str] | None = None
+    public: bool = False
+    allow_unsafe: bool = False
+    outputs: Path = Path("outputs")
+    offline: bool = False
+    open_browser: bool = False
+    on_spaces: bool = False
+    curated_models: tuple[CuratedModel, ...] = ()
+    curated_vaes: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    max_upload_bytes: int | None = None
+    queue_size: int | None = None
+
+    @property
+    def model_choices(self) -> list[str]:
+        return [m.id for m in self.curated_models]
+
+    def studio_options(self) -> StudioOptions:
+        """The engine's part of the settings."""
+        return StudioOptions(
+            device=self.device,
+            outputs_dir=self.outputs,
+            offline=self.offline,
+            allow_unsafe=self.allow_unsafe,
+            public=self.public,
+            limits=self.limits,
+            allowed_models=tuple(self.model_choices) if self.public else None,
+            allowed_vaes=self.curated_vaes if self.public else None,
+        )
+
+
+def read_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
+    """The deployment file as a dict; a clear error if it is not valid YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise SystemExit(f"Could not read {path}: {e}") from e
+
+
+def build_parser(default_model: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py", description="Diffusion Studio: run diffusers pipelines in the browser."
+    )
+    parser.add_argument("--model", default=None, help=f"Hub id, local folder or `demo` (default: {default_model})")
+    parser.add_argument("--variant", default="auto", choices=VARIANT_CHOICES)
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; 0.0.0.0 on Spaces)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="make a temporary public link (turns on public mode)")
+    parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    parser.add_argument("--public", action="store_true", help="public mode: curated models, checker always on")
+    parser.add_argument("--allow-unsafe", action="store_true", help="allow pickle weights from local folders")
+    parser.add_argument("--outputs", default=None, help="folder for saved images (default ./outputs)")
+    parser.add_argument("--offline", action="store_true", help="never contact the Hub; use the local cache only")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab (console command)")
+    return parser
+
+
+def from_args(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    open_browser_default: bool = False,
+) -> Settings:
+    """Settings from command-line flags, then environment (GRADIO_SERVER_*, SPACE_ID, HF_HUB_OFFLINE), then the
+    deployment file's defaults."""
+    env = os.environ if env is None else env
+    config = read_config() if config is None else config
+    default_model = config.get("default_model", "demo")
+    args = build_parser(default_model).parse_args(argv)
+
+    on_spaces = bool(env.get("SPACE_ID"))
+    public = args.public or args.share or on_spaces
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit("--auth takes USER:PASS, e.g. --auth alice:s3cret")
+        auth = (user, password)
+    public_cfg = config.get("public", {}) or {}
+    limits = Limits(**public_cfg.get("limits", {})) if public else Limits()
+    max_upload_mb = public_cfg.get("max_upload_mb")
+    curated = tuple(CuratedModel(m["id"], m.get("label", m["id"])) for m in config.get("models", []))
+    return Settings(
+        model=args.model or env.get("STUDIO_MODEL") or default_model,
+        variant=args.variant,
+        dtype=args.dtype,
+        device=args.device,
+        host=args.host or env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_spaces else "127.0.0.1"),
+        port=args.port or int(env.get("GRADIO_SERVER_PORT", 7860)),
+        share=args.share,
+        auth=auth,
+        public=public,
+        allow_unsafe=args.allow_unsafe,
+        outputs=Path(args.outputs or env.get("STUDIO_OUTPUTS", "outputs")),
+        offline=args.offline or env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"),
+        open_browser=open_browser_default and not args.no_browser,
+        on_spaces=on_spaces,
+        curated_models=curated,
+        curated_vaes=tuple(config.get("vaes", [])),
+        limits=limits,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024) if public and max_upload_mb else None,
+        queue_size=public_cfg.get("queue_size") if public else None,
+    )
