@@ -1,0 +1,73 @@
+"""The memory report, and images saved with their parameters."""
+
+from __future__ import annotations
+
+import json
+
+import psutil
+import pytest
+from PIL import Image
+
+from core.generation import GenerationRequest
+from core.outputs import parameters_text
+from core.studio import Studio, StudioOptions
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Studio:
+    outputs = tmp_path_factory.mktemp("outputs")
+    studio = Studio(StudioOptions(device="cpu", offline=True, outputs_dir=outputs))
+    studio.load("demo", variant="default", dtype="float32")
+    return studio
+
+
+def test_memory_report_on_cpu(studio):
+    report = studio.memory_report()
+    for key in ("device", "device_name", "total_bytes", "free_bytes", "allocated_bytes", "reserved_bytes",
+                "peak_bytes", "process_rss_bytes", "pool_bytes", "naive_bytes", "components"):  # fmt: skip
+        assert key in report, key
+    assert report["device"] == "cpu"
+    assert report["total_bytes"] == psutil.virtual_memory().total
+    assert 0 < report["process_rss_bytes"] <= report["peak_bytes"]
+    names = {row["name"] for row in report["components"]}
+    assert {"unet", "vae", "text_encoder", "safety_checker"} <= names
+    unet = next(row for row in report["components"] if row["name"] == "unet")
+    assert unet["class"] == "UNet2DConditionModel" and unet["dtype"] == "float32" and unet["device"] == "cpu"
+    assert unet["bytes"] == sum(p.numel() * 4 for p in studio.pool.components["unet"].parameters()) + sum(
+        b.numel() * b.element_size() for b in studio.pool.components["unet"].buffers()
+    )
+    assert set(unet["used_by"]) == {"text2img", "img2img", "inpaint"}
+    assert report["pool_bytes"] == sum(row["bytes"] for row in report["components"])
+    assert report["naive_bytes"] == 3 * report["pool_bytes"]
+
+
+def test_memory_report_before_anything_is_loaded():
+    report = Studio(StudioOptions(device="cpu")).memory_report()
+    assert report["pool_bytes"] == 0 and report["components"] == [] and report["total_bytes"] > 0
+
+
+def test_images_are_saved_with_their_parameters(studio):
+    result = studio.generate(
+        GenerationRequest(prompt="a boat", negative_prompt="rain", steps=2, width=64, height=64, seed=11,
+                          num_images=2, scheduler="Euler a"),
+        session="visitor-1",
+    )  # fmt: skip
+    assert len(result.paths) == 2
+    saved = Image.open(result.paths[1])
+    assert saved.tobytes() == result.images[1].tobytes()
+    text = saved.text["parameters"]
+    assert text.splitlines()[0] == "a boat"
+    assert text.splitlines()[1] == "Negative prompt: rain"
+    assert "Steps: 2, Sampler: Euler a, CFG scale: 7.5, Seed: 12, Size: 64x64" in text
+    meta = json.loads(saved.text["diffusion_studio"])
+    assert meta["seeds"] == [11, 12] and meta["image_index"] == 1
+    folder = studio.outputs.root
+    assert not list(folder.rglob(".tmp-*")), "no temporary files are left behind"
+    assert studio.outputs.list("visitor-1")[0].name.endswith(".png")
+    assert studio.outputs.list("visitor-2") == []
+
+
+def test_parameters_text_for_img2img_names_the_strength():
+    info = {"task": "img2img", "prompt": "p", "negative_prompt": "", "steps": 5, "scheduler": "DDIM",
+            "guidance_scale": 7.0, "seeds": [1], "width": 64, "height": 64, "strength": 0.6}  # fmt: skip
+    assert "Denoising strength: 0.6" in parameters_text(info)
