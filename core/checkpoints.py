@@ -162,9 +162,9 @@ def file_tree(files: CheckpointFiles) -> list[dict]:
             full = Path(root) / name
             rows.append(
                 {
-                    "path": str(full.relative_to(files.path)),
+                    "file": str(full.relative_to(files.path)),
                     "bytes": full.stat().st_size,
                     "variant": weight_variant(name),
                 }
             )
-    return sorted(rows, key=lambda r: r["path"])
+    return sorted(rows, key=lambda r: r["file"])

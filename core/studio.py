@@ -363,7 +363,7 @@ class Studio:
         pool = self.pool
         return {
             "model": pool.files.source,
-            "path": str(pool.files.path),
+            "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
             "pipeline": pool.files.pipeline_class,
             "variant": pool.variant,
             "variants": list(pool.files.variants),

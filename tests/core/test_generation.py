@@ -30,13 +30,37 @@ def gray(size=(64, 64), value=128) -> Image.Image:
 
 def test_text2img_returns_images_and_full_info(studio):
     result = studio.generate(
-        GenerationRequest(prompt="a red fox", negative_prompt="blurry", steps=3, width=96, height=64, seed=7,
-                          num_images=2, scheduler="Euler a")
-    )  # fmt: skip
+        GenerationRequest(
+            prompt="a red fox",
+            negative_prompt="blurry",
+            steps=3,
+            width=96,
+            height=64,
+            seed=7,
+            num_images=2,
+            scheduler="Euler a",
+        )
+    )
     assert [im.size for im in result.images] == [(96, 64), (96, 64)]
     info = result.info
-    for key in ("task", "pipeline", "model", "variant", "dtype", "device", "scheduler", "scheduler_class", "seeds",
-                "steps", "guidance_scale", "width", "height", "nsfw", "timings", "code"):  # fmt: skip
+    for key in (
+        "task",
+        "pipeline",
+        "model",
+        "variant",
+        "dtype",
+        "device",
+        "scheduler",
+        "scheduler_class",
+        "seeds",
+        "steps",
+        "guidance_scale",
+        "width",
+        "height",
+        "nsfw",
+        "timings",
+        "code",
+    ):
         assert key in info, key
     assert info["seeds"] == [7, 8] and info["nsfw"] == [False, False]
     assert (
@@ -62,9 +86,18 @@ def test_each_image_of_a_batch_can_be_made_alone(studio):
 
 def test_same_pixels_as_a_plain_diffusers_call(studio, demo_dir):
     result = studio.generate(
-        GenerationRequest(prompt="a lighthouse", negative_prompt="fog", steps=4, guidance_scale=6.0, width=64,
-                          height=80, seed=1234, scheduler="DPM++ 2M Karras", safety_checker=True)
-    )  # fmt: skip
+        GenerationRequest(
+            prompt="a lighthouse",
+            negative_prompt="fog",
+            steps=4,
+            guidance_scale=6.0,
+            width=64,
+            height=80,
+            seed=1234,
+            scheduler="DPM++ 2M Karras",
+            safety_checker=True,
+        )
+    )
     from diffusers import DPMSolverMultistepScheduler
 
     scheduler = DPMSolverMultistepScheduler.from_pretrained(
@@ -74,18 +107,24 @@ def test_same_pixels_as_a_plain_diffusers_call(studio, demo_dir):
         demo_dir, torch_dtype=torch.float32, use_safetensors=True, scheduler=scheduler
     )
     expected = pipe(
-        prompt="a lighthouse", negative_prompt="fog", num_inference_steps=4, guidance_scale=6.0, width=64,
-        height=80, generator=torch.Generator("cpu").manual_seed(1234),
-    ).images[0]  # fmt: skip
+        prompt="a lighthouse",
+        negative_prompt="fog",
+        num_inference_steps=4,
+        guidance_scale=6.0,
+        width=64,
+        height=80,
+        generator=torch.Generator("cpu").manual_seed(1234),
+    ).images[0]
     assert result.images[0].tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("scheduler", ["default", "Euler a", "DPM++ 2M SDE Karras"])
 def test_reproduction_snippet_gives_the_same_pixels(studio, tmp_path, monkeypatch, scheduler):
     result = studio.generate(
-        GenerationRequest(prompt="it's a \"test\"", steps=3, width=64, height=64, seed=99, scheduler=scheduler,
-                          safety_checker=False)
-    )  # fmt: skip
+        GenerationRequest(
+            prompt='it\'s a "test"', steps=3, width=64, height=64, seed=99, scheduler=scheduler, safety_checker=False
+        )
+    )
     script = tmp_path / "reproduce.py"
     script.write_text(result.info["code"])
     monkeypatch.chdir(tmp_path)

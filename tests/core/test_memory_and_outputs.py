@@ -23,8 +23,19 @@ def studio(tmp_path_factory) -> Studio:
 
 def test_memory_report_on_cpu(studio):
     report = studio.memory_report()
-    for key in ("device", "device_name", "total_bytes", "free_bytes", "allocated_bytes", "reserved_bytes",
-                "peak_bytes", "process_rss_bytes", "pool_bytes", "naive_bytes", "components"):  # fmt: skip
+    for key in (
+        "device",
+        "device_name",
+        "total_bytes",
+        "free_bytes",
+        "allocated_bytes",
+        "reserved_bytes",
+        "peak_bytes",
+        "process_rss_bytes",
+        "pool_bytes",
+        "naive_bytes",
+        "components",
+    ):
         assert key in report, key
     assert report["device"] == "cpu"
     assert report["total_bytes"] == psutil.virtual_memory().total
@@ -48,10 +59,18 @@ def test_memory_report_before_anything_is_loaded():
 
 def test_images_are_saved_with_their_parameters(studio):
     result = studio.generate(
-        GenerationRequest(prompt="a boat", negative_prompt="rain", steps=2, width=64, height=64, seed=11,
-                          num_images=2, scheduler="Euler a"),
+        GenerationRequest(
+            prompt="a boat",
+            negative_prompt="rain",
+            steps=2,
+            width=64,
+            height=64,
+            seed=11,
+            num_images=2,
+            scheduler="Euler a",
+        ),
         session="visitor-1",
-    )  # fmt: skip
+    )
     assert len(result.paths) == 2
     saved = Image.open(result.paths[1])
     assert saved.tobytes() == result.images[1].tobytes()
@@ -68,6 +87,16 @@ def test_images_are_saved_with_their_parameters(studio):
 
 
 def test_parameters_text_for_img2img_names_the_strength():
-    info = {"task": "img2img", "prompt": "p", "negative_prompt": "", "steps": 5, "scheduler": "DDIM",
-            "guidance_scale": 7.0, "seeds": [1], "width": 64, "height": 64, "strength": 0.6}  # fmt: skip
+    info = {
+        "task": "img2img",
+        "prompt": "p",
+        "negative_prompt": "",
+        "steps": 5,
+        "scheduler": "DDIM",
+        "guidance_scale": 7.0,
+        "seeds": [1],
+        "width": 64,
+        "height": 64,
+        "strength": 0.6,
+    }
     assert "Denoising strength: 0.6" in parameters_text(info)

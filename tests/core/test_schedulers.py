@@ -14,10 +14,27 @@ from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions
 
 REQUIRED = [
-    "Euler", "Euler a", "Heun", "LMS", "LMS Karras", "DDIM", "DDPM", "PNDM", "DPM++ 2M", "DPM++ 2M Karras",
-    "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPM++ SDE", "DPM++ SDE Karras", "DPM2", "DPM2 Karras", "DPM2 a",
-    "DPM2 a Karras", "UniPC", "DEIS",
-]  # fmt: skip
+    "Euler",
+    "Euler a",
+    "Heun",
+    "LMS",
+    "LMS Karras",
+    "DDIM",
+    "DDPM",
+    "PNDM",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Karras",
+    "DPM++ SDE",
+    "DPM++ SDE Karras",
+    "DPM2",
+    "DPM2 Karras",
+    "DPM2 a",
+    "DPM2 a Karras",
+    "UniPC",
+    "DEIS",
+]
 
 
 @pytest.fixture(scope="module")
