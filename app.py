@@ -1,0 +1,105 @@
+"""Diffusion Studio's entry point: read the settings, build the Studio and the UI, load the model, launch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+from core import settings as settings_module
+from core.checkpoints import DEMO
+from core.errors import StudioError
+from core.jobs import CancelFlags
+from core.settings import Settings
+from core.studio import Studio
+
+logger = logging.getLogger("diffusion_studio")
+
+
+def initial_load(studio: Studio, settings: Settings) -> str:
+    """Load the start-up model; if it can't be had (offline, not cached), fall back to the demo.
+
+    Returns a notice for the page when it fell back, else an empty string.
+    """
+    try:
+        studio.load(settings.model, variant=settings.variant, dtype=settings.dtype)
+        return ""
+    except StudioError as e:
+        if settings.model == DEMO:
+            raise
+        logger.warning("Could not load %s (%s); starting on the offline demo checkpoint.", settings.model, e)
+        studio.load(DEMO, variant="auto", dtype=settings.dtype)
+        return f"Could not load `{settings.model}`: {e} Started on the offline demo checkpoint instead."
+
+
+def build_app(settings: Settings):
+    """The Studio, the context the UI shares, and the Blocks app; nothing is loaded yet."""
+    from ui.common import AppContext
+    from ui.layout import build_ui
+
+    if settings.public:
+        os.environ["DIFFUSERS_DISABLE_REMOTE_CODE"] = "1"  # public servers never run code from a repo
+    studio = Studio(settings.studio_options())
+    ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags())
+    return studio, ctx, build_ui(ctx)
+
+
+def load_initial_model(ctx, settings: Settings, *, background: bool) -> threading.Thread | None:
+    """Load the start-up model, in a thread beside the running page when `background`.
+
+    Start it after `launch()`: gradio patches tqdm when its queue starts, and a progress bar created before the
+    patch and closed after it crashes.
+    """
+
+    def load() -> None:
+        try:
+            ctx.startup_notice = initial_load(ctx.studio, settings)
+        except StudioError as e:
+            ctx.startup_notice = f"Could not load `{settings.model}`: {e}"
+            logger.error("%s", ctx.startup_notice)
+
+    if not background:
+        load()
+        return None
+    ctx.studio.loading = settings.model  # the status line says so from the first page view
+    thread = threading.Thread(target=load, name="initial-load", daemon=True)
+    thread.start()
+    return thread
+
+
+def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
+    """Start the server with the settings' address, sharing, login and public-mode rules."""
+    from ui.layout import css
+
+    app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
+    return app.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=settings.share,
+        auth=settings.auth,
+        show_error=not settings.public,  # public visitors see messages, never tracebacks
+        allowed_paths=[str(settings.outputs.resolve())],
+        max_file_size=settings.max_upload_bytes,
+        inbrowser=settings.open_browser,
+        prevent_thread_lock=prevent_thread_lock,
+        css=css(),
+        footer_links=["api", "gradio"],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python app.py [flags]`; see `--help`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = settings_module.from_args(argv)
+    _studio, ctx, app = build_app(settings)
+    launch(settings, app, prevent_thread_lock=True)
+    # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
+    load_initial_model(ctx, settings, background=True)
+    app.block_thread()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

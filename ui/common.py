@@ -1,0 +1,68 @@
+"""What every UI module shares: error translation, the visitor's session id, small formatting helpers."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from core.errors import StudioError
+from core.jobs import CancelFlags
+from core.settings import Settings
+from core.studio import Studio
+
+logger = logging.getLogger("diffusion_studio.ui")
+F = TypeVar("F", bound=Callable[..., Any])
+
+GPU_QUEUE = "gpu"  # every event that runs a model shares this queue, one at a time
+
+
+@dataclass
+class AppContext:
+    """What the UI builders receive: the engine, the settings, and the per-visitor cancel flags."""
+
+    studio: Studio
+    settings: Settings
+    cancel_flags: CancelFlags
+    startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
+
+
+def user_errors(fn: F) -> F:
+    """Show the engine's errors to the user as they are; log anything else and show a short message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except StudioError as e:
+            raise gr.Error(str(e), print_exception=False) from e
+        except Exception as e:  # shown as a message instead of a dead spinner; the traceback goes to the log
+            logger.exception("Unexpected error in %s", fn.__name__)
+            raise gr.Error(
+                f"Something went wrong ({type(e).__name__}). The model is still loaded; try again, and if it "
+                "keeps failing, check the server log."
+            ) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def session_of(request: gr.Request | None) -> str:
+    """The visitor's session id (`local` when called without a request, e.g. from tests)."""
+    return (request.session_hash if request is not None else None) or "local"
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    """`1536000` -> `1.46 MB`."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TB"

@@ -1,0 +1,129 @@
+"""The live memory panel: device memory now and over the last minutes, and what each component costs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ui.common import AppContext, fmt_bytes
+
+POLL_SECONDS = 2.0
+HISTORY_SECONDS = 300
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """The headline numbers, in words."""
+    if not report:
+        return ""
+    device = report["device"]
+    used = report["total_bytes"] - report["free_bytes"]
+    if device.startswith("cuda") or device == "mps":
+        line = (
+            f"**{report['device_name']}** · VRAM used **{fmt_bytes(used)}** of {fmt_bytes(report['total_bytes'])} · "
+            f"allocated by torch {fmt_bytes(report['allocated_bytes'])} "
+            f"(reserved {fmt_bytes(report['reserved_bytes'])}, peak {fmt_bytes(report['peak_bytes'])})"
+        )
+    else:
+        line = (
+            f"**{report['device_name']}** · this process **{fmt_bytes(report['process_rss_bytes'])}** "
+            f"(peak {fmt_bytes(report['peak_bytes'])}) · system RAM used {fmt_bytes(used)} of "
+            f"{fmt_bytes(report['total_bytes'])}"
+        )
+    pool, naive = report["pool_bytes"], report["naive_bytes"]
+    if pool:
+        saved = naive - pool
+        line += (
+            f"\n\nModel weights in the pool: **{fmt_bytes(pool)}**. Loading each task's pipeline on its own would "
+            f"take {fmt_bytes(naive)}; sharing one pool saves **{fmt_bytes(saved)}** ({naive / pool:.1f}× less)."
+        )
+    return line
+
+
+def components_table(report: dict[str, Any]) -> pd.DataFrame:
+    rows = [
+        {
+            "component": r["name"],
+            "class": r["class"],
+            "dtype": r["dtype"],
+            "device": r["device"],
+            "size": fmt_bytes(r["bytes"]),
+            "shared by": ", ".join(r["used_by"]),
+        }
+        for r in report.get("components", [])
+    ]
+    return pd.DataFrame(rows, columns=["component", "class", "dtype", "device", "size", "shared by"])
+
+
+@dataclass
+class MemoryPanel:
+    """The panel, and a way to refresh it right after something changed memory (a load, a generation)."""
+
+    refresh_after: Callable[[Any], Any]
+
+
+def build_memory_panel(ctx: AppContext) -> MemoryPanel:
+    """Build the panel; its timer's event is the `/memory` endpoint."""
+    with gr.Accordion("Memory", open=True, elem_id="memory-panel"):
+        with gr.Row(equal_height=True):
+            summary = gr.Markdown(elem_id="memory-summary")
+            plot = gr.LinePlot(
+                x="seconds ago",
+                y="GB",
+                color="series",
+                height=160,
+                show_label=False,
+                elem_id="memory-plot",
+                x_lim=[-HISTORY_SECONDS, 0],
+            )
+        with gr.Accordion("Components and who shares them", open=False):
+            table = gr.Dataframe(interactive=False, wrap=True, elem_id="memory-components")
+    report = gr.JSON(visible=False)
+    history = gr.State([])
+    timer = gr.Timer(POLL_SECONDS)
+
+    def memory() -> dict:
+        """Device memory now, the pool's size, and each component with the tasks that share it."""
+        return ctx.studio.memory_report()
+
+    def render(report: dict, samples: list) -> tuple:
+        now = time.time()
+        if report:
+            used = report["allocated_bytes"] if report["device"] != "cpu" else report["process_rss_bytes"]
+            samples = [s for s in samples if now - s[0] <= HISTORY_SECONDS]
+            samples.append((now, used, report["pool_bytes"]))
+        frame = pd.DataFrame(
+            [(t - now, b / 1e9, "used") for t, b, _p in samples]
+            + [(t - now, p / 1e9, "model weights") for t, _b, p in samples],
+            columns=["seconds ago", "GB", "series"],
+        )
+        return summary_markdown(report), frame, components_table(report or {}), samples
+
+    # Polling has its own queue with no limit, so it never waits behind a running generation.
+    polled = timer.tick(
+        memory, None, report, api_name="memory", concurrency_id="memory", concurrency_limit=None, show_progress="hidden"
+    )
+    polled.then(
+        render,
+        [report, history],
+        [summary, plot, table, history],
+        api_visibility="private",
+        concurrency_id="memory",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+
+    def refresh_after(event: Any) -> Any:
+        return event.then(memory, None, report, api_visibility="private", show_progress="hidden").then(
+            render,
+            [report, history],
+            [summary, plot, table, history],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+
+    return MemoryPanel(refresh_after)

@@ -1,0 +1,170 @@
+"""The model panel above the tabs: checkpoint, variant, dtype, VAE, scheduler, safety checker, status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from core import schedulers
+from core.checkpoints import VARIANT_CHOICES
+from core.devices import DTYPE_CHOICES
+from ui.common import GPU_QUEUE, AppContext, user_errors
+
+DEMO_BANNER = (
+    "**You are on the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: it "
+    "is here to show how the studio works without a download. To make real images, pick a real model above "
+    "(for example `stable-diffusion-v1-5/stable-diffusion-v1-5`) and press **Load** while online."
+)
+
+
+@dataclass
+class ModelPanel:
+    """The panel's components, for the tabs to read and the app to wire."""
+
+    source: gr.Dropdown
+    variant: gr.Dropdown
+    dtype: gr.Dropdown
+    load_button: gr.Button
+    vae: gr.Dropdown
+    vae_button: gr.Button
+    scheduler: gr.Dropdown
+    safety_checker: gr.Checkbox
+    status: gr.Markdown
+    banner: gr.Markdown
+    info: gr.JSON
+    loaded: list[Any]  # the events that end a load or a VAE swap, for other panels to refresh after
+    refresh: Callable[[str], tuple]  # the panel's own refresh, for page load and the status timer
+    refresh_outputs: list[Any]
+
+
+def status_markdown(ctx: AppContext) -> str:
+    """One line saying what is loaded, or what is loading."""
+    studio = ctx.studio
+    if not studio.is_loaded:
+        if studio.loading:
+            return f"⏳ Loading **{studio.loading}**…"
+        return "No model loaded yet. Pick one and press **Load**."
+    info = studio.model_info()
+    parts = [
+        f"**{info['pipeline']}**",
+        f"`{info['model']}`",
+        info["device"],
+        info["dtype"],
+        f"variant {info['variant']}",
+        f"VAE {info['vae']}",
+        f"loaded in {info['load_seconds']:.1f} s",
+    ]
+    loading = f" · ⏳ loading **{studio.loading}**…" if studio.loading else ""
+    return "✅ " + " · ".join(parts) + loading
+
+
+def banner_markdown(ctx: AppContext) -> str:
+    studio = ctx.studio
+    notes = [ctx.startup_notice] if ctx.startup_notice else []
+    if studio.is_loaded and studio.model_info()["is_demo"]:
+        notes.append(DEMO_BANNER)
+    return "\n\n".join(notes)
+
+
+def build_model_panel(ctx: AppContext) -> ModelPanel:
+    """Build the panel; its Load and VAE buttons are the `/load_model` and `/set_vae` endpoints."""
+    settings = ctx.settings
+    public = settings.public
+    model_choices = [(m.label, m.id) for m in settings.curated_models]
+    if settings.model not in [m.id for m in settings.curated_models]:
+        model_choices.insert(0, (settings.model, settings.model))
+    banner = gr.Markdown(banner_markdown(ctx), elem_id="banner", elem_classes=["banner"])
+    with gr.Row(equal_height=True, elem_id="model-panel"):
+        source = gr.Dropdown(
+            model_choices,
+            value=settings.model,
+            label="Checkpoint",
+            info="A curated model" if public else "A curated model, or type a Hub id (org/name) or a local folder",
+            allow_custom_value=not public,
+            scale=4,
+            elem_id="model-source",
+        )
+        variant = gr.Dropdown(list(VARIANT_CHOICES), value=settings.variant, label="Variant", scale=1)
+        dtype = gr.Dropdown(list(DTYPE_CHOICES), value=settings.dtype, label="dtype", scale=1)
+        load_button = gr.Button("Load", variant="primary", scale=1, elem_id="load-button")
+    with gr.Row(equal_height=True):
+        vae = gr.Dropdown(
+            ["default", *settings.curated_vaes],
+            value="default",
+            label="VAE",
+            info="`default` is the checkpoint's own" + ("" if public else "; or a Hub id / local folder"),
+            allow_custom_value=not public,
+            scale=3,
+        )
+        vae_button = gr.Button("Apply VAE", scale=1)
+        # Built with every catalog name: gradio checks API values against these, not a session's narrowed list;
+        # the engine rejects a name the loaded checkpoint can't use, with the list of those it can.
+        scheduler = gr.Dropdown(
+            [schedulers.DEFAULT, *(c.name for c in schedulers.CATALOG)],
+            value=schedulers.DEFAULT,
+            label="Scheduler",
+            info="Only those this model can use",
+            scale=3,
+            elem_id="scheduler",
+        )
+        safety_checker = gr.Checkbox(
+            value=True,
+            label="Safety checker",
+            info="Always on for a public server" if public else "Screens each image; flagged ones are blacked out",
+            interactive=not public,
+            scale=2,
+        )
+    status = gr.Markdown(status_markdown(ctx), elem_id="model-status")
+    info = gr.JSON(visible=False)
+
+    @user_errors
+    def load_model(source: str, variant: str, dtype: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+        """Load a checkpoint (Hub id, local folder or `demo`) with a variant and dtype; returns what loaded."""
+        progress(0, desc=f"Loading {source}…")
+        return ctx.studio.load(source, variant=variant, dtype=dtype)
+
+    @user_errors
+    def set_vae(source: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+        """Use another VAE (Hub id or folder), or `default` for the checkpoint's own, in every task."""
+        progress(0, desc=f"Loading VAE {source}…")
+        return ctx.studio.set_vae(source)
+
+    def refresh(current_scheduler: str) -> tuple:
+        if not ctx.studio.is_loaded:
+            return status_markdown(ctx), banner_markdown(ctx), gr.update(), gr.update(), gr.update()
+        info = ctx.studio.model_info()
+        schedulers = info["schedulers"]
+        return (
+            status_markdown(ctx),
+            banner_markdown(ctx),
+            gr.update(choices=schedulers, value=current_scheduler if current_scheduler in schedulers else "default"),
+            gr.update(choices=["auto", *info["variants"]]),
+            gr.update(interactive=info["safety_checker"] and not public, value=True),
+        )
+
+    refresh_outputs = [status, banner, scheduler, variant, safety_checker]
+    load_event = load_button.click(
+        load_model, [source, variant, dtype], info, api_name="load_model", concurrency_id=GPU_QUEUE
+    ).then(refresh, scheduler, refresh_outputs, api_visibility="private")
+    vae_event = vae_button.click(set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE).then(
+        refresh, scheduler, refresh_outputs, api_visibility="private"
+    )
+    return ModelPanel(
+        source,
+        variant,
+        dtype,
+        load_button,
+        vae,
+        vae_button,
+        scheduler,
+        safety_checker,
+        status,
+        banner,
+        info,
+        [load_event, vae_event],
+        refresh,
+        refresh_outputs,
+    )
