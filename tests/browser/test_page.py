@@ -1,0 +1,71 @@
+"""A new user's first minutes, in a real browser: the status, a prompt, images in each task tab, the memory."""
+
+from __future__ import annotations
+
+import re
+
+from PIL import Image
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import SCREENSHOTS
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def set_slider(page: Page, tab: str, label: str, value: int) -> None:
+    box = page.locator(f"#tab-{tab} .block").filter(has_text=label).locator("input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def generate_and_wait(page: Page, task: str) -> None:
+    page.locator(f"#{task}-generate").click()
+    expect(page.locator(f"#{task}-gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator(f"#{task}-notice")).to_contain_text("Seeds", timeout=30_000)
+
+
+def test_text_to_image_shows_status_image_and_memory(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    expect(page.locator("#banner")).to_contain_text("offline demo checkpoint")
+    page.locator("#text2img-prompt textarea").fill("a lighthouse at dawn")
+    set_slider(page, "text2img", "Steps", 3)
+    set_slider(page, "text2img", "Width", 128)
+    set_slider(page, "text2img", "Height", 128)
+    generate_and_wait(page, "text2img")
+    expect(page.locator("#memory-summary")).to_contain_text(re.compile(r"Model weights in the pool: .*MB"))
+    expect(page.locator("#memory-summary")).to_contain_text("this process")
+    page.get_by_text("Reproduce in Python").click()
+    expect(page.locator("#text2img-code")).to_contain_text("AutoPipelineForText2Image.from_pretrained")
+    shot(page, "text2img")
+
+
+def test_image_to_image_with_an_upload(page: Page, tmp_path):
+    source = tmp_path / "photo.png"
+    Image.new("RGB", (128, 96), (30, 120, 200)).save(source)
+    page.get_by_role("tab", name="Image to image").click()
+    page.locator("#img2img-image input[type=file]").set_input_files(str(source))
+    expect(page.locator("#img2img-image img")).to_be_visible()
+    page.locator("#img2img-prompt textarea").fill("autumn colours")
+    set_slider(page, "img2img", "Steps", 4)
+    generate_and_wait(page, "img2img")
+    expect(page.locator("#img2img-notice")).to_contain_text("128x96")
+    shot(page, "img2img")
+
+
+def test_inpaint_with_an_uploaded_mask(page: Page, tmp_path):
+    source, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.new("RGB", (128, 128), (200, 80, 40)).save(source)
+    m = Image.new("L", (128, 128), 0)
+    m.paste(255, (32, 32, 96, 96))
+    m.save(mask)
+    page.get_by_role("tab", name="Inpaint").click()
+    page.locator("#inpaint-editor input[type=file]").first.set_input_files(str(source))
+    page.locator("#inpaint-mask input[type=file]").set_input_files(str(mask))
+    page.locator("#inpaint-prompt textarea").fill("a round window")
+    set_slider(page, "inpaint", "Steps", 3)
+    generate_and_wait(page, "inpaint")
+    expect(page.locator("#inpaint-notice")).to_contain_text("128x128")
+    shot(page, "inpaint")
