@@ -1,0 +1,83 @@
+"""The queue as visitors feel it: Stop ends a run within a step, memory polling never waits behind a run,
+and each visitor's history holds only their own images."""
+
+from __future__ import annotations
+
+import time
+
+from gradio_client import Client
+
+LONG = dict(
+    prompt="slow",
+    negative_prompt="",
+    steps=150,
+    guidance_scale=7.0,
+    width=512,
+    height=512,
+    seed=1,
+    scheduler="Euler",
+    num_images=1,
+    safety_checker=False,
+)
+
+
+def wait_until_running(studio, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if studio.ctx.cancel_flags._flags:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the generation never started")
+
+
+def test_stop_ends_the_run_early_and_the_next_run_is_normal(running_app):
+    visitor = Client(running_app.url, verbose=False)
+    job = visitor.submit(**LONG, api_name="/text2img")
+    wait_until_running(running_app)
+    time.sleep(0.5)
+    stopped_at = time.monotonic()
+    visitor.predict(api_name="/stop_text2img")
+    _gallery, info = job.result(timeout=60)
+    assert info["interrupted"] is True
+    assert time.monotonic() - stopped_at < 10, "Stop took effect within a step, not after 150"
+    _gallery, info = visitor.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
+    assert info["interrupted"] is False
+
+
+def test_one_visitors_stop_does_not_stop_another(running_app):
+    runner, other = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
+    job = runner.submit(**{**LONG, "steps": 12, "width": 256, "height": 256}, api_name="/text2img")
+    wait_until_running(running_app)
+    other.predict(api_name="/stop_text2img")
+    _gallery, info = job.result(timeout=120)
+    assert info["interrupted"] is False
+
+
+def test_memory_answers_while_a_generation_runs(running_app):
+    runner, watcher = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
+    job = runner.submit(**{**LONG, "steps": 60}, api_name="/text2img")
+    wait_until_running(running_app)
+    started = time.monotonic()
+    report = watcher.predict(api_name="/memory")
+    answered_in = time.monotonic() - started
+    assert not job.done(), "the generation was still running when memory answered"
+    assert report["pool_bytes"] > 0 and answered_in < 5
+    runner.predict(api_name="/stop_text2img")
+    job.result(timeout=60)
+
+
+def test_history_shows_only_the_visitors_own_images(running_app):
+    from ui.history_tab import history_items
+
+    alice, bob = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
+    alice.predict(**{**LONG, "steps": 2, "width": 64, "height": 64, "seed": 111}, api_name="/text2img")
+    bob.predict(**{**LONG, "steps": 2, "width": 64, "height": 64, "seed": 222}, api_name="/text2img")
+
+    class Request:  # what gradio hands a handler: only the session id matters here
+        def __init__(self, session_hash: str) -> None:
+            self.session_hash = session_hash
+
+    alice_items = history_items(running_app.ctx, Request(alice.session_hash))
+    assert [caption for _path, caption in alice_items] == ["text2img · seed 111 · slow"]
+    bob_items = history_items(running_app.ctx, Request(bob.session_hash))
+    assert [caption for _path, caption in bob_items] == ["text2img · seed 222 · slow"]
