@@ -140,14 +140,14 @@ def reproduction_code(info: dict[str, Any], *, scheduler_class: str, scheduler_o
     if task.needs_image:
         lines.append("from diffusers.utils import load_image")
     lines.append("")
-    load_args = [repr(info["model_path"]), f"torch_dtype=torch.{info['dtype']}", "use_safetensors=True"]
+    load_args = [repr(info["model_path"]), f"dtype=torch.{info['dtype']}", "use_safetensors=True"]
     if info["variant"] != "default":
         load_args.append(f"variant={info['variant']!r}")
     if info["nsfw"] is None and info.get("has_safety_checker"):
         load_args.append("safety_checker=None")
     if info["vae"] != "default":
         lines[1] += ", AutoencoderKL"
-        lines.append(f"vae = AutoencoderKL.from_pretrained({info['vae_path']!r}, torch_dtype=torch.{info['dtype']})")
+        lines.append(f"vae = AutoencoderKL.from_pretrained({info['vae_path']!r}, dtype=torch.{info['dtype']})")
         load_args.append("vae=vae")
     overrides = "".join(f", {k}={v!r}" for k, v in scheduler_overrides.items())
     model = repr(info["model_path"])

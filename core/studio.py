@@ -131,7 +131,7 @@ class Studio:
         try:
             base = DiffusionPipeline.from_pretrained(
                 location,
-                torch_dtype=dtype,
+                dtype=dtype,
                 variant=None if variant == DEFAULT_VARIANT else variant,
                 use_safetensors=use_safetensors,
                 local_files_only=self.options.offline,
@@ -206,7 +206,7 @@ class Studio:
                 return cls.from_pretrained(
                     location,
                     subfolder=subfolder,
-                    torch_dtype=pool.dtype,
+                    dtype=pool.dtype,
                     variant=variant,
                     use_safetensors=True,
                     local_files_only=self.options.offline,
@@ -218,7 +218,7 @@ class Studio:
                 return cls.from_pretrained(
                     location,
                     subfolder=subfolder,
-                    torch_dtype=pool.dtype,
+                    dtype=pool.dtype,
                     use_safetensors=True,
                     local_files_only=self.options.offline,
                 )

@@ -62,8 +62,12 @@ def test_inpaint_with_an_uploaded_mask(page: Page, tmp_path):
     m.paste(255, (32, 32, 96, 96))
     m.save(mask)
     page.get_by_role("tab", name="Inpaint").click()
-    page.locator("#inpaint-editor input[type=file]").first.set_input_files(str(source))
+    with page.expect_file_chooser() as chooser:
+        page.locator("#inpaint-editor button[aria-label=Upload]").click()
+    chooser.value.set_files(str(source))
+    expect(page.locator("#inpaint-editor")).not_to_contain_text("Upload an image")
     page.locator("#inpaint-mask input[type=file]").set_input_files(str(mask))
+    expect(page.locator("#inpaint-mask img")).to_be_visible()
     page.locator("#inpaint-prompt textarea").fill("a round window")
     set_slider(page, "inpaint", "Steps", 3)
     generate_and_wait(page, "inpaint")

@@ -104,7 +104,7 @@ def test_same_pixels_as_a_plain_diffusers_call(studio, demo_dir):
         demo_dir, subfolder="scheduler", algorithm_type="dpmsolver++", use_karras_sigmas=True
     )
     pipe = StableDiffusionPipeline.from_pretrained(
-        demo_dir, torch_dtype=torch.float32, use_safetensors=True, scheduler=scheduler
+        demo_dir, dtype=torch.float32, use_safetensors=True, scheduler=scheduler
     )
     expected = pipe(
         prompt="a lighthouse",

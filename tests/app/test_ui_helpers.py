@@ -1,0 +1,44 @@
+"""UI translation helpers that need no server: the painted mask, the notice a user reads."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ui.generate_tab import mask_from_editor, notice_markdown
+
+
+def test_painted_layers_become_a_white_on_black_mask():
+    background = Image.new("RGB", (80, 60), (10, 20, 30))
+    layer = Image.new("RGBA", (80, 60), (0, 0, 0, 0))
+    layer.paste((255, 255, 255, 255), (10, 10, 30, 20))
+    mask = mask_from_editor({"background": background, "layers": [layer], "composite": background})
+    assert mask.mode == "L" and mask.size == (80, 60)
+    pixels = np.asarray(mask)
+    assert pixels[15, 20] == 255 and pixels[40, 60] == 0
+    assert (pixels == 255).sum() == 20 * 10
+
+
+def test_nothing_painted_means_no_mask():
+    background = Image.new("RGB", (8, 8))
+    empty = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert mask_from_editor({"background": background, "layers": [empty]}) is None
+    assert mask_from_editor(None) is None
+
+
+def test_notice_says_which_images_were_flagged_and_that_a_run_stopped():
+    info = {
+        "nsfw": [False, True],
+        "interrupted": True,
+        "warnings": ["The prompt is 90 tokens"],
+        "seeds": [1, 2],
+        "scheduler": "Euler a",
+        "scheduler_class": "EulerAncestralDiscreteScheduler",
+        "steps": 20,
+        "width": 512,
+        "height": 512,
+        "timings": {"generate_ms": 1500.0, "switch_ms": 1.2},
+    }
+    text = notice_markdown(info)
+    assert "flagged image 2;" in text and "Stopped early" in text and "90 tokens" in text
+    assert "Seeds [1, 2]" in text and "1.50 s" in text
