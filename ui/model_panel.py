@@ -134,22 +134,23 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
 
     def refresh(current_scheduler: str) -> tuple:
         if not ctx.studio.is_loaded:
-            return status_markdown(ctx), banner_markdown(ctx), gr.update(), gr.update(), gr.update()
+            return status_markdown(ctx), banner_markdown(ctx), gr.update(), gr.update(), gr.update(), gr.update()
         info = ctx.studio.model_info()
         schedulers = info["schedulers"]
         return (
             status_markdown(ctx),
             banner_markdown(ctx),
+            gr.update(value=info["model"]),  # after a fallback to the demo, the picker says so too
             gr.update(choices=schedulers, value=current_scheduler if current_scheduler in schedulers else "default"),
             gr.update(choices=["auto", *info["variants"]]),
             gr.update(interactive=info["safety_checker"] and not public, value=True),
         )
 
-    refresh_outputs = [status, banner, scheduler, variant, safety_checker]
+    refresh_outputs = [status, banner, source, scheduler, variant, safety_checker]
     load_event = load_button.click(
         load_model, [source, variant, dtype], info, api_name="load_model", concurrency_id=GPU_QUEUE
-    ).then(refresh, scheduler, refresh_outputs, api_visibility="private")
-    vae_event = vae_button.click(set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE).then(
+    ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
+    vae_event = vae_button.click(set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE).success(
         refresh, scheduler, refresh_outputs, api_visibility="private"
     )
     return ModelPanel(

@@ -1,0 +1,33 @@
+"""Start-up: a model that can't be had falls back to the demo, and the page says why."""
+
+from __future__ import annotations
+
+import app as app_module
+from core import settings as settings_module
+from ui.model_panel import banner_markdown, status_markdown
+
+
+def test_unreachable_model_falls_back_to_the_demo_and_says_why(tmp_path):
+    settings = settings_module.from_args(["--model", "nobody/not-cached", "--outputs", str(tmp_path)], env={})
+    studio, ctx, blocks = app_module.build_app(settings)
+    try:
+        app_module.load_initial_model(ctx, settings, background=False)
+        assert studio.model_info()["model"] == "demo"
+        banner = banner_markdown(ctx)
+        assert "Could not load `nobody/not-cached`" in banner and "not in the local cache" in banner
+        assert "offline demo checkpoint" in banner and "every image is noise" in banner
+        assert "StableDiffusionPipeline" in status_markdown(ctx)
+    finally:
+        blocks.close()
+
+
+def test_status_line_says_loading_until_the_model_is_there(tmp_path):
+    settings = settings_module.from_args(["--model", "demo", "--outputs", str(tmp_path)], env={})
+    studio, ctx, blocks = app_module.build_app(settings)
+    try:
+        studio.loading = "demo"
+        assert "Loading **demo**" in status_markdown(ctx)
+        app_module.load_initial_model(ctx, settings, background=False)
+        assert status_markdown(ctx).startswith("✅ **StableDiffusionPipeline**")
+    finally:
+        blocks.close()
