@@ -111,6 +111,12 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
         from core.demo_checkpoint import demo_checkpoint_path
 
         return scan_folder(demo_checkpoint_path(demo_dir), source=DEMO)
+    if source.startswith(DEMO + "-"):
+        from core.demo_companions import COMPANIONS, companion_path
+
+        kind = source.removeprefix(DEMO + "-").replace("-", "_")
+        if kind in COMPANIONS:
+            return scan_folder(companion_path(kind, demo_dir), source=source)
     path = Path(source).expanduser()
     if path.exists():
         if not path.is_dir():

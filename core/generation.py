@@ -13,6 +13,9 @@ from core.errors import InvalidRequest
 from core.tasks import get_task
 
 MAX_SEED = 2**32 - 1
+SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig presets
+UPSCALERS = {"x4": 4, "x2": 2}
+STRENGTH_TASKS = ("img2img", "inpaint", "depth2img")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Limits:
     max_guidance: float = 30.0
     max_images: int = 8
     max_image_pixels: int = 4096 * 4096  # an uploaded image larger than this is refused, not resized
+    max_frames: int = 32
 
 
 @dataclass
@@ -45,13 +49,23 @@ class GenerationRequest:
     scheduler: str = "default"
     num_images: int = 1
     safety_checker: bool = True
+    # Options of particular tasks (ignored by the others):
+    sag_scale: float = 0.0  # text2img: self-attention guidance (SAG) when > 0
+    pag_scale: float = 0.0  # text2img: perturbed-attention guidance (PAG) when > 0
+    safety_preset: str = "medium"  # safe_text2img: how strongly safe latent diffusion steers away
+    depth_map: Image.Image | None = None  # depth2img: use this depth instead of estimating one
+    upscaler: str = "x4"  # upscale: x4 (image upscaler) or x2 (latent upscaler)
+    noise_level: int = 20  # upscale x4: noise added to the low-resolution image
+    num_frames: int = 16  # animate
+    fps: int = 8  # animate
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
         """Raise `InvalidRequest` with what to change if any field is out of range or missing."""
         task = get_task(self.task)
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise InvalidRequest("The prompt and negative prompt must be text.")
-        if task.name == "text2img":
+        self._check_options(task.name, limits)
+        if task.sizes_from_request:
             for label, value in (("width", self.width), ("height", self.height)):
                 _check_int(label, value)
                 if not limits.min_side <= value <= limits.max_side:
@@ -80,8 +94,32 @@ class GenerationRequest:
         if task.needs_image:
             self._check_images(task.needs_mask, limits)
 
+    def _check_options(self, task: str, limits: Limits) -> None:
+        for label, value in (("sag_scale", self.sag_scale), ("pag_scale", self.pag_scale)):
+            if not _is_number(value) or not 0 <= value <= 10:
+                raise InvalidRequest(f"{label} must be a number between 0 and 10, got {value}.")
+        if self.sag_scale > 0 and self.pag_scale > 0:
+            raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
+        if task == "safe_text2img" and self.safety_preset not in SAFETY_PRESETS:
+            raise InvalidRequest(
+                f"safety_preset must be one of {', '.join(SAFETY_PRESETS)}, got {self.safety_preset!r}."
+            )
+        if task == "upscale":
+            if self.upscaler not in UPSCALERS:
+                raise InvalidRequest(f"upscaler must be one of {', '.join(UPSCALERS)}, got {self.upscaler!r}.")
+            _check_int("noise_level", self.noise_level)
+            if not 0 <= self.noise_level <= 350:
+                raise InvalidRequest(f"noise_level must be between 0 and 350, got {self.noise_level}.")
+        if task == "animate":
+            _check_int("num_frames", self.num_frames)
+            _check_int("fps", self.fps)
+            if not 1 <= self.num_frames <= limits.max_frames:
+                raise InvalidRequest(f"num_frames must be between 1 and {limits.max_frames}, got {self.num_frames}.")
+            if not 1 <= self.fps <= 60:
+                raise InvalidRequest(f"fps must be between 1 and 60, got {self.fps}.")
+
     def _check_images(self, needs_mask: bool, limits: Limits) -> None:
-        if not _is_number(self.strength) or not 0 < self.strength <= 1:
+        if self.task in STRENGTH_TASKS and (not _is_number(self.strength) or not 0 < self.strength <= 1):
             raise InvalidRequest(f"strength must be above 0 and at most 1, got {self.strength}.")
         if self.image is None:
             raise InvalidRequest(f"{get_task(self.task).label} needs an input image: upload one.")
@@ -93,6 +131,16 @@ class GenerationRequest:
                 f"The input image is {width}x{height}, larger than this app accepts; resize it below "
                 f"{limits.max_image_pixels // 1_000_000} megapixels."
             )
+        if self.task == "upscale":
+            factor = UPSCALERS.get(self.upscaler, 4)
+            if max(width, height) * factor > limits.max_side:
+                raise InvalidRequest(
+                    f"Upscaling {width}x{height} {self.upscaler} would give {width * factor}x{height * factor}, "
+                    f"above this app's {limits.max_side} px; crop or shrink the image first."
+                )
+            if min(width, height) < 16:
+                raise InvalidRequest(f"The input image is {width}x{height}; upscaling needs at least 16 px a side.")
+            return
         if min(width, height) < limits.min_side:
             raise InvalidRequest(
                 f"The input image is {width}x{height}; it must be at least {limits.min_side} px on each side."
@@ -130,48 +178,5 @@ class GenerationResult:
     images: list[Image.Image]
     info: dict[str, Any]
     paths: list[str] = field(default_factory=list)  # where the images were saved, if they were
-
-
-def reproduction_code(info: dict[str, Any], *, scheduler_class: str, scheduler_overrides: dict[str, Any]) -> str:
-    """A short script using diffusers alone that makes the first image of the run described by `info`."""
-    task = get_task(info["task"])
-    auto = task.auto_class.__name__
-    lines = ["import torch", f"from diffusers import {auto}, {scheduler_class}"]
-    if task.needs_image:
-        lines.append("from diffusers.utils import load_image")
-    lines.append("")
-    load_args = [repr(info["model_path"]), f"dtype=torch.{info['dtype']}", "use_safetensors=True"]
-    if info["variant"] != "default":
-        load_args.append(f"variant={info['variant']!r}")
-    if info["nsfw"] is None and info.get("has_safety_checker"):
-        load_args.append("safety_checker=None")
-    if info["vae"] != "default":
-        lines[1] += ", AutoencoderKL"
-        lines.append(f"vae = AutoencoderKL.from_pretrained({info['vae_path']!r}, dtype=torch.{info['dtype']})")
-        load_args.append("vae=vae")
-    overrides = "".join(f", {k}={v!r}" for k, v in scheduler_overrides.items())
-    model = repr(info["model_path"])
-    lines.append(f"scheduler = {scheduler_class}.from_pretrained({model}, subfolder='scheduler'{overrides})")
-    load_args.append("scheduler=scheduler")
-    lines.append(f"pipe = {auto}.from_pretrained(" + ", ".join(load_args) + ")")
-    lines.append(f"pipe = pipe.to({info['device']!r})")
-    call = [f"prompt={info['prompt']!r}"]
-    if info["negative_prompt"]:
-        call.append(f"negative_prompt={info['negative_prompt']!r}")
-    if task.needs_image:
-        lines.append("image = load_image('input.png')  # the image you gave the app")
-        call.append("image=image")
-        if task.needs_mask:
-            lines.append("mask = load_image('mask.png')  # white = repaint")
-            call.append("mask_image=mask")
-        call.append(f"strength={info['strength']}")
-    else:
-        call += [f"width={info['width']}", f"height={info['height']}"]
-    call += [
-        f"num_inference_steps={info['steps']}",
-        f"guidance_scale={info['guidance_scale']}",
-        f"generator=torch.Generator('cpu').manual_seed({info['seeds'][0]})",
-    ]
-    lines.append("image = pipe(" + ", ".join(call) + ").images[0]")
-    lines.append("image.save('image.png')")
-    return "\n".join(lines) + "\n"
+    extras: dict[str, Any] = field(default_factory=dict)  # other outputs by name: "depth" maps, "frames"
+    files: dict[str, str] = field(default_factory=dict)  # saved files other than images: "gif", "mp4"

@@ -77,6 +77,25 @@ class OutputStore:
             paths.append(str(save_png_atomically(image, folder / name, png_metadata(info, i))))
         return paths
 
+    def save_animation(self, frames: list[Image.Image], info: dict[str, Any], session: str) -> dict[str, str]:
+        """Save frames as a GIF and an MP4 (each written to a temporary name, then renamed)."""
+        from diffusers.utils import export_to_gif, export_to_video
+
+        folder = self.root / session_folder_name(session)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}-{info['seeds'][0]}"
+        files = {}
+        for kind, export in (("gif", export_to_gif), ("mp4", export_to_video)):
+            final = folder / f"{stem}.{kind}"
+            tmp = folder / f".tmp-{stem}.{kind}"
+            try:
+                export(frames, str(tmp), fps=info.get("fps", 8))
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+            files[kind] = str(final)
+        return files
+
     def list(self, session: str) -> list[Path]:
         """This session's saved images, newest first."""
         folder = self.root / session_folder_name(session)

@@ -10,12 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import diffusers
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from core.checkpoints import CheckpointFiles
-from core.tasks import TASKS, Task, pipeline_class_for
+from core.tasks import TASKS, Task, family_of, pipeline_class_for
+
+# Views over an SD 1.x/2.x pool besides the AutoPipeline tasks: guidance options of text2img and feature tasks.
+_SD_FEATURE_VIEWS = {
+    "sag": "StableDiffusionSAGPipeline",
+    "pag": "StableDiffusionPAGPipeline",
+    "safe_text2img": "StableDiffusionPipelineSafe",
+    "animate": "AnimateDiffPipeline",
+}
 
 
 def module_bytes(module: Any) -> int:
@@ -55,15 +64,29 @@ class Pool:
     device: torch.device
     load_seconds: float
     vae_source: str = "default"
-    task_classes: dict[str, type] = field(init=False)
+    companion_kind: str | None = None  # set for a companion checkpoint loaded beside the main one
+    view_classes: dict[str, type] = field(init=False)  # every view this pool can serve: tasks and options
 
     def __post_init__(self) -> None:
         base_class = type(self.base).__name__
-        self.task_classes = {}
+        self.view_classes = {}
+        if self.companion_kind is not None:
+            for name, task in TASKS.items():
+                if self.companion_kind in task.companions and task.kind in ("companion", "auto"):
+                    self.view_classes[name] = type(self.base)
+            return
         for name, task in TASKS.items():
             cls = pipeline_class_for(task, base_class)
             if cls is not None:
-                self.task_classes[name] = cls
+                self.view_classes[name] = cls
+        if family_of(base_class) == "stable-diffusion" and base_class == "StableDiffusionPipeline":
+            for name, class_name in _SD_FEATURE_VIEWS.items():
+                self.view_classes[name] = getattr(diffusers, class_name)
+
+    @property
+    def task_classes(self) -> dict[str, type]:
+        """The tasks (not options such as SAG) this pool serves, with the class that runs each."""
+        return {name: cls for name, cls in self.view_classes.items() if name in TASKS}
 
     @property
     def components(self) -> dict[str, Any]:
@@ -75,7 +98,18 @@ class Pool:
         return self.components.get("safety_checker") is not None
 
     def supports(self, task: str) -> bool:
-        return task in self.task_classes
+        return task in self.view_classes
+
+    def view_as(self, name: str, **overrides: Any) -> DiffusionPipeline:
+        """A view of class `view_classes[name]` over the pool's modules (for options and feature tasks)."""
+        cls = self.view_classes[name]
+        if "safety_checker" in overrides and "safety_checker" not in cls._get_signature_keys(cls)[0]:
+            overrides.pop("safety_checker")
+            overrides.pop("requires_safety_checker", None)
+        # dtype= always: without it, from_pipe casts the shared modules to float32 (diffusers issue 12754).
+        pipe = cls.from_pipe(self.base, dtype=self.dtype, **overrides)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
 
     def view(self, task: Task, *, scheduler: SchedulerMixin, safety_checker: bool) -> DiffusionPipeline:
         """A pipeline for `task` over the pool's modules, with its own scheduler, running the checker or not."""
@@ -111,9 +145,9 @@ class Pool:
         return rows
 
     def tasks_using(self, component: str) -> list[str]:
-        """The tasks whose pipeline class takes this component."""
+        """The tasks and options whose pipeline class takes this component."""
         used = []
-        for task, cls in self.task_classes.items():
+        for task, cls in self.view_classes.items():
             expected, _optional = cls._get_signature_keys(cls)
             if component in expected:
                 used.append(task)
@@ -131,6 +165,6 @@ class Pool:
     def naive_bytes(self) -> int:
         """What the task pipelines would take if each were loaded on its own with `from_pretrained`."""
         total = 0
-        for task in self.task_classes:
+        for task in self.view_classes:
             total += sum(module_bytes(self.components[c]) for c in self.components if task in self.tasks_using(c))
         return total

@@ -8,26 +8,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, schedulers
-from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles
-from core.errors import InvalidRequest, LoadError, NotLoaded, StudioError
-from core.generation import GenerationRequest, GenerationResult, Limits, reproduction_code
+from core import checkpoints, devices, loading, runs, schedulers
+from core.errors import InvalidRequest, LoadError, NotLoaded
+from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
-from core.pool import Pool
-from core.tasks import TASKS, get_task
+from core.pool import Pool, module_bytes, module_device, module_dtype
+from core.runs import StepCallback
+from core.snippet import Code, Snippet
+from core.tasks import COMPANION_PIPELINES, Task, get_task
 
 logger = logging.getLogger(__name__)
-
-StepCallback = Callable[[int, int], None]  # (steps done, steps in all)
-_VAE_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "AsymmetricAutoencoderKL", "ConsistencyDecoderVAE")
+COMPANION_KINDS = (*COMPANION_PIPELINES, "motion_adapter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +33,7 @@ class StudioOptions:
 
     device: str = "auto"
     outputs_dir: Path | None = None
-    cache_dir: Path | None = None  # where the demo checkpoint is written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
+    cache_dir: Path | None = None  # where demo checkpoints are written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
     offline: bool = False
     allow_unsafe: bool = False  # allow pickle (.bin) weights from local folders
     public: bool = False
@@ -45,15 +42,28 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
+@dataclasses.dataclass
+class MotionAdapterState:
+    """The AnimateDiff adapter, and the motion UNet built from the pool's UNet plus the adapter (kept, since
+    building it copies the UNet's weights)."""
+
+    source: str
+    adapter: torch.nn.Module
+    motion_unet: torch.nn.Module | None = None
+    built_from: int | None = None  # id() of the UNet the motion UNet was built from
+
+
 class Studio:
-    """One loaded checkpoint at a time, serving every task from one pool of components."""
+    """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
         self.options = options or StudioOptions()
         self.device = devices.resolve_device(self.options.device)
         self.outputs = OutputStore(self.options.outputs_dir) if self.options.outputs_dir else None
         self._pool: Pool | None = None
-        # Loads and VAE swaps replace the pool as a whole (a new Pool object); a generation takes the pool it
+        self._companions: dict[str, Pool] = {}
+        self._motion: MotionAdapterState | None = None
+        # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
         self._load_lock = threading.Lock()
         self.loading: str | None = None  # the source being loaded right now, for status lines
@@ -81,78 +91,30 @@ class Studio:
             self.loading = source
             try:
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
-                files = checkpoints.resolve(source, demo_dir=self.options.cache_dir, offline=self.options.offline)
-                chosen = self._choose_variant(files, variant, torch_dtype)
-                base = self._load_pipeline(files, chosen, torch_dtype)
+                files = self._resolve(source)
+                chosen = loading.choose_variant(files, variant, torch_dtype)
+                base = loading.load_pipeline(files, chosen, torch_dtype, self.device, self.options)
             finally:
                 self.loading = None
             pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
             if not pool.task_classes:
                 raise LoadError(
-                    f"{source!r} is a {files.pipeline_class}, which none of the studio's tasks "
-                    f"({', '.join(TASKS)}) can run. Load a text-to-image checkpoint such as Stable Diffusion."
+                    f"{source!r} is a {files.pipeline_class}, which none of the studio's main tasks can run. "
+                    "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a task)."
                 )
-            self._replace_pool(pool)
+            self._pool = pool
+            self._release()
             return self.model_info()
+
+    def _resolve(self, source: str) -> checkpoints.CheckpointFiles:
+        return checkpoints.resolve(source, demo_dir=self.options.cache_dir, offline=self.options.offline)
 
     @staticmethod
     def _check_allowed(source: str, allowed: tuple[str, ...] | None, what: str) -> None:
         if allowed is not None and source.strip() not in allowed:
             raise InvalidRequest(f"This public server only loads these {what}: {', '.join(allowed)}.")
 
-    def _choose_variant(self, files: CheckpointFiles, variant: str, dtype: torch.dtype) -> str:
-        if variant not in checkpoints.VARIANT_CHOICES and variant not in files.variants:
-            raise InvalidRequest(
-                f"Unknown variant {variant!r}; choose one of {', '.join(checkpoints.VARIANT_CHOICES)}."
-            )
-        if variant == "auto":
-            half = dtype in (torch.float16, torch.bfloat16)
-            if half and "fp16" in files.variants:
-                return "fp16"  # half the bytes to read, and the dtype it is cast to loses nothing more
-            return DEFAULT_VARIANT if DEFAULT_VARIANT in files.variants or not files.variants else files.variants[0]
-        if variant not in files.variants:
-            raise LoadError(
-                f"{files.source!r} has no {variant!r} variant. It has: {', '.join(files.variants) or 'no weights'}. "
-                "Pick one of those, or `auto`."
-            )
-        return variant
-
-    def _load_pipeline(self, files: CheckpointFiles, variant: str, dtype: torch.dtype) -> DiffusionPipeline:
-        use_safetensors = True
-        if not files.has_safetensors and files.has_pickle:
-            if not (self.options.allow_unsafe and not files.is_hub and not self.options.public):
-                raise LoadError(
-                    f"{files.source!r} has only pickle (.bin/.ckpt) weights, which can run arbitrary code when "
-                    "loaded. Use a safetensors copy of it, or, for a local folder you trust, start the app with "
-                    "--allow-unsafe."
-                )
-            use_safetensors = False
-        location = files.source if files.is_hub else str(files.path)
-        try:
-            base = DiffusionPipeline.from_pretrained(
-                location,
-                dtype=dtype,
-                variant=None if variant == DEFAULT_VARIANT else variant,
-                use_safetensors=use_safetensors,
-                local_files_only=self.options.offline,
-            )
-            return base.to(self.device)
-        except torch.OutOfMemoryError as e:
-            raise LoadError(
-                f"Not enough {self.device.type} memory to load {files.source!r} in {devices.dtype_name(dtype)}. "
-                "Try a half-precision dtype, the fp16 variant, or a smaller checkpoint."
-            ) from e
-        except StudioError:
-            raise
-        except Exception as e:  # any library failure here means "this checkpoint can't be loaded"
-            raise LoadError(
-                f"Loading {files.source!r} ({variant} weights) failed: {type(e).__name__}: {e}. "
-                "If a weight file is damaged, delete it (or its cache entry) and load again."
-            ) from e
-
-    def _replace_pool(self, pool: Pool) -> None:
-        old, self._pool = self._pool, pool
-        del old
+    def _release(self) -> None:
         gc.collect()
         devices.release_cached_memory(self.device)
 
@@ -167,65 +129,63 @@ class Studio:
             if source == pool.vae_source:
                 return self.model_info()
             if source == "default":
-                vae = self._load_vae(str(pool.files.path), "vae", pool, label="the checkpoint's own VAE")
+                location, subfolder, label = str(pool.files.path), "vae", "the checkpoint's own VAE"
             else:
-                vae = self._load_vae_from(source, pool)
+                (location, subfolder), label = loading.find_vae(source, self.options), source
+            vae = loading.load_vae(
+                location, subfolder, variant=pool.variant, dtype=pool.dtype, options=self.options, label=label
+            )
             base = type(pool.base).from_pipe(pool.base, vae=vae.to(self.device), dtype=pool.dtype)
-            new_pool = dataclasses.replace(pool, base=base, vae_source=source)
+            self._pool = dataclasses.replace(pool, base=base, vae_source=source)
             del pool, base, vae
-            self._replace_pool(new_pool)
+            self._release()
             return self.model_info()
 
-    def _load_vae_from(self, source: str, pool: Pool) -> torch.nn.Module:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            for folder, subfolder in ((path, None), (path / "vae", "vae")):
-                if (folder / "config.json").is_file():
-                    return self._load_vae(str(path), subfolder, pool, label=source)
-            raise LoadError(f"{source!r} holds no VAE: there is no config.json in it or in a `vae` subfolder.")
-        if not checkpoints.looks_like_repo_id(source):
-            raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name); give the VAE's folder or id.")
-        folder, names = checkpoints.hub_file_names(source, offline=self.options.offline)
-        del folder
-        subfolder = None if "config.json" in names else "vae" if "vae/config.json" in names else ""
-        if subfolder == "":
-            raise LoadError(f"The Hub repo {source!r} holds no VAE (no config.json at its root or in `vae/`).")
-        return self._load_vae(source, subfolder, pool, label=source)
-
-    def _load_vae(self, location: str, subfolder: str | None, pool: Pool, *, label: str) -> torch.nn.Module:
-        try:
-            config = diffusers.AutoencoderKL.load_config(
-                location, subfolder=subfolder, local_files_only=self.options.offline
-            )
-            class_name = config.get("_class_name", "AutoencoderKL")
-            if class_name not in _VAE_CLASSES:
-                raise LoadError(f"{label!r} is a {class_name}, not a VAE ({', '.join(_VAE_CLASSES)}).")
-            cls = getattr(diffusers, class_name)
-            variant = pool.variant if pool.variant != DEFAULT_VARIANT else None
+    def load_companion(self, kind: str, source: str) -> dict[str, Any]:
+        """Load the checkpoint a task needs beside the main one (`demo-<kind>` for the offline demo's)."""
+        if kind not in COMPANION_KINDS:
+            raise InvalidRequest(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANION_KINDS)}.")
+        self._check_allowed(source, self.options.allowed_models, "companion checkpoints")
+        dtype = self.pool.dtype
+        with self._load_lock:
+            self.loading = source
             try:
-                return cls.from_pretrained(
-                    location,
-                    subfolder=subfolder,
-                    dtype=pool.dtype,
-                    variant=variant,
-                    use_safetensors=True,
-                    local_files_only=self.options.offline,
-                )
-            except (OSError, ValueError):
-                if variant is None:
-                    raise
-                # This VAE has no file for the checkpoint's variant: its default weights, cast, are the same VAE.
-                return cls.from_pretrained(
-                    location,
-                    subfolder=subfolder,
-                    dtype=pool.dtype,
-                    use_safetensors=True,
-                    local_files_only=self.options.offline,
-                )
-        except StudioError:
-            raise
-        except Exception as e:  # any library failure here means "this VAE can't be loaded"
-            raise LoadError(f"Loading the VAE {label!r} failed: {type(e).__name__}: {e}") from e
+                if kind == "motion_adapter":
+                    adapter = loading.load_motion_adapter(source, dtype, self.device, self.options)
+                    self._motion = MotionAdapterState(source, adapter)
+                    self._release()
+                    return self.companions_info()
+                started = time.perf_counter()
+                files = self._resolve(source)
+                expected = COMPANION_PIPELINES[kind]
+                if files.pipeline_class != expected:
+                    raise LoadError(f"{source!r} is a {files.pipeline_class}; the {kind} companion is a {expected}.")
+                chosen = loading.choose_variant(files, "auto", dtype)
+                base = loading.load_pipeline(files, chosen, dtype, self.device, self.options)
+            finally:
+                self.loading = None
+            self._companions[kind] = Pool(
+                files, base, chosen, dtype, self.device, time.perf_counter() - started, companion_kind=kind
+            )
+            self._release()
+            return self.companions_info()
+
+    def unload_companion(self, kind: str) -> dict[str, Any]:
+        """Drop a companion and free its memory."""
+        with self._load_lock:
+            if kind == "motion_adapter":
+                self._motion = None
+            else:
+                self._companions.pop(kind, None)
+            self._release()
+            return self.companions_info()
+
+    def companions_info(self) -> dict[str, Any]:
+        """Which companion checkpoints are loaded, by kind."""
+        loaded = {kind: pool.files.source for kind, pool in self._companions.items()}
+        if self._motion is not None:
+            loaded["motion_adapter"] = self._motion.source
+        return {"companions": loaded}
 
     # -- generating --------------------------------------------------------------------------------------
 
@@ -237,67 +197,89 @@ class Studio:
         on_step: StepCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> GenerationResult:
-        """Run one request on the loaded pool and return its images and info (saved first, if outputs is set)."""
-        pool = self.pool
+        """Run one request and return its images and info (saved first, if outputs is set)."""
         task = get_task(request.task)
-        if not pool.supports(task.name):
-            raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {task.label}.")
+        pool = self._pool_for(task, request)
         if self.options.public and not request.safety_checker and pool.has_safety_checker:
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
-        request.validate(self.options.limits, size_multiple=pool.base.vae_scale_factor)
+        request.validate(self.options.limits, size_multiple=getattr(pool.base, "vae_scale_factor", 8))
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         run_checker = request.safety_checker and pool.has_safety_checker
-        pipe = pool.view(task, scheduler=scheduler, safety_checker=run_checker)
+        pipe = self._view(pool, task, request, scheduler, run_checker)
+        arguments = runs.call_arguments(request, pipe, seeds)
         switched = time.perf_counter()
-
-        def step_end(pipe: DiffusionPipeline, step: int, timestep: Any, tensors: dict) -> dict:
-            if on_step is not None:
-                on_step(step + 1, pipe.num_timesteps)
-            if cancel is not None and cancel.is_set():
-                pipe._interrupt = True  # the documented way: the denoising loop skips its remaining steps
-            return tensors
-
-        output = pipe(
-            **self._call_arguments(request, pool),
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            num_images_per_prompt=request.num_images,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
-            callback_on_step_end=step_end,
-        )
+        output, interrupted = runs.run_pipeline(pipe, arguments, steps=request.steps, on_step=on_step, cancel=cancel)
         finished = time.perf_counter()
-        images = list(output.images)
-        nsfw = getattr(output, "nsfw_content_detected", None) if run_checker else None
+        images, extras = runs.collect(request, output, arguments)
+        nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = self._info(pool, request, pipe, seeds, images, nsfw)
-        info["interrupted"] = bool(cancel is not None and cancel.is_set())
+        info["interrupted"] = interrupted
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
             "generate_ms": round((finished - switched) * 1000, 2),
             "total_ms": round((finished - started) * 1000, 2),
         }
-        cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
-        info["code"] = reproduction_code(info, scheduler_class=cls.__name__, scheduler_overrides=overrides)
-        paths = self.outputs.save(images, info, session) if self.outputs else []
-        return GenerationResult(images=images, info=info, paths=paths)
+        info["code"] = self._snippet(pool, task, request, pipe, arguments, seeds).render()
+        paths = self.outputs.save(images, info, session) if self.outputs and images else []
+        files = (
+            self.outputs.save_animation(extras["frames"][0], info, session)
+            if extras.get("frames") and self.outputs
+            else {}
+        )
+        return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
-    def _call_arguments(self, request: GenerationRequest, pool: Pool) -> dict[str, Any]:
-        args: dict[str, Any] = {"prompt": request.prompt, "negative_prompt": request.negative_prompt or None}
-        if request.task == "text2img":
-            args.update(width=request.width, height=request.height)
-            return args
-        image = request.image.convert("RGB")
-        args.update(image=image, strength=request.strength)
-        if request.task == "inpaint":
-            # The inpaint pipeline defaults to the UNet's native size, not the image's; keep the image's.
-            multiple = pool.base.vae_scale_factor
-            args.update(
-                mask_image=request.mask.convert("L"),
-                width=image.width - image.width % multiple,
-                height=image.height - image.height % multiple,
-            )
-        return args
+    def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
+        if task.kind == "companion":
+            kind = f"upscale_{request.upscaler}" if task.name == "upscale" else task.companions[0]
+            if kind not in self._companions:
+                raise NotLoaded(
+                    f"{task.label} needs its own checkpoint ({kind.replace('_', ' ')}): load the companion "
+                    f"offered in its tab (e.g. `demo-{kind.replace('_', '-')}` offline) first."
+                )
+            return self._companions[kind]
+        if task.name == "inpaint" and "inpaint" in self._companions:
+            return self._companions["inpaint"]  # a 9-channel inpainting UNet does better than the base one
+        pool = self.pool
+        if not pool.supports(task.name):
+            raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {task.label}.")
+        if task.kind == "animate" and self._motion is None:
+            raise NotLoaded("Animate needs a motion adapter: load the one offered in its tab first.")
+        return pool
+
+    def _view(
+        self, pool: Pool, task: Task, request: GenerationRequest, scheduler: Any, run_checker: bool
+    ) -> DiffusionPipeline:
+        checker: dict[str, Any] = {}
+        if "safety_checker" in pool.components:
+            checker = {
+                "safety_checker": pool.components["safety_checker"] if run_checker else None,
+                "requires_safety_checker": run_checker,
+            }
+        if task.kind == "companion" or pool.companion_kind is not None:
+            return pool.view_as(task.name, scheduler=scheduler, **checker)
+        if task.name == "text2img" and request.sag_scale > 0:
+            return pool.view_as("sag", scheduler=scheduler, **checker)
+        if task.name == "text2img" and request.pag_scale > 0:
+            return pool.view_as("pag", scheduler=scheduler, pag_applied_layers=["mid"], **checker)
+        if task.kind == "feature":
+            return pool.view_as(task.name, scheduler=scheduler, **checker)
+        if task.kind == "animate":
+            motion = self._motion_unet(pool)
+            return pool.view_as("animate", scheduler=scheduler, unet=motion.motion_unet, motion_adapter=motion.adapter)
+        return pool.view(task, scheduler=scheduler, safety_checker=run_checker)
+
+    def _motion_unet(self, pool: Pool) -> MotionAdapterState:
+        from diffusers import UNetMotionModel
+
+        motion = self._motion
+        assert motion is not None
+        if motion.built_from != id(pool.base.unet):
+            unet = UNetMotionModel.from_unet2d(pool.base.unet, motion.adapter)
+            motion.motion_unet = unet.to(device=self.device, dtype=pool.dtype)
+            motion.built_from = id(pool.base.unet)
+        return motion
 
     def _info(
         self,
@@ -308,7 +290,7 @@ class Studio:
         images: list,
         nsfw: list[bool] | None,
     ) -> dict[str, Any]:
-        width, height = images[0].size
+        width, height = images[0].size if images else (request.width, request.height)
         info: dict[str, Any] = {
             "task": request.task,
             "pipeline": type(pipe).__name__,
@@ -318,8 +300,6 @@ class Studio:
             "dtype": devices.dtype_name(pool.dtype),
             "device": str(self.device),
             "vae": pool.vae_source,
-            "vae_path": pool.vae_source,
-            "has_safety_checker": pool.has_safety_checker,
             "scheduler": request.scheduler,
             "scheduler_class": type(pipe.scheduler).__name__,
             "prompt": request.prompt,
@@ -333,13 +313,85 @@ class Studio:
             "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
             "warnings": self._prompt_warnings(pool, request),
         }
-        if get_task(request.task).needs_image:
+        task = get_task(request.task)
+        if task.needs_image and request.task in ("img2img", "inpaint", "depth2img"):
             info["strength"] = request.strength
+        options = {
+            "sag_scale": request.sag_scale if request.task == "text2img" and request.sag_scale else None,
+            "pag_scale": request.pag_scale if request.task == "text2img" and request.pag_scale else None,
+            "safety_preset": request.safety_preset if request.task == "safe_text2img" else None,
+            "upscaler": request.upscaler if request.task == "upscale" else None,
+            "noise_level": request.noise_level if request.task == "upscale" and request.upscaler == "x4" else None,
+            "num_frames": request.num_frames if request.task == "animate" else None,
+            "fps": request.fps if request.task == "animate" else None,
+        }
+        info.update({k: v for k, v in options.items() if v is not None})
         return info
+
+    def _snippet(
+        self,
+        pool: Pool,
+        task: Task,
+        request: GenerationRequest,
+        pipe: DiffusionPipeline,
+        arguments: dict[str, Any],
+        seeds: list[int],
+    ) -> Snippet:
+        cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
+        call = {k: v for k, v in arguments.items() if k not in ("generator", "num_images_per_prompt", "depth_map")}
+        call["generator"] = Code(f"torch.Generator('cpu').manual_seed({seeds[0]})")
+        if "depth_map" in arguments and request.depth_map is not None:
+            call["depth_map"] = request.depth_map
+        if "num_videos_per_prompt" in call:
+            call.pop("num_videos_per_prompt")
+        load: dict[str, Any] = {}
+        if pool.variant != "default":
+            load["variant"] = pool.variant
+        if "safety_checker" in pool.components and pipe.components.get("safety_checker") is None:
+            load["safety_checker"] = None
+        snippet = Snippet(
+            # The AutoPipeline only for plain runs: StableDiffusionPipeline takes **kwargs and would silently
+            # ignore sag_scale, so a SAG run names its own class.
+            pipeline_class=task.auto_class.__name__
+            if task.kind == "auto" and pool.companion_kind is None and not request.sag_scale
+            else type(pipe).__name__,
+            model_path=pool.files.source if pool.files.is_hub else str(pool.files.path),
+            dtype=devices.dtype_name(pool.dtype),
+            device=str(self.device),
+            scheduler_class=cls.__name__,
+            scheduler_overrides=overrides,
+            load_arguments=load,
+            call_arguments=call,
+            output="frames[0]" if task.name == "animate" else "rgb[0]" if task.name == "rgbd" else "images[0]",
+        )
+        if pool.vae_source != "default":
+            snippet.imports.append("AutoencoderKL")
+            snippet.before_load.append(
+                f"vae = AutoencoderKL.from_pretrained({pool.vae_source!r}, dtype=torch.{snippet.dtype})"
+            )
+            load["vae"] = Code("vae")
+        if request.pag_scale > 0 and task.name == "text2img":
+            snippet.pipeline_class = "AutoPipelineForText2Image"
+            load.update(enable_pag=True, pag_applied_layers=["mid"])
+        if task.name == "animate" and self._motion is not None:
+            snippet.imports.append("MotionAdapter")
+            snippet.before_load.append(
+                f"adapter = MotionAdapter.from_pretrained({self._motion_location()!r}, dtype=torch.{snippet.dtype})"
+            )
+            load["motion_adapter"] = Code("adapter")
+        return snippet
+
+    def _motion_location(self) -> str:
+        assert self._motion is not None
+        if self._motion.source == "demo-motion-adapter":
+            from core.demo_companions import companion_path
+
+            return str(companion_path("motion_adapter", self.options.cache_dir))
+        return self._motion.source
 
     def _prompt_warnings(self, pool: Pool, request: GenerationRequest) -> list[str]:
         tokenizer = pool.components.get("tokenizer")
-        if tokenizer is None:
+        if tokenizer is None or not get_task(request.task).uses_prompt:
             return []
         warnings = []
         limit = tokenizer.model_max_length
@@ -379,14 +431,44 @@ class Studio:
         }
 
     def memory_report(self) -> dict[str, Any]:
-        """Device memory now, and the pool's components with their sizes and the tasks that share them."""
+        """Device memory now, and every component in the pool (main checkpoint, companions, adapters) with its
+        size and the tasks that share it."""
         report = dataclasses.asdict(devices.read_memory(self.device))
-        pool = self._pool
-        report["pool_bytes"] = pool.unique_bytes() if pool else 0
-        report["naive_bytes"] = pool.naive_bytes() if pool else 0
-        report["components"] = pool.component_rows() if pool else []
-        report["model"] = pool.files.source if pool else None
+        pools = ([self._pool] if self._pool else []) + list(self._companions.values())
+        rows = []
+        for pool in pools:
+            for row in pool.component_rows():
+                row["checkpoint"] = pool.files.source
+                if pool.companion_kind:
+                    row["name"] = f"{pool.companion_kind}/{row['name']}"
+                rows.append(row)
+        if self._motion is not None:
+            rows += self._motion_rows()
+        report["pool_bytes"] = sum(row["bytes"] for row in rows)
+        report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
+            row["bytes"] for row in rows if row["name"].startswith("motion")
+        )
+        report["components"] = rows
+        report["model"] = self._pool.files.source if self._pool else None
         return report
+
+    def _motion_rows(self) -> list[dict[str, Any]]:
+        motion = self._motion
+        rows = []
+        for name, module in (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet)):
+            if module is not None:
+                rows.append(
+                    {
+                        "name": name,
+                        "class": type(module).__name__,
+                        "dtype": module_dtype(module),
+                        "device": module_device(module),
+                        "bytes": module_bytes(module),
+                        "used_by": ["animate"],
+                        "checkpoint": motion.source,
+                    }
+                )
+        return rows
 
     def inspect(self) -> dict[str, Any]:
         """The loaded checkpoint explained: model_index.json, components with parameter counts, files."""

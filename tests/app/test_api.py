@@ -147,7 +147,7 @@ def test_inpaint_with_a_separate_mask(client, input_png):
 def test_memory_reports_the_pool(client):
     report = client.predict(api_name="/memory")
     assert report["device"] == "cpu" and report["pool_bytes"] > 0
-    assert report["naive_bytes"] == 3 * report["pool_bytes"]
+    assert report["naive_bytes"] > 6 * report["pool_bytes"]  # seven task views share one pool
     assert {c["name"] for c in report["components"]} >= {"unet", "vae", "text_encoder", "safety_checker"}
 
 

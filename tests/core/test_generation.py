@@ -218,7 +218,7 @@ INVALID = [
     (dict(task="img2img", image=gray(), strength=1.5), "strength must be above 0 and at most 1"),
     (dict(task="inpaint", image=gray()), "Inpainting needs a mask"),
     (dict(task="inpaint", image=gray(), mask=Image.new("L", (32, 64))), "The mask is 32x64 but the image is 64x64"),
-    (dict(task="upscale"), "Unknown task 'upscale'"),
+    (dict(task="paint_by_numbers"), "Unknown task 'paint_by_numbers'"),
     (dict(prompt=None), "must be text"),
 ]
 

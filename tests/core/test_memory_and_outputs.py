@@ -47,9 +47,9 @@ def test_memory_report_on_cpu(studio):
     assert unet["bytes"] == sum(p.numel() * 4 for p in studio.pool.components["unet"].parameters()) + sum(
         b.numel() * b.element_size() for b in studio.pool.components["unet"].buffers()
     )
-    assert set(unet["used_by"]) == {"text2img", "img2img", "inpaint"}
+    assert {"text2img", "img2img", "inpaint", "sag", "pag"} <= set(unet["used_by"])
     assert report["pool_bytes"] == sum(row["bytes"] for row in report["components"])
-    assert report["naive_bytes"] == 3 * report["pool_bytes"]
+    assert report["naive_bytes"] == studio.pool.naive_bytes() > 6 * report["pool_bytes"]
 
 
 def test_memory_report_before_anything_is_loaded():

@@ -1,0 +1,132 @@
+"""Loading weights: a checkpoint's pipeline, a VAE, a motion adapter, each with errors that say what to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import diffusers
+import torch
+from diffusers import DiffusionPipeline
+
+from core import checkpoints, devices
+from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles
+from core.errors import InvalidRequest, LoadError, StudioError
+
+if TYPE_CHECKING:
+    from core.studio import StudioOptions
+
+VAE_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "AsymmetricAutoencoderKL", "ConsistencyDecoderVAE")
+
+
+def choose_variant(files: CheckpointFiles, variant: str, dtype: torch.dtype) -> str:
+    """The variant to load: the one asked for if the checkpoint has it; for `auto`, fp16 files for a
+    half-precision dtype when present, else the default files."""
+    if variant not in checkpoints.VARIANT_CHOICES and variant not in files.variants:
+        raise InvalidRequest(f"Unknown variant {variant!r}; choose one of {', '.join(checkpoints.VARIANT_CHOICES)}.")
+    if variant == "auto":
+        if dtype in (torch.float16, torch.bfloat16) and "fp16" in files.variants:
+            return "fp16"  # half the bytes to read, and the dtype it is cast to loses nothing more
+        return DEFAULT_VARIANT if DEFAULT_VARIANT in files.variants or not files.variants else files.variants[0]
+    if variant not in files.variants:
+        raise LoadError(
+            f"{files.source!r} has no {variant!r} variant. It has: {', '.join(files.variants) or 'no weights'}. "
+            "Pick one of those, or `auto`."
+        )
+    return variant
+
+
+def load_pipeline(
+    files: CheckpointFiles, variant: str, dtype: torch.dtype, device: torch.device, options: StudioOptions
+) -> DiffusionPipeline:
+    """The checkpoint's pipeline (class from model_index.json) on `device`; safetensors only unless allowed."""
+    use_safetensors = True
+    if not files.has_safetensors and files.has_pickle:
+        if not (options.allow_unsafe and not files.is_hub and not options.public):
+            raise LoadError(
+                f"{files.source!r} has only pickle (.bin/.ckpt) weights, which can run arbitrary code when "
+                "loaded. Use a safetensors copy of it, or, for a local folder you trust, start the app with "
+                "--allow-unsafe."
+            )
+        use_safetensors = False
+    location = files.source if files.is_hub else str(files.path)
+    try:
+        base = DiffusionPipeline.from_pretrained(
+            location,
+            dtype=dtype,
+            variant=None if variant == DEFAULT_VARIANT else variant,
+            use_safetensors=use_safetensors,
+            local_files_only=options.offline,
+        )
+        return base.to(device)
+    except torch.OutOfMemoryError as e:
+        raise LoadError(
+            f"Not enough {device.type} memory to load {files.source!r} in {devices.dtype_name(dtype)}. "
+            "Try a half-precision dtype, the fp16 variant, or a smaller checkpoint."
+        ) from e
+    except StudioError:
+        raise
+    except Exception as e:  # any library failure here means "this checkpoint can't be loaded"
+        raise LoadError(
+            f"Loading {files.source!r} ({variant} weights) failed: {type(e).__name__}: {e}. "
+            "If a weight file is damaged, delete it (or its cache entry) and load again."
+        ) from e
+
+
+def find_vae(source: str, options: StudioOptions) -> tuple[str, str | None]:
+    """Where the VAE at `source` is: (location, subfolder), for a folder or Hub repo with or without `vae/`."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for folder, subfolder in ((path, None), (path / "vae", "vae")):
+            if (folder / "config.json").is_file():
+                return str(path), subfolder
+        raise LoadError(f"{source!r} holds no VAE: there is no config.json in it or in a `vae` subfolder.")
+    if not checkpoints.looks_like_repo_id(source):
+        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name); give the VAE's folder or id.")
+    _folder, names = checkpoints.hub_file_names(source, offline=options.offline)
+    if "config.json" in names:
+        return source, None
+    if "vae/config.json" in names:
+        return source, "vae"
+    raise LoadError(f"The Hub repo {source!r} holds no VAE (no config.json at its root or in `vae/`).")
+
+
+def load_vae(
+    location: str, subfolder: str | None, *, variant: str, dtype: torch.dtype, options: StudioOptions, label: str
+) -> torch.nn.Module:
+    """A VAE of any diffusers VAE class, in `dtype`, preferring the checkpoint's variant files when it has them."""
+    try:
+        config = diffusers.AutoencoderKL.load_config(location, subfolder=subfolder, local_files_only=options.offline)
+        class_name = config.get("_class_name", "AutoencoderKL")
+        if class_name not in VAE_CLASSES:
+            raise LoadError(f"{label!r} is a {class_name}, not a VAE ({', '.join(VAE_CLASSES)}).")
+        cls = getattr(diffusers, class_name)
+        common = dict(subfolder=subfolder, dtype=dtype, use_safetensors=True, local_files_only=options.offline)
+        if variant != DEFAULT_VARIANT:
+            try:
+                return cls.from_pretrained(location, variant=variant, **common)
+            except (OSError, ValueError):
+                pass  # no file for this variant: the default weights, cast to dtype, are the same VAE
+        return cls.from_pretrained(location, **common)
+    except StudioError:
+        raise
+    except Exception as e:  # any library failure here means "this VAE can't be loaded"
+        raise LoadError(f"Loading the VAE {label!r} failed: {type(e).__name__}: {e}") from e
+
+
+def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, options: StudioOptions):
+    """A `MotionAdapter` (AnimateDiff) from a Hub id, a folder, or `demo-motion-adapter`."""
+    location = source
+    if source == "demo-motion-adapter":
+        from core.demo_companions import companion_path
+
+        location = str(companion_path("motion_adapter", options.cache_dir))
+    elif not Path(source).expanduser().is_dir() and not checkpoints.looks_like_repo_id(source):
+        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name) of a motion adapter.")
+    try:
+        adapter = diffusers.MotionAdapter.from_pretrained(
+            location, dtype=dtype, use_safetensors=True, local_files_only=options.offline
+        )
+        return adapter.to(device)
+    except Exception as e:  # any library failure here means "this adapter can't be loaded"
+        raise LoadError(f"Loading the motion adapter {source!r} failed: {type(e).__name__}: {e}") from e

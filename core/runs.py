@@ -1,0 +1,187 @@
+"""Running one pipeline call: progress and Stop for both callback styles, and each task's call arguments."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from PIL import Image
+
+StepCallback = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+class _Stopped(Exception):
+    """Raised inside a legacy step callback to end a pipeline that has no interrupt flag."""
+
+
+def run_pipeline(
+    pipe: DiffusionPipeline,
+    arguments: dict[str, Any],
+    *,
+    steps: int,
+    on_step: StepCallback | None,
+    cancel: threading.Event | None,
+) -> tuple[Any | None, bool]:
+    """Call `pipe(**arguments)` reporting each step and honouring `cancel`; returns (output, interrupted).
+
+    Pipelines with `callback_on_step_end` are interrupted the documented way (their loop skips the remaining
+    steps and still decodes). Older ones only have `callback(step, timestep, latents)`: Stop raises out of it,
+    so they return no output.
+    """
+    # SAG and PAG swap attention processors on the shared UNet for the length of a call and put them back at
+    # its end; a run ended by Stop (or an error) would skip that and change every other view. Put them back here.
+    unet = getattr(pipe, "unet", None)
+    processors = dict(unet.attn_processors) if unet is not None and hasattr(unet, "attn_processors") else None
+    try:
+        return _run(pipe, arguments, steps=steps, on_step=on_step, cancel=cancel)
+    finally:
+        if processors is not None and dict(unet.attn_processors) != processors:
+            unet.set_attn_processor(processors)
+
+
+def _run(
+    pipe: DiffusionPipeline,
+    arguments: dict[str, Any],
+    *,
+    steps: int,
+    on_step: StepCallback | None,
+    cancel: threading.Event | None,
+) -> tuple[Any | None, bool]:
+    accepted = inspect.signature(pipe.__call__).parameters
+    if "callback_on_step_end" in accepted:
+
+        def step_end(p: DiffusionPipeline, step: int, timestep: Any, tensors: dict) -> dict:
+            if on_step is not None:
+                on_step(step + 1, getattr(p, "num_timesteps", None) or steps)
+            if cancel is not None and cancel.is_set():
+                p._interrupt = True
+            return tensors
+
+        output = pipe(**arguments, callback_on_step_end=step_end)
+        return output, bool(cancel is not None and cancel.is_set())
+
+    total = _legacy_total_steps(pipe, arguments, steps)
+
+    def legacy(step: int, timestep: Any, latents: torch.Tensor) -> None:
+        if on_step is not None:
+            on_step(step + 1, total)
+        if cancel is not None and cancel.is_set():
+            raise _Stopped
+
+    try:
+        return pipe(**arguments, callback=legacy, callback_steps=1), False
+    except _Stopped:
+        return None, True
+
+
+def _legacy_total_steps(pipe: DiffusionPipeline, arguments: dict[str, Any], steps: int) -> int:
+    # Legacy pipelines don't expose num_timesteps; ask a copy of the scheduler, as their loop would.
+    scheduler = pipe.scheduler.__class__.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    total = len(scheduler.timesteps)
+    strength = arguments.get("strength")
+    if strength is not None and "image" in arguments:
+        total = min(int(steps * strength), steps)
+    return max(total, 1)
+
+
+def depth_preview(depth: torch.Tensor) -> Image.Image:
+    """A depth tensor (..., H, W) as an 8-bit grey image, near = bright."""
+    d = depth.detach().float().squeeze()
+    while d.dim() > 2:
+        d = d[0]
+    d = (d - d.min()) / (d.max() - d.min() + 1e-8)
+    return Image.fromarray((d.cpu().numpy() * 255).round().astype("uint8"), mode="L")
+
+
+def to_grey(image: Image.Image | Any) -> Image.Image:
+    """A depth output (PIL in any mode, or an array) as an 8-bit grey image for display and PNG."""
+    if not isinstance(image, Image.Image):
+        return depth_preview(torch.as_tensor(image))
+    if image.mode in ("I", "I;16", "F"):
+        return depth_preview(torch.as_tensor(np.asarray(image, dtype=np.float32)))
+    return image.convert("L")
+
+
+def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int]) -> dict[str, Any]:
+    """The keyword arguments of the pipeline call for `request` (a GenerationRequest) on `pipe`."""
+    task = request.task
+    args: dict[str, Any] = {}
+    if task != "variation":
+        args["prompt"] = request.prompt
+        args["negative_prompt"] = request.negative_prompt or None
+    args["num_inference_steps"] = request.steps
+    args["guidance_scale"] = request.guidance_scale
+    args["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    count = "num_videos_per_prompt" if task == "animate" else "num_images_per_prompt"
+    if count in inspect.signature(pipe.__call__).parameters:
+        args[count] = request.num_images
+    if task in ("text2img", "safe_text2img", "rgbd", "animate"):
+        args.update(width=request.width, height=request.height)
+    if task == "text2img" and request.sag_scale > 0:
+        args["sag_scale"] = request.sag_scale
+    if task == "text2img" and request.pag_scale > 0:
+        args["pag_scale"] = request.pag_scale
+    if task == "safe_text2img":
+        from diffusers.pipelines.deprecated.stable_diffusion_safe import SafetyConfig
+
+        args.update(getattr(SafetyConfig, request.safety_preset.upper()))
+    if task == "animate":
+        args["num_frames"] = request.num_frames
+    if request.image is not None and task not in ("text2img", "safe_text2img", "rgbd", "animate"):
+        image = request.image.convert("RGB")
+        args["image"] = image
+        if task in ("img2img", "inpaint", "depth2img"):
+            args["strength"] = request.strength
+        if task == "inpaint":
+            # The inpaint pipeline defaults to the UNet's native size, not the image's; keep the image's.
+            multiple = pipe.vae_scale_factor
+            args.update(
+                mask_image=request.mask.convert("L"),
+                width=image.width - image.width % multiple,
+                height=image.height - image.height % multiple,
+            )
+        if task == "variation":
+            multiple = pipe.vae_scale_factor
+            args.update(width=image.width - image.width % multiple, height=image.height - image.height % multiple)
+        if task == "upscale" and "noise_level" in inspect.signature(pipe.__call__).parameters:
+            args["noise_level"] = request.noise_level
+        if task == "depth2img":
+            args["depth_map"] = estimate_depth(pipe, image) if request.depth_map is None else _depth_tensor(request)
+    return args
+
+
+def estimate_depth(pipe: DiffusionPipeline, image: Image.Image) -> torch.Tensor:
+    """The depth the depth-to-image pipeline would estimate itself, computed once so the page can show it."""
+    pixels = pipe.feature_extractor(images=image, return_tensors="pt").pixel_values
+    module = pipe.depth_estimator
+    pixels = pixels.to(device=module.device, dtype=next(module.parameters()).dtype)
+    with torch.no_grad():
+        return module(pixels).predicted_depth
+
+
+def _depth_tensor(request: Any) -> torch.Tensor:
+    grey = np.asarray(request.depth_map.convert("L").resize(request.image.size), dtype=np.float32) / 255.0
+    return torch.from_numpy(grey)[None]
+
+
+def collect(request: Any, output: Any, arguments: dict[str, Any]) -> tuple[list[Image.Image], dict[str, Any]]:
+    """The images a run produced, and its other outputs by name (depth maps, animation frames)."""
+    if output is None:
+        return [], {}
+    extras: dict[str, Any] = {}
+    if request.task == "rgbd":
+        extras["depth"] = [to_grey(d) for d in output.depth]
+        return list(output.rgb), extras
+    if request.task == "animate":
+        frames = [list(video) for video in output.frames]
+        extras["frames"] = frames
+        return [video[0] for video in frames], extras
+    if request.task == "depth2img":
+        extras["depth"] = [depth_preview(arguments["depth_map"])]
+    return list(output.images), extras

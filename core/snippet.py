@@ -1,0 +1,81 @@
+"""The "Reproduce in Python" script: diffusers alone, making the first image of a run again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Code:
+    """A value written into the script as code, not as a literal."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Snippet:
+    """What the script loads and how it calls the pipeline; `render()` writes it."""
+
+    pipeline_class: str
+    model_path: str
+    dtype: str
+    device: str
+    scheduler_class: str | None = None
+    scheduler_overrides: dict[str, Any] = field(default_factory=dict)
+    load_arguments: dict[str, Any] = field(default_factory=dict)
+    before_load: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    call_arguments: dict[str, Any] = field(default_factory=dict)
+    output: str = "images[0]"
+
+    def render(self) -> str:
+        names = [self.pipeline_class, *self.imports]
+        if self.scheduler_class:
+            names.append(self.scheduler_class)
+        lines = ["import torch", f"from diffusers import {', '.join(dict.fromkeys(names))}"]
+        inputs, call = self._inputs()
+        if inputs:
+            lines.append("from diffusers.utils import load_image")
+        lines.append("")
+        lines += self.before_load
+        load = {"dtype": Code(f"torch.{self.dtype}"), "use_safetensors": True, **self.load_arguments}
+        if self.scheduler_class:
+            overrides = "".join(f", {k}={v!r}" for k, v in self.scheduler_overrides.items())
+            lines.append(
+                f"scheduler = {self.scheduler_class}.from_pretrained({self.model_path!r}, subfolder='scheduler'"
+                f"{overrides})"
+            )
+            load["scheduler"] = Code("scheduler")
+        lines.append(f"pipe = {self.pipeline_class}.from_pretrained({self.model_path!r}, {_kwargs(load)})")
+        lines.append(f"pipe = pipe.to({self.device!r})")
+        lines += inputs
+        lines.append(f"result = pipe({_kwargs(call)})")
+        return "\n".join(lines) + "\n" + self._save() + "\n"
+
+    def _inputs(self) -> tuple[list[str], dict[str, Any]]:
+        lines, call = [], {}
+        for name, value in self.call_arguments.items():
+            if isinstance(value, Image.Image):
+                file = {"image": "input.png", "mask_image": "mask.png", "depth_map": "depth.png"}.get(
+                    name, f"{name}.png"
+                )
+                lines.append(f"{name} = load_image({file!r})  # the image you gave the app")
+                call[name] = Code(name)
+            else:
+                call[name] = value
+        return lines, call
+
+    def _save(self) -> str:
+        if self.output == "frames[0]":
+            return "from diffusers.utils import export_to_gif\nexport_to_gif(result.frames[0], 'animation.gif')"
+        return f"result.{self.output}.save('image.png')"
+
+
+def _kwargs(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
