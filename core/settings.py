@@ -46,6 +46,7 @@ class Settings:
     on_spaces: bool = False
     curated_models: tuple[CuratedModel, ...] = ()
     curated_vaes: tuple[str, ...] = ()
+    curated_companions: dict[str, str] = field(default_factory=dict)  # companion kind -> Hub id
     limits: Limits = field(default_factory=Limits)
     max_upload_bytes: int | None = None
     queue_size: int | None = None
@@ -53,6 +54,11 @@ class Settings:
     @property
     def model_choices(self) -> list[str]:
         return [m.id for m in self.curated_models]
+
+    def _demo_companions(self) -> tuple[str, ...]:
+        if "demo" not in self.model_choices:
+            return ()
+        return tuple(f"demo-{kind.replace('_', '-')}" for kind in self.curated_companions)
 
     def studio_options(self) -> StudioOptions:
         """The engine's part of the settings."""
@@ -63,7 +69,9 @@ class Settings:
             allow_unsafe=self.allow_unsafe,
             public=self.public,
             limits=self.limits,
-            allowed_models=tuple(self.model_choices) if self.public else None,
+            allowed_models=(*self.model_choices, *self.curated_companions.values(), *self._demo_companions())
+            if self.public
+            else None,
             allowed_vaes=self.curated_vaes if self.public else None,
         )
 
@@ -139,6 +147,7 @@ def from_args(
         on_spaces=on_spaces,
         curated_models=curated,
         curated_vaes=tuple(config.get("vaes", [])),
+        curated_companions={kind: spec["id"] for kind, spec in (config.get("companions") or {}).items()},
         limits=limits,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024) if public and max_upload_mb else None,
         queue_size=public_cfg.get("queue_size") if public else None,

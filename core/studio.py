@@ -14,13 +14,12 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, loading, runs, schedulers
+from core import checkpoints, describe, devices, loading, runs, schedulers
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
 from core.pool import Pool, module_bytes, module_device, module_dtype
 from core.runs import StepCallback
-from core.snippet import Code, Snippet
 from core.tasks import COMPANION_PIPELINES, Task, get_task
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class Studio:
         self.outputs = OutputStore(self.options.outputs_dir) if self.options.outputs_dir else None
         self._pool: Pool | None = None
         self._companions: dict[str, Pool] = {}
-        self._motion: MotionAdapterState | None = None
+        self.motion: MotionAdapterState | None = None
         # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
         self._load_lock = threading.Lock()
@@ -152,7 +151,7 @@ class Studio:
             try:
                 if kind == "motion_adapter":
                     adapter = loading.load_motion_adapter(source, dtype, self.device, self.options)
-                    self._motion = MotionAdapterState(source, adapter)
+                    self.motion = MotionAdapterState(source, adapter)
                     self._release()
                     return self.companions_info()
                 started = time.perf_counter()
@@ -174,7 +173,7 @@ class Studio:
         """Drop a companion and free its memory."""
         with self._load_lock:
             if kind == "motion_adapter":
-                self._motion = None
+                self.motion = None
             else:
                 self._companions.pop(kind, None)
             self._release()
@@ -183,8 +182,8 @@ class Studio:
     def companions_info(self) -> dict[str, Any]:
         """Which companion checkpoints are loaded, by kind."""
         loaded = {kind: pool.files.source for kind, pool in self._companions.items()}
-        if self._motion is not None:
-            loaded["motion_adapter"] = self._motion.source
+        if self.motion is not None:
+            loaded["motion_adapter"] = self.motion.source
         return {"companions": loaded}
 
     # -- generating --------------------------------------------------------------------------------------
@@ -202,6 +201,8 @@ class Studio:
         pool = self._pool_for(task, request)
         if self.options.public and not request.safety_checker and pool.has_safety_checker:
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
+        if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
+            raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
         request.validate(self.options.limits, size_multiple=getattr(pool.base, "vae_scale_factor", 8))
         seeds = request.resolved_seeds()
         started = time.perf_counter()
@@ -214,14 +215,14 @@ class Studio:
         finished = time.perf_counter()
         images, extras = runs.collect(request, output, arguments)
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
-        info = self._info(pool, request, pipe, seeds, images, nsfw)
+        info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
         info["interrupted"] = interrupted
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
             "generate_ms": round((finished - switched) * 1000, 2),
             "total_ms": round((finished - started) * 1000, 2),
         }
-        info["code"] = self._snippet(pool, task, request, pipe, arguments, seeds).render()
+        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds).render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
         files = (
             self.outputs.save_animation(extras["frames"][0], info, session)
@@ -244,7 +245,7 @@ class Studio:
         pool = self.pool
         if not pool.supports(task.name):
             raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {task.label}.")
-        if task.kind == "animate" and self._motion is None:
+        if task.kind == "animate" and self.motion is None:
             raise NotLoaded("Animate needs a motion adapter: load the one offered in its tab first.")
         return pool
 
@@ -266,143 +267,20 @@ class Studio:
         if task.kind == "feature":
             return pool.view_as(task.name, scheduler=scheduler, **checker)
         if task.kind == "animate":
-            motion = self._motion_unet(pool)
+            motion = self.motion_unet(pool)
             return pool.view_as("animate", scheduler=scheduler, unet=motion.motion_unet, motion_adapter=motion.adapter)
         return pool.view(task, scheduler=scheduler, safety_checker=run_checker)
 
     def _motion_unet(self, pool: Pool) -> MotionAdapterState:
         from diffusers import UNetMotionModel
 
-        motion = self._motion
+        motion = self.motion
         assert motion is not None
         if motion.built_from != id(pool.base.unet):
             unet = UNetMotionModel.from_unet2d(pool.base.unet, motion.adapter)
             motion.motion_unet = unet.to(device=self.device, dtype=pool.dtype)
             motion.built_from = id(pool.base.unet)
         return motion
-
-    def _info(
-        self,
-        pool: Pool,
-        request: GenerationRequest,
-        pipe: DiffusionPipeline,
-        seeds: list[int],
-        images: list,
-        nsfw: list[bool] | None,
-    ) -> dict[str, Any]:
-        width, height = images[0].size if images else (request.width, request.height)
-        info: dict[str, Any] = {
-            "task": request.task,
-            "pipeline": type(pipe).__name__,
-            "model": pool.files.source,
-            "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
-            "variant": pool.variant,
-            "dtype": devices.dtype_name(pool.dtype),
-            "device": str(self.device),
-            "vae": pool.vae_source,
-            "scheduler": request.scheduler,
-            "scheduler_class": type(pipe.scheduler).__name__,
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "seeds": seeds,
-            "steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "width": width,
-            "height": height,
-            "num_images": len(images),
-            "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
-            "warnings": self._prompt_warnings(pool, request),
-        }
-        task = get_task(request.task)
-        if task.needs_image and request.task in ("img2img", "inpaint", "depth2img"):
-            info["strength"] = request.strength
-        options = {
-            "sag_scale": request.sag_scale if request.task == "text2img" and request.sag_scale else None,
-            "pag_scale": request.pag_scale if request.task == "text2img" and request.pag_scale else None,
-            "safety_preset": request.safety_preset if request.task == "safe_text2img" else None,
-            "upscaler": request.upscaler if request.task == "upscale" else None,
-            "noise_level": request.noise_level if request.task == "upscale" and request.upscaler == "x4" else None,
-            "num_frames": request.num_frames if request.task == "animate" else None,
-            "fps": request.fps if request.task == "animate" else None,
-        }
-        info.update({k: v for k, v in options.items() if v is not None})
-        return info
-
-    def _snippet(
-        self,
-        pool: Pool,
-        task: Task,
-        request: GenerationRequest,
-        pipe: DiffusionPipeline,
-        arguments: dict[str, Any],
-        seeds: list[int],
-    ) -> Snippet:
-        cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
-        call = {k: v for k, v in arguments.items() if k not in ("generator", "num_images_per_prompt", "depth_map")}
-        call["generator"] = Code(f"torch.Generator('cpu').manual_seed({seeds[0]})")
-        if "depth_map" in arguments and request.depth_map is not None:
-            call["depth_map"] = request.depth_map
-        if "num_videos_per_prompt" in call:
-            call.pop("num_videos_per_prompt")
-        load: dict[str, Any] = {}
-        if pool.variant != "default":
-            load["variant"] = pool.variant
-        if "safety_checker" in pool.components and pipe.components.get("safety_checker") is None:
-            load["safety_checker"] = None
-        snippet = Snippet(
-            # The AutoPipeline only for plain runs: StableDiffusionPipeline takes **kwargs and would silently
-            # ignore sag_scale, so a SAG run names its own class.
-            pipeline_class=task.auto_class.__name__
-            if task.kind == "auto" and pool.companion_kind is None and not request.sag_scale
-            else type(pipe).__name__,
-            model_path=pool.files.source if pool.files.is_hub else str(pool.files.path),
-            dtype=devices.dtype_name(pool.dtype),
-            device=str(self.device),
-            scheduler_class=cls.__name__,
-            scheduler_overrides=overrides,
-            load_arguments=load,
-            call_arguments=call,
-            output="frames[0]" if task.name == "animate" else "rgb[0]" if task.name == "rgbd" else "images[0]",
-        )
-        if pool.vae_source != "default":
-            snippet.imports.append("AutoencoderKL")
-            snippet.before_load.append(
-                f"vae = AutoencoderKL.from_pretrained({pool.vae_source!r}, dtype=torch.{snippet.dtype})"
-            )
-            load["vae"] = Code("vae")
-        if request.pag_scale > 0 and task.name == "text2img":
-            snippet.pipeline_class = "AutoPipelineForText2Image"
-            load.update(enable_pag=True, pag_applied_layers=["mid"])
-        if task.name == "animate" and self._motion is not None:
-            snippet.imports.append("MotionAdapter")
-            snippet.before_load.append(
-                f"adapter = MotionAdapter.from_pretrained({self._motion_location()!r}, dtype=torch.{snippet.dtype})"
-            )
-            load["motion_adapter"] = Code("adapter")
-        return snippet
-
-    def _motion_location(self) -> str:
-        assert self._motion is not None
-        if self._motion.source == "demo-motion-adapter":
-            from core.demo_companions import companion_path
-
-            return str(companion_path("motion_adapter", self.options.cache_dir))
-        return self._motion.source
-
-    def _prompt_warnings(self, pool: Pool, request: GenerationRequest) -> list[str]:
-        tokenizer = pool.components.get("tokenizer")
-        if tokenizer is None or not get_task(request.task).uses_prompt:
-            return []
-        warnings = []
-        limit = tokenizer.model_max_length
-        for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
-            count = len(tokenizer(text, truncation=False).input_ids) if text else 0
-            if count > limit:
-                warnings.append(
-                    f"The {label} is {count} tokens; the text encoder reads only the first {limit}, "
-                    "so the rest was ignored. Shorten it or put what matters first."
-                )
-        return warnings
 
     # -- reporting ---------------------------------------------------------------------------------------
 
@@ -442,8 +320,8 @@ class Studio:
                 if pool.companion_kind:
                     row["name"] = f"{pool.companion_kind}/{row['name']}"
                 rows.append(row)
-        if self._motion is not None:
-            rows += self._motion_rows()
+        if self.motion is not None:
+            rows += self.motion_rows()
         report["pool_bytes"] = sum(row["bytes"] for row in rows)
         report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
             row["bytes"] for row in rows if row["name"].startswith("motion")
@@ -453,7 +331,7 @@ class Studio:
         return report
 
     def _motion_rows(self) -> list[dict[str, Any]]:
-        motion = self._motion
+        motion = self.motion
         rows = []
         for name, module in (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet)):
             if module is not None:

@@ -8,27 +8,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from core.generation import GenerationRequest, GenerationResult
+from core.generation import GenerationRequest
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.companion_box import build_companion_box
 from ui.model_panel import ModelPanel
-
-OutputList = tuple[list[str] | list[Image.Image], dict[str, Any]]
-
-
-def _run(ctx: AppContext, request: GenerationRequest, session: str, progress: gr.Progress) -> OutputList:
-    """Run one request with progress and this visitor's Stop flag; return the saved files and the info."""
-    flag = ctx.cancel_flags.start(session)
-    try:
-        progress(0, desc="Starting…")
-        result: GenerationResult = ctx.studio.generate(
-            request,
-            session=session,
-            on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
-            cancel=flag,
-        )
-    finally:
-        ctx.cancel_flags.finish(session, flag)
-    return (result.paths or result.images), result.info
+from ui.results import build_results, run_request, shown, wire_notice
 
 
 def mask_from_editor(editor: dict | None) -> Image.Image | None:
@@ -45,26 +29,6 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
     return Image.fromarray(mask, mode="L") if mask.any() else None
 
 
-def notice_markdown(info: dict | None) -> str:
-    """What the user must notice about a run: flagged images, a stop, a truncated prompt."""
-    if not info:
-        return ""
-    notes = []
-    if info.get("nsfw") and any(info["nsfw"]):
-        flagged = [str(i + 1) for i, f in enumerate(info["nsfw"]) if f]
-        notes.append(f"⚠️ The safety checker flagged image {', '.join(flagged)}; it was replaced by a black image.")
-    if info.get("interrupted"):
-        notes.append("⏹️ Stopped early: the image shows where denoising had got to.")
-    notes += [f"ℹ️ {w}" for w in info.get("warnings", [])]
-    timings = info.get("timings", {})
-    notes.append(
-        f"Seeds {info['seeds']} · {info['scheduler']} ({info['scheduler_class']}) · {info['steps']} steps · "
-        f"{info['width']}x{info['height']} · {timings.get('generate_ms', 0) / 1000:.2f} s "
-        f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)"
-    )
-    return "\n\n".join(notes)
-
-
 def _common_controls(task: str) -> dict[str, gr.components.Component]:
     c: dict[str, gr.components.Component] = {}
     c["prompt"] = gr.Textbox(
@@ -77,8 +41,9 @@ def _common_controls(task: str) -> dict[str, gr.components.Component]:
     return c
 
 
-def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gallery:
-    """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery for the history to follow."""
+def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[gr.Gallery, gr.Button, gr.State]:
+    """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery (for the history to follow),
+    its "upscale the selected image" button, and the selected image."""
     limits = ctx.settings.limits
     with gr.Row():
         with gr.Column(scale=1):
@@ -112,6 +77,17 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
                     c["strength"] = gr.Slider(
                         0.01, 1.0, value=0.75 if task == "img2img" else 1.0, step=0.01, label="Strength"
                     )
+            if task == "text2img":
+                with (
+                    gr.Accordion("Guidance features (SD 1.x/2.x; same memory, built with from_pipe)", open=False),
+                    gr.Row(),
+                ):
+                    c["sag_scale"] = gr.Slider(
+                        0, 10, value=0, step=0.05, label="Self-attention guidance (SAG) scale", info="0 = off"
+                    )
+                    c["pag_scale"] = gr.Slider(
+                        0, 10, value=0, step=0.1, label="Perturbed-attention guidance (PAG) scale", info="0 = off"
+                    )
             with gr.Row(equal_height=True):
                 c["seed"] = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, minimum=-1, scale=3)
                 random_seed = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{task}-random-seed")
@@ -121,12 +97,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
                 generate = gr.Button("Generate", variant="primary", elem_id=f"{task}-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
         with gr.Column(scale=1):
-            gallery = gr.Gallery(label="Results", format="png", columns=2, height=440, elem_id=f"{task}-gallery")
-            notice = gr.Markdown(elem_id=f"{task}-notice")
-            with gr.Accordion("Reproduce in Python", open=False):
-                code = gr.Code(language="python", label="diffusers only", elem_id=f"{task}-code")
-            with gr.Accordion("Info", open=False):
-                info = gr.JSON(label="info", elem_id=f"{task}-info")
+            results = build_results(task)
+            gallery, info = results.gallery, results.info
+            send_to_upscale = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
 
     shared = [panel.scheduler, c["num_images"], panel.safety_checker]
     tail = dict(api_name=task, concurrency_id=GPU_QUEUE, concurrency_limit=1)
@@ -144,10 +117,13 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
             scheduler,
             num_images,
             safety_checker,
-            request: gr.Request,
+            sag_scale=0.0,
+            pag_scale=0.0,
+            request: gr.Request = None,
             progress=gr.Progress(),
         ):
-            """Make images from a prompt."""
+            """Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0
+            perturbed-attention guidance (one at a time)."""
             req = GenerationRequest(
                 task="text2img",
                 prompt=prompt,
@@ -160,8 +136,11 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
                 scheduler=scheduler,
                 num_images=_int(num_images),
                 safety_checker=safety_checker,
+                sag_scale=sag_scale,
+                pag_scale=pag_scale,
             )
-            return _run(ctx, req, session_of(request), progress)
+            result = run_request(ctx, req, session_of(request), progress)
+            return shown(result), result.info
 
         inputs = [
             c["prompt"],
@@ -172,6 +151,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
             c["height"],
             c["seed"],
             *shared,
+            c["sag_scale"],
+            c["pag_scale"],
         ]
         event = generate.click(text2img, inputs, [gallery, info], **tail)
         c["prompt"].submit(text2img, inputs, [gallery, info], api_visibility="private", concurrency_id=GPU_QUEUE)
@@ -206,7 +187,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
                 num_images=_int(num_images),
                 safety_checker=safety_checker,
             )
-            return _run(ctx, req, session_of(request), progress)
+            result = run_request(ctx, req, session_of(request), progress)
+            return shown(result), result.info
 
         inputs = [
             image,
@@ -252,7 +234,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
                 num_images=_int(num_images),
                 safety_checker=safety_checker,
             )
-            return _run(ctx, req, session_of(request), progress)
+            result = run_request(ctx, req, session_of(request), progress)
+            return shown(result), result.info
 
         def inpaint_from_editor(
             editor,
@@ -302,9 +285,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
         api_button = gr.Button(visible=False)
         api_button.click(inpaint, [api_image, api_mask, *rest], [gallery, info], **tail)
 
-    event.then(
-        lambda i: (notice_markdown(i), (i or {}).get("code", "")), info, [notice, code], api_visibility="private"
-    )
+    wire_notice(event, results)
 
     def stop_job(request: gr.Request) -> None:
         ctx.cancel_flags.cancel(session_of(request))
@@ -312,7 +293,15 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> gr.Gall
     stop.click(stop_job, None, None, cancels=[event], api_name=f"stop_{task}", queue=False)
     random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
     reuse_seed.click(lambda i: (i or {}).get("seeds", [-1])[0], info, c["seed"], api_visibility="private", queue=False)
-    return gallery
+    selected = gr.State(None)
+
+    def remember(evt: gr.SelectData) -> Any:
+        return evt.value["image"]["path"] if isinstance(evt.value, dict) else evt.value
+
+    gallery.select(remember, None, selected, api_visibility="private", queue=False)
+    if task == "inpaint":
+        build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
+    return gallery, send_to_upscale, selected
 
 
 def _int(value: Any) -> Any:

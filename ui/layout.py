@@ -6,9 +6,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui.common import AppContext
+from ui import more_tabs
+from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
-from ui.history_tab import build_history_tab, history_items
+from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
 from ui.model_panel import build_model_panel
@@ -23,15 +25,40 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         gr.Markdown(f"# 🧨 {TITLE}\nOne checkpoint, loaded once, serving every task with `from_pipe`.", elem_id="title")
         panel = build_model_panel(ctx)
         memory = build_memory_panel(ctx)
-        galleries = []
-        with gr.Tabs(elem_id="tasks"):
+        galleries, senders = [], []
+        with gr.Tabs(elem_id="tasks") as tabs:
             for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    galleries.append(build_generate_tab(ctx, panel, task))
+                    gallery, send, selected = build_generate_tab(ctx, panel, task)
+                    galleries.append(gallery)
+                    senders.append((send, selected))
+            with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img"):
+                more_tabs.build_safe_tab(ctx, panel)
+            with gr.Tab("Depth to image", id="depth2img", elem_id="tab-depth2img"):
+                more_tabs.build_depth_tab(ctx, panel)
+            with gr.Tab("Variation", id="variation", elem_id="tab-variation"):
+                more_tabs.build_variation_tab(ctx, panel)
+            with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
+                upscale_input = more_tabs.build_upscale_tab(ctx, panel)
+            with gr.Tab("RGB + depth", id="rgbd", elem_id="tab-rgbd"):
+                more_tabs.build_rgbd_tab(ctx, panel)
+            with gr.Tab("Animate", id="animate", elem_id="tab-animate"):
+                more_tabs.build_animate_tab(ctx, panel)
+            with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
+                build_compare_tab(ctx, panel)
             with gr.Tab("Inspect", id="inspect", elem_id="tab-inspect"):
                 inspect_outputs, inspect_fill = build_inspect_tab(ctx)
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
                 history_gallery, history_fill = build_history_tab(ctx)
+
+        def send_to_upscale(path: str | None) -> tuple:
+            if not path:
+                raise gr.Error("Click an image in the gallery first, then press this button.")
+            return path, gr.Tabs(selected="upscale")
+
+        for send, selected in senders:
+            send.click(send_to_upscale, selected, [upscale_input, tabs], api_visibility="private", queue=False)
+        build_companion_api(ctx)
 
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
@@ -64,9 +91,26 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     return app
 
 
-def history_for(ctx: AppContext, request: gr.Request) -> list:
-    """Exposed for tests: the history a visitor would see."""
-    return history_items(ctx, request)
+def build_companion_api(ctx: AppContext) -> None:
+    """`/load_companion(kind, source)` and `/unload_companion(kind)` for scripts (the tabs have their own buttons)."""
+    kind = gr.Textbox(visible=False)
+    source = gr.Textbox(visible=False)
+    result = gr.JSON(visible=False)
+    load, unload = gr.Button(visible=False), gr.Button(visible=False)
+
+    @user_errors
+    def load_companion(kind: str, source: str) -> dict:
+        """Load a task's companion checkpoint (kind: inpaint, depth, variation, upscale_x4, upscale_x2, ldm3d,
+        motion_adapter) from a Hub id, a folder, or demo-<kind>."""
+        return ctx.studio.load_companion(kind, source)
+
+    @user_errors
+    def unload_companion(kind: str) -> dict:
+        """Unload a companion and free its memory."""
+        return ctx.studio.unload_companion(kind)
+
+    load.click(load_companion, [kind, source], result, api_name="load_companion", concurrency_id=GPU_QUEUE)
+    unload.click(unload_companion, kind, result, api_name="unload_companion", concurrency_id=GPU_QUEUE)
 
 
 def css() -> str:

@@ -1,0 +1,146 @@
+"""Describing a run: its `info` (DESIGN.md, "Public surfaces") and the diffusers-only script that repeats it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from diffusers import DiffusionPipeline
+
+from core import devices, schedulers
+from core.generation import GenerationRequest
+from core.pool import Pool
+from core.snippet import Code, Snippet
+from core.tasks import Task, get_task
+
+if TYPE_CHECKING:
+    from core.studio import Studio
+
+
+def run_info(
+    studio: Studio,
+    pool: Pool,
+    request: GenerationRequest,
+    pipe: DiffusionPipeline,
+    seeds: list[int],
+    images: list,
+    nsfw: list[bool] | None,
+) -> dict[str, Any]:
+    """The `info` of a finished run (without timings and code, which the caller adds)."""
+    width, height = images[0].size if images else (request.width, request.height)
+    info: dict[str, Any] = {
+        "task": request.task,
+        "pipeline": type(pipe).__name__,
+        "model": pool.files.source,
+        "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
+        "variant": pool.variant,
+        "dtype": devices.dtype_name(pool.dtype),
+        "device": str(studio.device),
+        "vae": pool.vae_source,
+        "scheduler": request.scheduler,
+        "scheduler_class": type(pipe.scheduler).__name__,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seeds": seeds,
+        "steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "width": width,
+        "height": height,
+        "num_images": len(images),
+        "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
+        "warnings": prompt_warnings(pool, request),
+    }
+    task = get_task(request.task)
+    if task.needs_image and request.task in ("img2img", "inpaint", "depth2img"):
+        info["strength"] = request.strength
+    options = {
+        "sag_scale": request.sag_scale if request.task == "text2img" and request.sag_scale else None,
+        "pag_scale": request.pag_scale if request.task == "text2img" and request.pag_scale else None,
+        "safety_preset": request.safety_preset if request.task == "safe_text2img" else None,
+        "upscaler": request.upscaler if request.task == "upscale" else None,
+        "noise_level": request.noise_level if request.task == "upscale" and request.upscaler == "x4" else None,
+        "num_frames": request.num_frames if request.task == "animate" else None,
+        "fps": request.fps if request.task == "animate" else None,
+    }
+    info.update({k: v for k, v in options.items() if v is not None})
+    return info
+
+
+def run_snippet(
+    studio: Studio,
+    pool: Pool,
+    task: Task,
+    request: GenerationRequest,
+    pipe: DiffusionPipeline,
+    arguments: dict[str, Any],
+    seeds: list[int],
+) -> Snippet:
+    """The script that makes the run's first image with diffusers alone."""
+    cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
+    call = {k: v for k, v in arguments.items() if k not in ("generator", "num_images_per_prompt", "depth_map")}
+    call["generator"] = Code(f"torch.Generator('cpu').manual_seed({seeds[0]})")
+    if "depth_map" in arguments and request.depth_map is not None:
+        call["depth_map"] = request.depth_map
+    if "num_videos_per_prompt" in call:
+        call.pop("num_videos_per_prompt")
+    load: dict[str, Any] = {}
+    if pool.variant != "default":
+        load["variant"] = pool.variant
+    if "safety_checker" in pool.components and pipe.components.get("safety_checker") is None:
+        load["safety_checker"] = None
+    snippet = Snippet(
+        # The AutoPipeline only for plain runs: StableDiffusionPipeline takes **kwargs and would silently
+        # ignore sag_scale, so a SAG run names its own class.
+        pipeline_class=task.auto_class.__name__
+        if task.kind == "auto" and pool.companion_kind is None and not request.sag_scale
+        else type(pipe).__name__,
+        model_path=pool.files.source if pool.files.is_hub else str(pool.files.path),
+        dtype=devices.dtype_name(pool.dtype),
+        device=str(studio.device),
+        scheduler_class=cls.__name__,
+        scheduler_overrides=overrides,
+        load_arguments=load,
+        call_arguments=call,
+        output="frames[0]" if task.name == "animate" else "rgb[0]" if task.name == "rgbd" else "images[0]",
+    )
+    if pool.vae_source != "default":
+        snippet.imports.append("AutoencoderKL")
+        snippet.before_load.append(
+            f"vae = AutoencoderKL.from_pretrained({pool.vae_source!r}, dtype=torch.{snippet.dtype})"
+        )
+        load["vae"] = Code("vae")
+    if request.pag_scale > 0 and task.name == "text2img":
+        snippet.pipeline_class = "AutoPipelineForText2Image"
+        load.update(enable_pag=True, pag_applied_layers=["mid"])
+    if task.name == "animate" and studio.motion is not None:
+        snippet.imports.append("MotionAdapter")
+        snippet.before_load.append(
+            f"adapter = MotionAdapter.from_pretrained({_motion_location(studio)!r}, dtype=torch.{snippet.dtype})"
+        )
+        load["motion_adapter"] = Code("adapter")
+    return snippet
+
+
+def _motion_location(studio: Studio) -> str:
+    assert studio.motion is not None
+    if studio.motion.source == "demo-motion-adapter":
+        from core.demo_companions import companion_path
+
+        return str(companion_path("motion_adapter", studio.options.cache_dir))
+    return studio.motion.source
+
+
+def prompt_warnings(pool: Pool, request: GenerationRequest) -> list[str]:
+    """A warning for each prompt longer than the text encoder reads."""
+    tokenizer = pool.components.get("tokenizer")
+    if tokenizer is None or not get_task(request.task).uses_prompt:
+        return []
+    warnings = []
+    limit = tokenizer.model_max_length
+    for label, text in (("prompt", request.prompt), ("negative prompt", request.negative_prompt)):
+        count = len(tokenizer(text, truncation=False).input_ids) if text else 0
+        if count > limit:
+            warnings.append(
+                f"The {label} is {count} tokens; the text encoder reads only the first {limit}, "
+                "so the rest was ignored. Shorten it or put what matters first."
+            )
+    return warnings

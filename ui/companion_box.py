@@ -1,0 +1,65 @@
+"""The box a task tab shows when it needs a companion checkpoint: what it is, Load, Unload."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ui.common import GPU_QUEUE, AppContext, user_errors
+
+
+def companion_choices(ctx: AppContext, kind: str) -> list[str]:
+    """The curated Hub checkpoint for this companion, and the offline demo's (not in public mode)."""
+    curated = ctx.settings.curated_companions.get(kind)
+    demo = f"demo-{kind.replace('_', '-')}"
+    return [
+        c for c in (curated, demo) if c and (demo != c or not ctx.settings.public or demo in ctx.settings.model_choices)
+    ]
+
+
+def companion_status(ctx: AppContext, kinds: tuple[str, ...]) -> str:
+    loaded = ctx.studio.companions_info()["companions"]
+    parts = []
+    for kind in kinds:
+        name = kind.replace("_", " ")
+        parts.append(f"✅ {name}: `{loaded[kind]}`" if kind in loaded else f"⬜ {name}: not loaded")
+    return " · ".join(parts)
+
+
+def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str) -> gr.Markdown:
+    """A row to load or unload each companion `kinds` names; returns the status line."""
+    with gr.Group():
+        gr.Markdown(f"This task needs its own checkpoint beside the loaded one: {purpose}")
+        status = gr.Markdown(companion_status(ctx, kinds), elem_id=f"companion-status-{kinds[0]}")
+        for kind in kinds:
+            choices = companion_choices(ctx, kind)
+            with gr.Row(equal_height=True):
+                source = gr.Dropdown(
+                    choices,
+                    value=choices[-1] if ctx.studio.is_loaded and ctx.studio.model_info()["is_demo"] else choices[0],
+                    label=f"{kind.replace('_', ' ')} checkpoint",
+                    allow_custom_value=not ctx.settings.public,
+                    scale=4,
+                    elem_id=f"companion-source-{kind}",
+                )
+                load = gr.Button("Load", scale=1, elem_id=f"companion-load-{kind}")
+                unload = gr.Button("Unload", scale=1, variant="secondary")
+
+            on_load, on_unload = _handlers(ctx, kind, kinds)
+            load.click(on_load, source, status, api_visibility="private", concurrency_id=GPU_QUEUE)
+            unload.click(on_unload, None, status, api_visibility="private", concurrency_id=GPU_QUEUE)
+    return status
+
+
+def _handlers(ctx: AppContext, kind: str, kinds: tuple[str, ...]):
+    @user_errors
+    def on_load(source: str, progress=gr.Progress(track_tqdm=True)) -> str:
+        progress(0, desc=f"Loading {source}…")
+        ctx.studio.load_companion(kind, source)
+        return companion_status(ctx, kinds)
+
+    @user_errors
+    def on_unload() -> str:
+        ctx.studio.unload_companion(kind)
+        return companion_status(ctx, kinds)
+
+    return on_load, on_unload

@@ -1,0 +1,84 @@
+"""The results block every generation tab shares: gallery, notice, "Reproduce in Python", info."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from core.generation import GenerationRequest, GenerationResult
+from ui.common import AppContext
+
+
+@dataclass
+class Results:
+    gallery: gr.Gallery
+    notice: gr.Markdown
+    code: gr.Code
+    info: gr.JSON
+
+
+def build_results(task: str, *, label: str = "Results", code: bool = True) -> Results:
+    """The gallery (PNG, not gradio's lossy default), a notice line, the reproduction script and the info."""
+    gallery = gr.Gallery(label=label, format="png", columns=2, height=400, elem_id=f"{task}-gallery")
+    notice = gr.Markdown(elem_id=f"{task}-notice")
+    with gr.Accordion("Reproduce in Python", open=False, visible=code):
+        code_box = gr.Code(language="python", label="diffusers only", elem_id=f"{task}-code")
+    with gr.Accordion("Info", open=False):
+        info = gr.JSON(label="info", elem_id=f"{task}-info")
+    return Results(gallery, notice, code_box, info)
+
+
+def notice_markdown(info: dict | None) -> str:
+    """What the user must notice about a run: flagged images, a stop, a truncated prompt, and what ran."""
+    if not info:
+        return ""
+    notes = []
+    if info.get("nsfw") and any(info["nsfw"]):
+        flagged = [str(i + 1) for i, f in enumerate(info["nsfw"]) if f]
+        notes.append(f"⚠️ The safety checker flagged image {', '.join(flagged)}; it was replaced by a black image.")
+    if info.get("interrupted"):
+        notes.append("⏹️ Stopped early: the image shows where denoising had got to (if the pipeline made one).")
+    notes += [f"ℹ️ {w}" for w in info.get("warnings", [])]
+    if "cells" in info:
+        notes.append(f"Seed {info['seed']} · {len(info['cells'])} images")
+        return "\n\n".join(notes)
+    timings = info.get("timings", {})
+    notes.append(
+        f"Seeds {info['seeds']} · {info['scheduler']} ({info['scheduler_class']}) · {info['steps']} steps · "
+        f"{info['width']}x{info['height']} · {info.get('pipeline', '?')} · "
+        f"{timings.get('generate_ms', 0) / 1000:.2f} s "
+        f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)"
+    )
+    return "\n\n".join(notes)
+
+
+def run_request(ctx: AppContext, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
+    """Run one request with progress and this visitor's Stop flag."""
+    flag = ctx.cancel_flags.start(session)
+    try:
+        progress(0, desc="Starting…")
+        return ctx.studio.generate(
+            request,
+            session=session,
+            on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
+            cancel=flag,
+        )
+    finally:
+        ctx.cancel_flags.finish(session, flag)
+
+
+def shown(result: GenerationResult) -> list:
+    """What the gallery shows: the saved PNG files (with their metadata), else the images."""
+    return result.paths or result.images
+
+
+def wire_notice(event: Any, results: Results) -> None:
+    """After a run, fill the notice and the code from its info."""
+    event.then(
+        lambda i: (notice_markdown(i), (i or {}).get("code", "")),
+        results.info,
+        [results.notice, results.code],
+        api_visibility="private",
+    )
