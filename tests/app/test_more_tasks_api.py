@@ -1,0 +1,132 @@
+"""The tasks served by the loaded checkpoint alone, through the API: guidance options, safe SD, compare."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+T2I = dict(
+    prompt="a bridge",
+    negative_prompt="",
+    steps=3,
+    guidance_scale=7.0,
+    width=64,
+    height=64,
+    seed=9,
+    scheduler="default",
+    num_images=1,
+    safety_checker=False,
+)
+
+
+def files(gallery) -> list[str]:
+    return [item["image"] for item in gallery]
+
+
+def test_sag_and_pag_are_options_of_text2img(client, running_app):
+    bytes_before = running_app.studio.pool.unique_bytes()
+    plain, plain_info = client.predict(**T2I, api_name="/text2img")
+    sag, sag_info = client.predict(**T2I, sag_scale=0.75, api_name="/text2img")
+    pag, pag_info = client.predict(**T2I, pag_scale=3.0, api_name="/text2img")
+    assert (plain_info["pipeline"], sag_info["pipeline"], pag_info["pipeline"]) == (
+        "StableDiffusionPipeline",
+        "StableDiffusionSAGPipeline",
+        "StableDiffusionPAGPipeline",
+    )
+    images = [Image.open(files(g)[0]).tobytes() for g in (plain, sag, pag)]
+    assert len(set(images)) == 3, "each guidance changes the image"
+    assert running_app.studio.pool.unique_bytes() == bytes_before, "SAG and PAG cost no memory"
+
+
+def test_safe_text2img_with_a_preset(client):
+    gallery, info = client.predict(
+        prompt="a bridge",
+        negative_prompt="",
+        safety_preset="max",
+        steps=3,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        seed=9,
+        scheduler="default",
+        num_images=2,
+        safety_checker=True,
+        api_name="/safe_text2img",
+    )
+    assert info["pipeline"] == "StableDiffusionPipelineSafe" and info["safety_preset"] == "max"
+    assert [Image.open(f).size for f in files(gallery)] == [(64, 64), (64, 64)]
+    with pytest.raises(AppError, match="extreme"):
+        client.predict(
+            prompt="x",
+            negative_prompt="",
+            safety_preset="extreme",
+            steps=3,
+            guidance_scale=7.0,
+            width=64,
+            height=64,
+            seed=9,
+            scheduler="default",
+            num_images=1,
+            safety_checker=True,
+            api_name="/safe_text2img",
+        )
+
+
+def test_compare_makes_a_labelled_grid_with_one_seed(client):
+    grid, cells, info = client.predict(
+        prompt="a bridge",
+        negative_prompt="",
+        schedulers=["Euler a", "DDIM"],
+        axis="steps",
+        values="2, 4",
+        steps=20,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        seed=123,
+        safety_checker=False,
+        api_name="/compare",
+    )
+    assert len(cells) == 4 and info["seed"] == 123
+    assert [(c["scheduler"], c["steps"]) for c in info["cells"]] == [
+        ("Euler a", 2),
+        ("Euler a", 4),
+        ("DDIM", 2),
+        ("DDIM", 4),
+    ]
+    assert all(c["seconds"] > 0 for c in info["cells"])
+    with Image.open(grid) as im:
+        assert im.width > 2 * 64 and im.height > 2 * 64, "two columns and two rows plus labels"
+    with pytest.raises(AppError, match="Values must be numbers"):
+        client.predict(
+            prompt="x",
+            negative_prompt="",
+            schedulers=["DDIM"],
+            axis="steps",
+            values="ten",
+            steps=20,
+            guidance_scale=7.0,
+            width=64,
+            height=64,
+            seed=1,
+            safety_checker=False,
+            api_name="/compare",
+        )
+
+
+def test_companion_tasks_say_what_to_load(client):
+    with pytest.raises(AppError, match=r"needs its own checkpoint .*demo-ldm3d"):
+        client.predict(
+            prompt="x",
+            negative_prompt="",
+            steps=2,
+            guidance_scale=7.0,
+            width=64,
+            height=64,
+            seed=1,
+            scheduler="default",
+            num_images=1,
+            safety_checker=False,
+            api_name="/rgbd",
+        )
