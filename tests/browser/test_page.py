@@ -73,3 +73,24 @@ def test_inpaint_with_an_uploaded_mask(page: Page, tmp_path):
     generate_and_wait(page, "inpaint")
     expect(page.locator("#inpaint-notice")).to_contain_text("128x128")
     shot(page, "inpaint")
+
+
+TABS = [  # (tab label, tab id, what the tab shows a person)
+    ("Safe text to image", "safe_text2img", "Safety preset"),
+    ("Depth to image", "depth2img", "needs its own checkpoint"),
+    ("Variation", "variation", "Image to vary"),
+    ("Upscale", "upscale", "Noise level"),
+    ("RGB + depth", "rgbd", "Depth maps"),
+    ("Animate", "animate", "motion adapter"),
+    ("Compare", "compare", "same prompt and seed"),
+    ("Inspect", "inspect", "model_index.json"),
+    ("History", "history", "before it is shown"),
+]
+
+
+def test_every_tab_opens_and_says_what_it_is_for(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    for label, tab_id, text in TABS:
+        page.get_by_role("tab", name=label, exact=True).click()
+        expect(page.locator(f"#tab-{tab_id}")).to_contain_text(text)
+    shot(page, "every-tab")
