@@ -100,7 +100,7 @@ def run_snippet(
         scheduler_overrides=overrides,
         load_arguments=load,
         call_arguments=call,
-        output="frames[0]" if task.name == "animate" else "rgb[0]" if task.name == "rgbd" else "images[0]",
+        output="frames[0]" if task.name == "animate" else "rgbd" if task.name == "rgbd" else "images[0]",
     )
     if pool.vae_source != "default":
         snippet.imports.append("AutoencoderKL")
@@ -108,6 +108,9 @@ def run_snippet(
             f"vae = AutoencoderKL.from_pretrained({pool.vae_source!r}, dtype=torch.{snippet.dtype})"
         )
         load["vae"] = Code("vae")
+    if task.name == "rgbd":
+        load["safety_checker"] = None
+        call["output_type"] = "np"
     if request.pag_scale > 0 and task.name == "text2img":
         snippet.pipeline_class = "AutoPipelineForText2Image"
         load.update(enable_pag=True, pag_applied_layers=["mid"])

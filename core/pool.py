@@ -103,9 +103,12 @@ class Pool:
     def view_as(self, name: str, **overrides: Any) -> DiffusionPipeline:
         """A view of class `view_classes[name]` over the pool's modules (for options and feature tasks)."""
         cls = self.view_classes[name]
-        if "safety_checker" in overrides and "safety_checker" not in cls._get_signature_keys(cls)[0]:
-            overrides.pop("safety_checker")
-            overrides.pop("requires_safety_checker", None)
+        modules, options = cls._get_signature_keys(cls)
+        # The safety-checker switches only where the class has them (the x4 upscaler has a checker slot but no
+        # requires_safety_checker; SDXL-style classes have neither).
+        for key in ("safety_checker", "requires_safety_checker"):
+            if key in overrides and key not in modules and key not in options:
+                overrides.pop(key)
         # dtype= always: without it, from_pipe casts the shared modules to float32 (diffusers issue 12754).
         pipe = cls.from_pipe(self.base, dtype=self.dtype, **overrides)
         pipe.set_progress_bar_config(disable=True)

@@ -185,3 +185,26 @@ def collect(request: Any, output: Any, arguments: dict[str, Any]) -> tuple[list[
     if request.task == "depth2img":
         extras["depth"] = [depth_preview(arguments["depth_map"])]
     return list(output.images), extras
+
+
+def ldm3d_image_processor(vae_scale_factor: int) -> Any:
+    """LDM3D's image processor with a depth conversion that works under Pillow 12.
+
+    diffusers 0.42 hands `Image.fromarray(..., mode="I;16")` arrays Pillow 12 refuses (a (H, W, 1) array, or
+    int32), so every LDM3D call fails, even with output_type="np" when the safety checker runs. Only our own
+    per-request view gets this subclass; the library is not patched.
+    """
+    from diffusers.image_processor import VaeImageProcessorLDM3D
+
+    class _Processor(VaeImageProcessorLDM3D):
+        def numpy_to_depth(self, images: np.ndarray) -> list[Image.Image]:
+            if images.ndim == 3:
+                images = images[None, ...]
+            depth = images[:, :, :, 3:]
+            if images.shape[-1] == 6:
+                maps = [self.rgblike_to_depthmap((d * 255).round().astype("uint8")) for d in depth]
+            else:
+                maps = [(d[..., 0] * 65535.0).round() for d in depth]
+            return [Image.fromarray(np.asarray(m).astype(np.uint16)) for m in maps]  # 2-D uint16 -> "I;16"
+
+    return _Processor(vae_scale_factor=vae_scale_factor)

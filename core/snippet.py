@@ -72,6 +72,11 @@ class Snippet:
         return lines, call
 
     def _save(self) -> str:
+        if self.output == "rgbd":
+            return (
+                "from PIL import Image  # numpy output: diffusers 0.42's LDM3D PIL conversion fails on Pillow 12\n"
+                "Image.fromarray((result.rgb[0] * 255).round().astype('uint8')).save('image.png')"
+            )
         if self.output == "frames[0]":
             return "from diffusers.utils import export_to_gif\nexport_to_gif(result.frames[0], 'animation.gif')"
         return f"result.{self.output}.save('image.png')"

@@ -259,7 +259,10 @@ class Studio:
                 "requires_safety_checker": run_checker,
             }
         if task.kind == "companion" or pool.companion_kind is not None:
-            return pool.view_as(task.name, scheduler=scheduler, **checker)
+            pipe = pool.view_as(task.name, scheduler=scheduler, **checker)
+            if task.name == "rgbd":
+                pipe.image_processor = runs.ldm3d_image_processor(pipe.vae_scale_factor)
+            return pipe
         if task.name == "text2img" and request.sag_scale > 0:
             return pool.view_as("sag", scheduler=scheduler, **checker)
         if task.name == "text2img" and request.pag_scale > 0:
@@ -267,7 +270,7 @@ class Studio:
         if task.kind == "feature":
             return pool.view_as(task.name, scheduler=scheduler, **checker)
         if task.kind == "animate":
-            motion = self.motion_unet(pool)
+            motion = self._motion_unet(pool)
             return pool.view_as("animate", scheduler=scheduler, unet=motion.motion_unet, motion_adapter=motion.adapter)
         return pool.view(task, scheduler=scheduler, safety_checker=run_checker)
 
@@ -321,7 +324,7 @@ class Studio:
                     row["name"] = f"{pool.companion_kind}/{row['name']}"
                 rows.append(row)
         if self.motion is not None:
-            rows += self.motion_rows()
+            rows += self._motion_rows()
         report["pool_bytes"] = sum(row["bytes"] for row in rows)
         report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
             row["bytes"] for row in rows if row["name"].startswith("motion")

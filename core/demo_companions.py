@@ -1,0 +1,300 @@
+"""Tiny offline twins of the checkpoints that tasks needing their own weights load beside the main one.
+
+Each is written like `core.demo_checkpoint`: deterministic random weights, the folder layout of the Hub checkpoint
+it stands for, saved by diffusers/transformers themselves (safetensors only). The text encoder, tokenizer and VAE
+are the demo's own where the real checkpoint family shares them, so they are byte-identical to the demo's files.
+`python -m core.demo_companions KIND DIR` writes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from core import demo_checkpoint as demo
+
+COMPANIONS_FORMAT_VERSION = 1
+COMPANIONS = {
+    "inpaint": "SD 1.5 inpainting (9-channel UNet), like stable-diffusion-v1-5/stable-diffusion-inpainting",
+    "depth": "SD 2 depth-to-image with a DPT depth estimator, like stabilityai/stable-diffusion-2-depth",
+    "variation": "image variation with a CLIP image encoder, like lambdalabs/sd-image-variations-diffusers",
+    "upscale_x4": "x4 image upscaler, like stabilityai/stable-diffusion-x4-upscaler",
+    "upscale_x2": "x2 latent upscaler, like stabilityai/sd-x2-latent-upscaler",
+    "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
+    "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
+}
+
+
+def _unet(seed: int, **changes):
+    """The demo's UNet architecture with `changes` (e.g. more input channels), freshly seeded."""
+    from diffusers import UNet2DConditionModel
+
+    config = {**dict(demo._unet().config), **changes}
+    torch.manual_seed(seed)
+    return UNet2DConditionModel.from_config(config)
+
+
+def _sd_parts() -> dict:
+    tokenizer = demo._tokenizer()
+    return {"tokenizer": tokenizer, "text_encoder": demo._text_encoder(tokenizer), "vae": demo._vae()}
+
+
+def _scheduler():
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler.from_config(demo.SD15_SCHEDULER)
+
+
+def _inpaint():
+    from diffusers import StableDiffusionInpaintPipeline
+
+    return StableDiffusionInpaintPipeline(
+        **_sd_parts(),
+        unet=_unet(10, in_channels=9),
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+    )
+
+
+def _depth():
+    from diffusers import StableDiffusionDepth2ImgPipeline
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    torch.manual_seed(11)
+    estimator = DPTForDepthEstimation(
+        DPTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            intermediate_size=37,
+            backbone_out_indices=(0, 1, 2, 3),
+            neck_hidden_sizes=[16, 16, 32, 32],
+            fusion_hidden_size=16,
+            is_hybrid=False,
+        )
+    ).eval()
+    processor = DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False, ensure_multiple_of=1)
+    return StableDiffusionDepth2ImgPipeline(
+        **_sd_parts(),
+        unet=_unet(12, in_channels=5),
+        scheduler=_scheduler(),
+        depth_estimator=estimator,
+        feature_extractor=processor,
+    )
+
+
+def _variation():
+    from diffusers import StableDiffusionImageVariationPipeline
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(13)
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=demo.HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        )
+    ).eval()
+    return StableDiffusionImageVariationPipeline(
+        vae=demo._vae(),
+        image_encoder=encoder,
+        unet=_unet(14),
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+    )
+
+
+def _upscale_x4():
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline
+
+    torch.manual_seed(15)
+    # Three levels: the x4 upscaler's VAE has a scale factor of 4, which is what makes the output 4x the input.
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        scaling_factor=0.08333,
+    )
+    # num_class_embeds: the UNet embeds the noise level (0..max_noise_level) as a class label.
+    unet = _unet(16, in_channels=7, num_class_embeds=1000)
+    parts = _sd_parts()
+    return StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02),
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.0001,
+            beta_end=0.02,
+            prediction_type="v_prediction",
+            clip_sample=False,
+            set_alpha_to_one=False,
+        ),
+        # The real x4 upscaler ships no safety checker (its pipeline expects a three-output one).
+        safety_checker=None,
+        feature_extractor=None,
+        watermarker=None,
+        max_noise_level=350,
+    )
+
+
+def _upscale_x2():
+    from diffusers import EulerDiscreteScheduler, StableDiffusionLatentUpscalePipeline, UNet2DConditionModel
+
+    torch.manual_seed(17)
+    # The K-diffusion UNet of the latent upscaler, at the smallest size diffusers' own tests use.
+    unet = UNet2DConditionModel(
+        act_fn="gelu",
+        attention_head_dim=8,
+        norm_num_groups=None,
+        block_out_channels=[32, 32, 64, 64],
+        time_cond_proj_dim=160,
+        conv_in_kernel=1,
+        conv_out_kernel=1,
+        cross_attention_dim=demo.HIDDEN,
+        down_block_types=("KDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D", "KCrossAttnDownBlock2D"),
+        in_channels=8,
+        mid_block_type=None,
+        only_cross_attention=False,
+        out_channels=5,
+        resnet_time_scale_shift="scale_shift",
+        time_embedding_type="fourier",
+        timestep_post_act="gelu",
+        up_block_types=("KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "KUpBlock2D"),
+    )
+    parts = _sd_parts()
+    return StableDiffusionLatentUpscalePipeline(
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(prediction_type="sample"),
+    )
+
+
+def _ldm3d():
+    from diffusers import AutoencoderKL, StableDiffusionLDM3DPipeline
+
+    torch.manual_seed(18)
+    # Six channels in and out: RGB plus depth packed into RGB, decoded together, as Intel/ldm3d and diffusers'
+    # own tests do. The 4-channel layout (Intel/ldm3d-4c) fails in diffusers 0.42's depth post-processing under
+    # Pillow 12 (a (H, W, 1) array handed to Image.fromarray(mode="I;16")).
+    config = {**dict(demo._vae().config), "in_channels": 6, "out_channels": 6}
+    parts = _sd_parts()
+    return StableDiffusionLDM3DPipeline(
+        vae=AutoencoderKL.from_config(config),
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=_unet(19),
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        image_encoder=None,
+        requires_safety_checker=True,
+    )
+
+
+def _motion_adapter():
+    from diffusers import MotionAdapter
+
+    torch.manual_seed(20)
+    unet = demo._unet().config
+    return MotionAdapter(
+        block_out_channels=tuple(unet.block_out_channels),
+        motion_layers_per_block=unet.layers_per_block,
+        motion_norm_num_groups=16,
+        motion_num_attention_heads=2,
+        motion_max_seq_length=32,
+    )
+
+
+_BUILDERS = {
+    "inpaint": _inpaint,
+    "depth": _depth,
+    "variation": _variation,
+    "upscale_x4": _upscale_x4,
+    "upscale_x2": _upscale_x2,
+    "ldm3d": _ldm3d,
+    "motion_adapter": _motion_adapter,
+}
+
+
+def write_companion(kind: str, path: str | os.PathLike) -> Path:
+    """Write the tiny `kind` companion checkpoint to `path` and return it."""
+    if kind not in _BUILDERS:
+        raise ValueError(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANIONS)}.")
+    path = Path(path)
+    _BUILDERS[kind]().save_pretrained(path, safe_serialization=True)
+    _drop_pil_suffix(path)
+    return path
+
+
+def _drop_pil_suffix(path: Path) -> None:
+    """Without torchvision, transformers 5 saves image processors as `<Name>Pil`; Hub checkpoints say `<Name>`."""
+    import json
+
+    config_file = path / "feature_extractor" / "preprocessor_config.json"
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    name = config.get("image_processor_type", "").removesuffix("Pil")
+    config["image_processor_type"] = name
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    index_file = path / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index["feature_extractor"] = [index["feature_extractor"][0], name]
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def companion_path(kind: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The `kind` companion's folder, written on first use (into a temporary folder, then renamed into place)."""
+    if kind not in _BUILDERS:
+        raise ValueError(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANIONS)}.")
+    root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
+    target = root / f"demo-{kind}-v{demo.DEMO_FORMAT_VERSION}.{COMPANIONS_FORMAT_VERSION}"
+    if (target / "model_index.json").is_file() or (target / "config.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".demo-{kind}-", dir=root))
+    try:
+        write_companion(kind, tmp / "ckpt")
+        try:
+            os.rename(tmp / "ckpt", target)
+        except OSError:
+            if not target.exists():  # not another process winning the race: a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m core.demo_companions KIND DIR`."""
+    parser = argparse.ArgumentParser(prog="python -m core.demo_companions", description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=list(COMPANIONS))
+    parser.add_argument("dir")
+    args = parser.parse_args(argv)
+    print(write_companion(args.kind, args.dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

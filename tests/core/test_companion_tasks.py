@@ -1,0 +1,128 @@
+"""Tasks with their own checkpoint, loaded beside the main one on demand; and AnimateDiff on the main pool."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import runpy
+import weakref
+
+import pytest
+from PIL import Image
+
+from core.demo_companions import companion_path, write_companion
+from core.errors import NotLoaded
+from core.generation import GenerationRequest
+from core.studio import Studio, StudioOptions
+
+IMAGE = Image.new("RGB", (64, 64), (90, 140, 200))
+CASES = [  # (kind, request fields, pipeline, expected size of the first image)
+    ("depth", dict(task="depth2img", image=IMAGE, strength=0.9), "StableDiffusionDepth2ImgPipeline", (64, 64)),
+    ("variation", dict(task="variation", image=IMAGE), "StableDiffusionImageVariationPipeline", (64, 64)),
+    (
+        "upscale_x4",
+        dict(task="upscale", image=Image.new("RGB", (32, 24)), upscaler="x4", noise_level=30),
+        "StableDiffusionUpscalePipeline",
+        (128, 96),
+    ),
+    (
+        "upscale_x2",
+        dict(task="upscale", image=IMAGE, upscaler="x2"),
+        "StableDiffusionLatentUpscalePipeline",
+        (128, 128),
+    ),
+    ("ldm3d", dict(task="rgbd", width=64, height=64), "StableDiffusionLDM3DPipeline", (64, 64)),
+    (
+        "inpaint",
+        dict(task="inpaint", image=IMAGE, mask=Image.new("L", (64, 64), 255), strength=1.0),
+        "StableDiffusionInpaintPipeline",
+        (64, 64),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def studio() -> Studio:
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    return studio
+
+
+@pytest.mark.parametrize(("kind", "fields", "pipeline", "size"), CASES, ids=[c[0] for c in CASES])
+def test_companion_task_runs_beside_the_untouched_main_pool(
+    studio, tmp_path, monkeypatch, kind, fields, pipeline, size
+):
+    main, main_bytes = studio.pool, studio.pool.unique_bytes()
+    request = GenerationRequest(prompt="a hill", steps=2, seed=4, safety_checker=False, **fields)
+    if kind != "inpaint":
+        with pytest.raises(NotLoaded, match=f"demo-{kind.replace('_', '-')}"):
+            studio.generate(request)
+    studio.load_companion(kind, f"demo-{kind.replace('_', '-')}")
+    result = studio.generate(request)
+    assert result.info["pipeline"] == pipeline
+    assert result.images[0].size == size
+    assert studio.pool is main and studio.pool.unique_bytes() == main_bytes, "the main pool is not duplicated"
+    names = {row["name"] for row in studio.memory_report()["components"]}
+    assert f"{kind}/unet" in names
+    if kind in ("depth", "ldm3d"):
+        depth = result.extras["depth"][0]
+        assert depth.size == size and depth.mode == "L"
+    (tmp_path / "reproduce.py").write_text(result.info["code"])
+    for name, field in (("input.png", "image"), ("mask.png", "mask")):
+        if fields.get(field) is not None:
+            fields[field].save(tmp_path / name)  # the script reads the user's inputs from these files
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+    assert Image.open(tmp_path / "image.png").tobytes() == result.images[0].tobytes()
+    unet = weakref.ref(studio._companions[kind].base.unet)
+    del result
+    studio.unload_companion(kind)
+    gc.collect()
+    assert unet() is None, "unloading frees the companion"
+    assert kind not in studio.companions_info()["companions"]
+
+
+def test_animate_builds_on_the_main_pool_with_a_motion_adapter(studio, tmp_path):
+    outputs = Studio(StudioOptions(device="cpu", offline=True, outputs_dir=tmp_path))
+    outputs.load("demo", variant="default", dtype="float32")
+    vae, text_encoder = outputs.pool.components["vae"], outputs.pool.components["text_encoder"]
+    outputs.load_companion("motion_adapter", "demo-motion-adapter")
+    result = outputs.generate(
+        GenerationRequest(
+            task="animate",
+            prompt="waves",
+            steps=2,
+            width=64,
+            height=64,
+            num_frames=4,
+            fps=4,
+            seed=3,
+            safety_checker=False,
+        )
+    )
+    assert result.info["pipeline"] == "AnimateDiffPipeline" and result.info["num_frames"] == 4
+    assert len(result.extras["frames"][0]) == 4 and result.images[0].size == (64, 64)
+    assert result.files["gif"].endswith(".gif") and result.files["mp4"].endswith(".mp4")
+    with Image.open(result.files["gif"]) as gif:
+        assert gif.n_frames == 4
+    view_parts = outputs.memory_report()["components"]
+    assert any(row["name"] == "motion_unet" for row in view_parts)
+    assert outputs.pool.components["vae"] is vae and outputs.pool.components["text_encoder"] is text_encoder
+
+
+def test_companion_writer_is_deterministic_and_shares_the_demos_files(tmp_path, demo_dir):
+    def digest(folder):
+        return {
+            str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in folder.rglob("*")
+            if f.is_file()
+        }
+
+    a, b = write_companion("inpaint", tmp_path / "a"), write_companion("inpaint", tmp_path / "b")
+    assert digest(a) == digest(b)
+    for shared in ("text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        assert (a / shared).read_bytes() == (demo_dir / shared).read_bytes(), shared
+    assert not list(a.rglob("*.bin"))
+    assert companion_path("depth", tmp_path) == companion_path("depth", tmp_path)
+    with pytest.raises(ValueError, match="choose one of inpaint, depth"):
+        write_companion("nope", tmp_path / "c")
