@@ -1,0 +1,125 @@
+"""Every companion task through the API: load its companion, run it, check the output, unload it."""
+
+from __future__ import annotations
+
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+COMMON = dict(steps=2, guidance_scale=5.0, seed=7, scheduler="default")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("companion-inputs")
+    Image.new("RGB", (64, 64), (60, 160, 90)).save(folder / "image.png")
+    Image.new("RGB", (32, 24), (200, 60, 90)).save(folder / "small.png")
+    return folder
+
+
+def first_size(gallery) -> tuple[int, int]:
+    with Image.open(gallery[0]["image"]) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def cases(folder):
+    image = handle_file(str(folder / "image.png"))
+    small = handle_file(str(folder / "small.png"))
+    return {
+        "depth": (
+            "/depth2img",
+            dict(
+                image=image,
+                depth_map=None,
+                prompt="x",
+                negative_prompt="",
+                strength=0.9,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
+        "variation": ("/variation", dict(image=image, num_images=2, safety_checker=False, **COMMON), (64, 64)),
+        "upscale_x4": (
+            "/upscale",
+            dict(
+                image=small,
+                prompt="x",
+                negative_prompt="",
+                upscaler="x4",
+                noise_level=20,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (128, 96),
+        ),
+        "upscale_x2": (
+            "/upscale",
+            dict(
+                image=image,
+                prompt="x",
+                negative_prompt="",
+                upscaler="x2",
+                noise_level=20,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (128, 128),
+        ),
+        "ldm3d": (
+            "/rgbd",
+            dict(prompt="x", negative_prompt="", width=64, height=64, num_images=1, safety_checker=True, **COMMON),
+            (64, 64),
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", ["depth", "variation", "upscale_x4", "upscale_x2", "ldm3d"])
+def test_companion_task_through_the_api(client, running_app, inputs, kind):
+    endpoint, arguments, size = cases(inputs)[kind]
+    main_bytes = running_app.studio.pool.unique_bytes()
+    loaded = client.predict(kind=kind, source=f"demo-{kind.replace('_', '-')}", api_name="/load_companion")
+    assert kind in loaded["companions"]
+    try:
+        result = client.predict(**arguments, api_name=endpoint)
+        gallery, info = result[0], result[-1]
+        assert first_size(gallery) == size
+        if kind == "variation":
+            assert len(gallery) == 2
+        if kind in ("depth", "ldm3d"):
+            depth = result[1] if kind == "depth" else result[1][0]["image"]
+            with Image.open(depth) as im:
+                assert im.size == size
+        report = client.predict(api_name="/memory")
+        assert running_app.studio.pool.unique_bytes() == main_bytes, "the main checkpoint was not loaded twice"
+        assert any(row["name"].startswith(f"{kind}/") for row in report["components"])
+        assert info["model"] == f"demo-{kind.replace('_', '-')}"
+    finally:
+        unloaded = client.predict(kind=kind, api_name="/unload_companion")
+    assert kind not in unloaded["companions"]
+
+
+def test_animate_returns_a_gif_and_an_mp4(client, running_app):
+    client.predict(kind="motion_adapter", source="demo-motion-adapter", api_name="/load_companion")
+    try:
+        gif, mp4, gallery, info = client.predict(
+            prompt="waves",
+            negative_prompt="",
+            num_frames=4,
+            fps=4,
+            steps=2,
+            guidance_scale=5.0,
+            width=64,
+            height=64,
+            seed=1,
+            scheduler="default",
+            api_name="/animate",
+        )
+        with Image.open(gif) as im:
+            assert im.format == "GIF" and im.n_frames == 4 and im.size == (64, 64)
+        assert str(mp4["video"] if isinstance(mp4, dict) else mp4).endswith(".mp4")
+        assert info["pipeline"] == "AnimateDiffPipeline" and first_size(gallery) == (64, 64)
+    finally:
+        client.predict(kind="motion_adapter", api_name="/unload_companion")
