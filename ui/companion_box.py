@@ -35,7 +35,8 @@ def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str) -
             with gr.Row(equal_height=True):
                 source = gr.Dropdown(
                     choices,
-                    value=choices[-1] if ctx.studio.is_loaded and ctx.studio.model_info()["is_demo"] else choices[0],
+                    # The demo's twin when the app runs on the demo (or offline), else the real checkpoint.
+                    value=choices[-1] if ctx.settings.model == "demo" or ctx.settings.offline else choices[0],
                     label=f"{kind.replace('_', ' ')} checkpoint",
                     allow_custom_value=not ctx.settings.public,
                     scale=4,

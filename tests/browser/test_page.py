@@ -94,3 +94,22 @@ def test_every_tab_opens_and_says_what_it_is_for(page: Page):
         page.get_by_role("tab", name=label, exact=True).click()
         expect(page.locator(f"#tab-{tab_id}")).to_contain_text(text)
     shot(page, "every-tab")
+
+
+def test_upscale_a_result_from_the_gallery(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-prompt textarea").fill("a small boat")
+    set_slider(page, "text2img", "Steps", 2)
+    set_slider(page, "text2img", "Width", 64)
+    set_slider(page, "text2img", "Height", 64)
+    generate_and_wait(page, "text2img")
+    page.locator("#text2img-gallery img").first.click()
+    page.locator("#text2img-send-upscale").click()
+    expect(page.locator("#upscale-image img")).to_be_visible()
+    page.locator("#companion-source-upscale_x4 input").fill("demo-upscale-x4")
+    page.locator("#companion-load-upscale_x4").click()
+    expect(page.locator("#companion-status-upscale_x4")).to_contain_text("demo-upscale-x4", timeout=60_000)
+    set_slider(page, "upscale", "Steps", 2)
+    page.locator("#upscale-generate").click()
+    expect(page.locator("#upscale-notice")).to_contain_text("256x256", timeout=60_000)
+    shot(page, "upscale")
