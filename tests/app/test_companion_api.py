@@ -14,6 +14,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("companion-inputs")
     Image.new("RGB", (64, 64), (60, 160, 90)).save(folder / "image.png")
     Image.new("RGB", (32, 24), (200, 60, 90)).save(folder / "small.png")
+    Image.new("L", (64, 64), 255).save(folder / "mask.png")
     return folder
 
 
@@ -73,10 +74,24 @@ def cases(folder):
             dict(prompt="x", negative_prompt="", width=64, height=64, num_images=1, safety_checker=True, **COMMON),
             (64, 64),
         ),
+        "inpaint": (
+            "/inpaint",
+            dict(
+                image=image,
+                mask=handle_file(str(folder / "mask.png")),
+                prompt="x",
+                negative_prompt="",
+                strength=1.0,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
     }
 
 
-@pytest.mark.parametrize("kind", ["depth", "variation", "upscale_x4", "upscale_x2", "ldm3d"])
+@pytest.mark.parametrize("kind", ["depth", "variation", "upscale_x4", "upscale_x2", "ldm3d", "inpaint"])
 def test_companion_task_through_the_api(client, running_app, inputs, kind):
     endpoint, arguments, size = cases(inputs)[kind]
     main_bytes = running_app.studio.pool.unique_bytes()
