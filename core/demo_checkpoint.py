@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -212,23 +213,27 @@ def default_cache_dir() -> Path:
 
 
 def demo_checkpoint_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The demo checkpoint's folder, written on first use.
+    """The demo checkpoint's folder, written on first use."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return write_once(root / f"demo-sd15-v{DEMO_FORMAT_VERSION}", write_demo_checkpoint)
+
+
+def write_once(target: Path, write: Callable[[Path], object]) -> Path:
+    """`target`, written by `write(folder)` if it isn't there yet.
 
     Written into a temporary folder and renamed into place, so a crash or a second process never leaves a
     half-written checkpoint where the first looks for it.
     """
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / f"demo-sd15-v{DEMO_FORMAT_VERSION}"
-    if (target / "model_index.json").is_file():
+    if target.is_dir() and any(target.glob("*.json")):
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=root))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        write_demo_checkpoint(tmp / "ckpt")
+        write(tmp / "ckpt")
         try:
             os.rename(tmp / "ckpt", target)
         except OSError:
-            if not (target / "model_index.json").is_file():  # not another process winning the race: a real error
+            if not target.is_dir():  # not another process winning the race: a real error
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

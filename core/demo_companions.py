@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -270,20 +268,7 @@ def companion_path(kind: str, cache_dir: str | os.PathLike | None = None) -> Pat
         raise ValueError(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANIONS)}.")
     root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
     target = root / f"demo-{kind}-v{demo.DEMO_FORMAT_VERSION}.{COMPANIONS_FORMAT_VERSION}"
-    if (target / "model_index.json").is_file() or (target / "config.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".demo-{kind}-", dir=root))
-    try:
-        write_companion(kind, tmp / "ckpt")
-        try:
-            os.rename(tmp / "ckpt", target)
-        except OSError:
-            if not target.exists():  # not another process winning the race: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return demo.write_once(target, lambda folder: write_companion(kind, folder))
 
 
 def main(argv: list[str] | None = None) -> int:

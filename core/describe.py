@@ -134,7 +134,7 @@ def _motion_location(studio: Studio) -> str:
 
 def prompt_warnings(pool: Pool, request: GenerationRequest) -> list[str]:
     """A warning for each prompt longer than the text encoder reads."""
-    tokenizer = pool.components.get("tokenizer")
+    tokenizer = pool.thread_tokenizers().get("tokenizer")
     if tokenizer is None or not get_task(request.task).uses_prompt:
         return []
     warnings = []

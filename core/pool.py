@@ -7,6 +7,8 @@ the engine makes one per request rather than sharing pipeline objects between co
 
 from __future__ import annotations
 
+import copy
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +68,7 @@ class Pool:
     vae_source: str = "default"
     companion_kind: str | None = None  # set for a companion checkpoint loaded beside the main one
     view_classes: dict[str, type] = field(init=False)  # every view this pool can serve: tasks and options
+    _per_thread: threading.local = field(init=False, repr=False, default_factory=threading.local)
 
     def __post_init__(self) -> None:
         base_class = type(self.base).__name__
@@ -93,6 +96,23 @@ class Pool:
         """The pool's components by name, as the base pipeline holds them."""
         return self.base.components
 
+    def thread_tokenizers(self) -> dict[str, Any]:
+        """This thread's own copies of the pool's tokenizers.
+
+        Fast tokenizers keep padding and truncation settings in mutable state, and a pipeline's encode_prompt
+        calls its tokenizer twice with different settings; two threads encoding at once crossed them (seen as
+        images a few levels off under concurrency). Tokenizers hold no weights, so a copy per thread is cheap.
+        """
+        copies = getattr(self._per_thread, "tokenizers", None)
+        if copies is None:
+            copies = {
+                name: copy.deepcopy(component)
+                for name, component in self.components.items()
+                if name.startswith("tokenizer") and component is not None
+            }
+            self._per_thread.tokenizers = copies
+        return copies
+
     @property
     def has_safety_checker(self) -> bool:
         return self.components.get("safety_checker") is not None
@@ -110,6 +130,7 @@ class Pool:
             if key in overrides and key not in modules and key not in options:
                 overrides.pop(key)
         # dtype= always: without it, from_pipe casts the shared modules to float32 (diffusers issue 12754).
+        overrides = {**self.thread_tokenizers(), **overrides}
         pipe = cls.from_pipe(self.base, dtype=self.dtype, **overrides)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -125,7 +146,7 @@ class Pool:
             overrides["requires_safety_checker"] = checker is not None
         # AutoPipeline.from_pipe builds the task class around the same module objects and, unlike
         # `SomePipeline.from_pipe(base)` without `dtype=`, does not cast them (diffusers issue 12754).
-        pipe = task.auto_class.from_pipe(self.base, **overrides)
+        pipe = task.auto_class.from_pipe(self.base, **self.thread_tokenizers(), **overrides)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 

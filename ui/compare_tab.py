@@ -9,6 +9,7 @@ from core.compare import compare as run_compare
 from core.compare import parse_values
 from core.generation import GenerationRequest
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.controls import wire_stop
 from ui.model_panel import ModelPanel
 
 INTRO = (
@@ -100,7 +101,4 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         compare, inputs, [grid, cells, info], api_name="compare", concurrency_id=GPU_QUEUE, concurrency_limit=1
     )
 
-    def stop_job(request: gr.Request) -> None:
-        ctx.cancel_flags.cancel(session_of(request))
-
-    stop.click(stop_job, None, None, cancels=[event], api_name="stop_compare", queue=False)
+    wire_stop(ctx, stop, event, "compare")

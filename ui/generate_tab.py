@@ -11,6 +11,7 @@ from PIL import Image
 from core.generation import GenerationRequest
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.companion_box import build_companion_box
+from ui.controls import prompts, steps_guidance, whole, wire_stop
 from ui.model_panel import ModelPanel
 from ui.results import build_results, run_request, shown, wire_notice
 
@@ -27,18 +28,6 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
         alpha = np.asarray(layer.convert("RGBA"))[..., 3]
         mask[alpha > 0] = 255
     return Image.fromarray(mask, mode="L") if mask.any() else None
-
-
-def _common_controls(task: str) -> dict[str, gr.components.Component]:
-    c: dict[str, gr.components.Component] = {}
-    c["prompt"] = gr.Textbox(
-        label="Prompt", lines=3, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt"
-    )
-    c["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality")
-    with gr.Row():
-        c["steps"] = gr.Slider(1, 150, value=25, step=1, label="Steps")
-        c["guidance_scale"] = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance scale")
-    return c
 
 
 def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[gr.Gallery, gr.Button, gr.State]:
@@ -68,7 +57,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
                     elem_id="inpaint-mask",
                     height=160,
                 )
-            c = _common_controls(task)
+            c: dict[str, Any] = {}
+            c["prompt"], c["negative_prompt"] = prompts(task)
+            c["steps"], c["guidance_scale"] = steps_guidance()
             with gr.Row():
                 if task == "text2img":
                     c["width"] = gr.Slider(limits.min_side, limits.max_side, value=512, step=8, label="Width")
@@ -128,13 +119,13 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
                 task="text2img",
                 prompt=prompt,
                 negative_prompt=negative_prompt,
-                steps=_int(steps),
+                steps=whole(steps),
                 guidance_scale=guidance_scale,
-                width=_int(width),
-                height=_int(height),
-                seed=_int(seed),
+                width=whole(width),
+                height=whole(height),
+                seed=whole(seed),
                 scheduler=scheduler,
-                num_images=_int(num_images),
+                num_images=whole(num_images),
                 safety_checker=safety_checker,
                 sag_scale=sag_scale,
                 pag_scale=pag_scale,
@@ -180,11 +171,11 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
                 prompt=prompt,
                 negative_prompt=negative_prompt,
                 strength=strength,
-                steps=_int(steps),
+                steps=whole(steps),
                 guidance_scale=guidance_scale,
-                seed=_int(seed),
+                seed=whole(seed),
                 scheduler=scheduler,
-                num_images=_int(num_images),
+                num_images=whole(num_images),
                 safety_checker=safety_checker,
             )
             result = run_request(ctx, req, session_of(request), progress)
@@ -227,11 +218,11 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
                 prompt=prompt,
                 negative_prompt=negative_prompt,
                 strength=strength,
-                steps=_int(steps),
+                steps=whole(steps),
                 guidance_scale=guidance_scale,
-                seed=_int(seed),
+                seed=whole(seed),
                 scheduler=scheduler,
-                num_images=_int(num_images),
+                num_images=whole(num_images),
                 safety_checker=safety_checker,
             )
             result = run_request(ctx, req, session_of(request), progress)
@@ -287,10 +278,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
 
     wire_notice(event, results)
 
-    def stop_job(request: gr.Request) -> None:
-        ctx.cancel_flags.cancel(session_of(request))
-
-    stop.click(stop_job, None, None, cancels=[event], api_name=f"stop_{task}", queue=False)
+    wire_stop(ctx, stop, event, task)
     random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
     reuse_seed.click(lambda i: (i or {}).get("seeds", [-1])[0], info, c["seed"], api_visibility="private", queue=False)
     selected = gr.State(None)
@@ -302,10 +290,3 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
     if task == "inpaint":
         build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
     return gallery, send_to_upscale, selected
-
-
-def _int(value: Any) -> Any:
-    """Sliders and numbers arrive as floats; whole floats become ints, anything else is left for validation."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

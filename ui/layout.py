@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ui import more_tabs
+from ui import companion_tabs, feature_tabs
 from ui.common import GPU_QUEUE, AppContext, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
@@ -33,17 +33,17 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     galleries.append(gallery)
                     senders.append((send, selected))
             with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img"):
-                more_tabs.build_safe_tab(ctx, panel)
+                feature_tabs.build_safe_tab(ctx, panel)
             with gr.Tab("Depth to image", id="depth2img", elem_id="tab-depth2img"):
-                more_tabs.build_depth_tab(ctx, panel)
+                companion_tabs.build_depth_tab(ctx, panel)
             with gr.Tab("Variation", id="variation", elem_id="tab-variation"):
-                more_tabs.build_variation_tab(ctx, panel)
+                companion_tabs.build_variation_tab(ctx, panel)
             with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
-                upscale_input = more_tabs.build_upscale_tab(ctx, panel)
+                upscale_input = companion_tabs.build_upscale_tab(ctx, panel)
             with gr.Tab("RGB + depth", id="rgbd", elem_id="tab-rgbd"):
-                more_tabs.build_rgbd_tab(ctx, panel)
+                companion_tabs.build_rgbd_tab(ctx, panel)
             with gr.Tab("Animate", id="animate", elem_id="tab-animate"):
-                more_tabs.build_animate_tab(ctx, panel)
+                feature_tabs.build_animate_tab(ctx, panel)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
             with gr.Tab("Inspect", id="inspect", elem_id="tab-inspect"):
