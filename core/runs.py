@@ -183,7 +183,8 @@ def collect(request: Any, output: Any, arguments: dict[str, Any]) -> tuple[list[
         extras["frames"] = frames
         return [video[0] for video in frames], extras
     if request.task == "depth2img":
-        extras["depth"] = [depth_preview(arguments["depth_map"])]
+        size = output.images[0].size  # the estimator works at its own resolution; show it at the image's
+        extras["depth"] = [depth_preview(arguments["depth_map"]).resize(size, Image.Resampling.BICUBIC)]
     return list(output.images), extras
 
 

@@ -209,8 +209,8 @@ class Studio:
         scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         run_checker = request.safety_checker and pool.has_safety_checker
         pipe = self._view(pool, task, request, scheduler, run_checker)
-        arguments = runs.call_arguments(request, pipe, seeds)
         switched = time.perf_counter()
+        arguments = runs.call_arguments(request, pipe, seeds)  # may run a model (depth estimation)
         output, interrupted = runs.run_pipeline(pipe, arguments, steps=request.steps, on_step=on_step, cancel=cancel)
         finished = time.perf_counter()
         images, extras = runs.collect(request, output, arguments)

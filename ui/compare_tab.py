@@ -48,7 +48,8 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         with gr.Column():
             grid = gr.Image(label="Grid", format="png", elem_id="compare-grid")
             cells = gr.Gallery(label="Each image", format="png", columns=3, height=300, elem_id="compare-gallery")
-            info = gr.JSON(label="info", elem_id="compare-info")
+            with gr.Accordion("Info", open=False):
+                info = gr.JSON(label="info", elem_id="compare-info")
 
     @user_errors
     def compare(
