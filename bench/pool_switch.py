@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import schedulers
 from core.studio import Studio, StudioOptions
-from core.tasks import TASKS
+from core.tasks import BASE_TASKS, TASKS
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -49,7 +49,8 @@ def main() -> int:
     print(f"# {platform.processor() or platform.machine()}, torch threads: {__import__('torch').get_num_threads()}")
     print(f"checkpoint {args.model!r} ({args.dtype}) loaded in {load_seconds * 1000:.0f} ms; pool {before:,} bytes")
     print(f"{'task':10} {'switch (pool)':>14} {'reload (disk)':>14} {'ratio':>8}")
-    for name, task in TASKS.items():
+    for name in BASE_TASKS:
+        task = TASKS[name]
 
         def switch(task=task) -> None:
             pool.view(task, scheduler=schedulers.build("default", pool.base.scheduler), safety_checker=True)
