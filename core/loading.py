@@ -37,9 +37,17 @@ def choose_variant(files: CheckpointFiles, variant: str, dtype: torch.dtype) -> 
 
 
 def load_pipeline(
-    files: CheckpointFiles, variant: str, dtype: torch.dtype, device: torch.device, options: StudioOptions
+    files: CheckpointFiles,
+    variant: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    options: StudioOptions,
+    reuse: dict[str, torch.nn.Module] | None = None,
 ) -> DiffusionPipeline:
-    """The checkpoint's pipeline (class from model_index.json) on `device`; safetensors only unless allowed."""
+    """The checkpoint's pipeline (class from model_index.json) on `device`; safetensors only unless allowed.
+
+    Components in `reuse` (identical ones already in memory) are taken as they are instead of being loaded.
+    """
     use_safetensors = True
     if not files.has_safetensors and files.has_pickle:
         if not (options.allow_unsafe and not files.is_hub and not options.public):
@@ -57,6 +65,7 @@ def load_pipeline(
             variant=None if variant == DEFAULT_VARIANT else variant,
             use_safetensors=use_safetensors,
             local_files_only=options.offline,
+            **(reuse or {}),
         )
         return base.to(device)
     except torch.OutOfMemoryError as e:

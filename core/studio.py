@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, describe, devices, loading, runs, schedulers
+from core import checkpoints, describe, devices, fingerprints, loading, runs, schedulers
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
@@ -66,6 +66,8 @@ class Studio:
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
         self._load_lock = threading.Lock()
         self.loading: str | None = None  # the source being loaded right now, for status lines
+        self._hashes = fingerprints.FileHashes()
+        self._shared = fingerprints.SharedModules()
 
     # -- loading -----------------------------------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class Studio:
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
                 files = self._resolve(source)
                 chosen = loading.choose_variant(files, variant, torch_dtype)
-                base = loading.load_pipeline(files, chosen, torch_dtype, self.device, self.options)
+                base = self._load_sharing(files, chosen, torch_dtype)
             finally:
                 self.loading = None
             pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
@@ -104,6 +106,23 @@ class Studio:
             self._pool = pool
             self._release()
             return self.model_info()
+
+    def _load_sharing(self, files: checkpoints.CheckpointFiles, variant: str, dtype: torch.dtype) -> DiffusionPipeline:
+        """Load a pipeline, taking every component whose files are identical to one in memory from memory."""
+        dtype_name, device = devices.dtype_name(dtype), str(self.device)
+        reuse = {}
+        for name in files.components:
+            key = fingerprints.component_fingerprint(files.path, name, variant, self._hashes)
+            module = self._shared.find(key, dtype_name, device) if key else None
+            if module is not None:
+                reuse[name] = module
+        base = loading.load_pipeline(files, variant, dtype, self.device, self.options, reuse=reuse)
+        for name in files.components:  # after loading, a Hub checkpoint's weight files are in the cache
+            module = base.components.get(name)
+            key = fingerprints.component_fingerprint(files.path, name, variant, self._hashes)
+            if key and isinstance(module, torch.nn.Module):
+                self._shared.add(key, dtype_name, device, module, files.source)
+        return base
 
     def _resolve(self, source: str) -> checkpoints.CheckpointFiles:
         return checkpoints.resolve(source, demo_dir=self.options.cache_dir, offline=self.options.offline)
@@ -160,7 +179,7 @@ class Studio:
                 if files.pipeline_class != expected:
                     raise LoadError(f"{source!r} is a {files.pipeline_class}; the {kind} companion is a {expected}.")
                 chosen = loading.choose_variant(files, "auto", dtype)
-                base = loading.load_pipeline(files, chosen, dtype, self.device, self.options)
+                base = self._load_sharing(files, chosen, dtype)
             finally:
                 self.loading = None
             self._companions[kind] = Pool(
@@ -316,16 +335,23 @@ class Studio:
         size and the tasks that share it."""
         report = dataclasses.asdict(devices.read_memory(self.device))
         pools = ([self._pool] if self._pool else []) + list(self._companions.values())
-        rows = []
+        rows, seen, unique = [], set(), 0
         for pool in pools:
             for row in pool.component_rows():
+                module = pool.components[row["name"]]
                 row["checkpoint"] = pool.files.source
+                row["shared_with"] = [c for c in self._shared.owners(module) if c != pool.files.source]
                 if pool.companion_kind:
                     row["name"] = f"{pool.companion_kind}/{row['name']}"
+                if id(module) not in seen:  # a module two checkpoints share is counted once
+                    seen.add(id(module))
+                    unique += row["bytes"]
                 rows.append(row)
         if self.motion is not None:
-            rows += self._motion_rows()
-        report["pool_bytes"] = sum(row["bytes"] for row in rows)
+            motion_rows = self._motion_rows()
+            rows += motion_rows
+            unique += sum(row["bytes"] for row in motion_rows)
+        report["pool_bytes"] = unique
         report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
             row["bytes"] for row in rows if row["name"].startswith("motion")
         )

@@ -52,11 +52,14 @@ def components_table(report: dict[str, Any]) -> pd.DataFrame:
             "dtype": r["dtype"],
             "device": r["device"],
             "size": fmt_bytes(r["bytes"]),
-            "shared by": ", ".join(r["used_by"]),
+            "used by": ", ".join(r["used_by"]),
+            "checkpoint": r.get("checkpoint", ""),
+            "shared with": ", ".join(r.get("shared_with") or []),
         }
         for r in report.get("components", [])
     ]
-    return pd.DataFrame(rows, columns=["component", "class", "dtype", "device", "size", "shared by"])
+    columns = ["component", "class", "dtype", "device", "size", "used by", "checkpoint", "shared with"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""Content fingerprints of a checkpoint's components, so identical weights are loaded once across checkpoints.
+
+Many fine-tunes of one base ship byte-identical text encoders and VAEs. A component's fingerprint covers its
+config and the weight files of the chosen variant; two components with the same fingerprint (and the same dtype
+and device) are the same module, so the second checkpoint reuses the first's instead of loading it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+from core.checkpoints import DEFAULT_VARIANT, weight_variant
+
+_CHUNK = 8 * 1024 * 1024
+
+
+class FileHashes:
+    """sha256 of files, remembered by (real path, size, mtime) so each file is read at most once per run."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def sha256(self, path: Path) -> str:
+        real = Path(os.path.realpath(path))
+        # In the Hugging Face cache, weight files are symlinks to blobs named by their sha256: no need to read them.
+        if real.parent.name == "blobs" and len(real.name) == 64:
+            return real.name
+        stat = real.stat()
+        key = (str(real), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._known:
+                return self._known[key]
+        digest = hashlib.sha256()
+        with open(real, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+        with self._lock:
+            self._known[key] = digest.hexdigest()
+        return self._known[key]
+
+
+def component_fingerprint(folder: Path, component: str, variant: str, hashes: FileHashes) -> str | None:
+    """The fingerprint of `folder/component` for `variant` (config + weight files), or None if it has no weights."""
+    sub = folder / component
+    if not sub.is_dir():
+        return None
+    weights = sorted(p for p in sub.iterdir() if p.suffix == ".safetensors" and weight_variant(p.name) == variant)
+    if not weights and variant != DEFAULT_VARIANT:  # diffusers falls back to the default files for this component
+        weights = sorted(p for p in sub.iterdir() if p.suffix == ".safetensors" and weight_variant(p.name) == "default")
+    if not weights:
+        return None
+    digest = hashlib.sha256()
+    config = sub / "config.json"
+    if config.is_file():
+        digest.update(hashlib.sha256(config.read_bytes()).digest())
+    for path in weights:
+        digest.update(path.name.encode())
+        digest.update(hashes.sha256(path).encode())
+    return digest.hexdigest()
+
+
+class SharedModules:
+    """Modules in memory by (fingerprint, dtype, device); entries vanish when no checkpoint holds the module."""
+
+    def __init__(self) -> None:
+        self._modules: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
+        self._owners: dict[int, set[str]] = {}
+
+    def find(self, fingerprint: str, dtype: str, device: str) -> Any | None:
+        return self._modules.get((fingerprint, dtype, device))
+
+    def add(self, fingerprint: str, dtype: str, device: str, module: Any, owner: str) -> None:
+        self._modules[(fingerprint, dtype, device)] = module
+        if id(module) not in self._owners:
+            weakref.finalize(module, self._owners.pop, id(module), None)  # ids are reused once it is freed
+        self._owners.setdefault(id(module), set()).add(owner)
+
+    def owners(self, module: Any) -> list[str]:
+        """The checkpoints that loaded or reused this module (while it lives)."""
+        return sorted(self._owners.get(id(module), ()))

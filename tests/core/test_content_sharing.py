@@ -1,0 +1,59 @@
+"""Components keyed by content: a second checkpoint with byte-identical weights reuses what is in memory."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from core.studio import Studio, StudioOptions
+
+
+def fresh() -> Studio:
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    return studio
+
+
+def test_a_companion_with_identical_files_shares_their_modules():
+    studio = fresh()
+    main = studio.pool.components
+    before = studio.memory_report()["pool_bytes"]
+    studio.load_companion("inpaint", "demo-inpaint")
+    companion = studio._companions["inpaint"].components
+    assert companion["text_encoder"] is main["text_encoder"] and companion["vae"] is main["vae"]
+    assert companion["unet"] is not main["unet"], "the 9-channel UNet differs, so it is its own"
+    report = studio.memory_report()
+    unet_bytes = next(r["bytes"] for r in report["components"] if r["name"] == "inpaint/unet")
+    assert report["pool_bytes"] - before == unet_bytes, "only what differs (the UNet) was added"
+    assert companion["safety_checker"] is main["safety_checker"]
+    te = next(r for r in report["components"] if r["name"] == "inpaint/text_encoder")
+    assert te["shared_with"] == ["demo"]
+
+
+def test_unloading_frees_only_what_no_other_checkpoint_uses():
+    studio = fresh()
+    studio.load_companion("inpaint", "demo-inpaint")
+    unet = weakref.ref(studio._companions["inpaint"].components["unet"])
+    text_encoder = studio.pool.components["text_encoder"]
+    studio.unload_companion("inpaint")
+    gc.collect()
+    assert unet() is None
+    assert studio.pool.components["text_encoder"] is text_encoder
+
+
+def test_switching_to_a_fine_tune_keeps_the_identical_parts():
+    studio = fresh()
+    text_encoder, vae = studio.pool.components["text_encoder"], studio.pool.components["vae"]
+    old_unet = weakref.ref(studio.pool.components["unet"])
+    studio.load("demo-inpaint", variant="default", dtype="float32")
+    assert studio.pool.components["text_encoder"] is text_encoder and studio.pool.components["vae"] is vae
+    gc.collect()
+    assert old_unet() is None, "the old UNet, used by nothing now, is freed"
+
+
+def test_another_dtype_is_another_module():
+    studio = fresh()
+    text_encoder = studio.pool.components["text_encoder"]
+    studio.load("demo", variant="default", dtype="bfloat16")
+    assert studio.pool.components["text_encoder"] is not text_encoder
+    assert next(studio.pool.components["text_encoder"].parameters()).dtype.is_floating_point
