@@ -224,7 +224,7 @@ def write_once(target: Path, write: Callable[[Path], object]) -> Path:
     Written into a temporary folder and renamed into place, so a crash or a second process never leaves a
     half-written checkpoint where the first looks for it.
     """
-    if target.is_dir() and any(target.glob("*.json")):
+    if target.is_dir() and any(target.iterdir()):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

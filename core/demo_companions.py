@@ -271,6 +271,32 @@ def companion_path(kind: str, cache_dir: str | os.PathLike | None = None) -> Pat
     return demo.write_once(target, lambda folder: write_companion(kind, folder))
 
 
+def write_demo_lora(path: str | os.PathLike) -> Path:
+    """A tiny LoRA for the demo's UNet attention, made with peft as diffusers' training scripts do, saved as
+    `pytorch_lora_weights.safetensors` in `path`. Its B matrices are random (not peft's zeros), so it changes
+    images."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = demo._unet()
+    torch.manual_seed(21)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    path = Path(path)
+    StableDiffusionPipeline.save_lora_weights(
+        path, unet_lora_layers=get_peft_model_state_dict(unet), safe_serialization=True
+    )
+    return path
+
+
+def demo_lora_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The demo LoRA's folder, written on first use."""
+    root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
+    return demo.write_once(root / f"demo-lora-v{demo.DEMO_FORMAT_VERSION}.{COMPANIONS_FORMAT_VERSION}", write_demo_lora)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m core.demo_companions KIND DIR`."""
     parser = argparse.ArgumentParser(prog="python -m core.demo_companions", description=__doc__.split("\n")[0])

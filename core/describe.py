@@ -108,6 +108,8 @@ def run_snippet(
             f"vae = AutoencoderKL.from_pretrained({pool.vae_source!r}, dtype=torch.{snippet.dtype})"
         )
         load["vae"] = Code("vae")
+    if pool is studio.pool:
+        snippet.after_load += studio.loras.snippet_lines()
     if task.name == "rgbd":
         load["safety_checker"] = None
         call["output_type"] = "np"

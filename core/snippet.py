@@ -30,6 +30,7 @@ class Snippet:
     scheduler_overrides: dict[str, Any] = field(default_factory=dict)
     load_arguments: dict[str, Any] = field(default_factory=dict)
     before_load: list[str] = field(default_factory=list)
+    after_load: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     call_arguments: dict[str, Any] = field(default_factory=dict)
     output: str = "images[0]"
@@ -54,6 +55,7 @@ class Snippet:
             load["scheduler"] = Code("scheduler")
         lines.append(f"pipe = {self.pipeline_class}.from_pretrained({self.model_path!r}, {_kwargs(load)})")
         lines.append(f"pipe = pipe.to({self.device!r})")
+        lines += self.after_load
         lines += inputs
         lines.append(f"result = pipe({_kwargs(call)})")
         return "\n".join(lines) + "\n" + self._save() + "\n"

@@ -15,6 +15,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from core import checkpoints, describe, devices, fingerprints, loading, runs, schedulers
+from core.adapters import LoraSet
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
@@ -66,6 +67,7 @@ class Studio:
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
         self._load_lock = threading.Lock()
         self.loading: str | None = None  # the source being loaded right now, for status lines
+        self.loras = LoraSet()  # adapters on the main pool's modules
         self._hashes = fingerprints.FileHashes()
         self._shared = fingerprints.SharedModules()
 
@@ -104,6 +106,7 @@ class Studio:
                     "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a task)."
                 )
             self._pool = pool
+            self.loras = LoraSet()  # adapters lived on the old pool's modules
             self._release()
             return self.model_info()
 
@@ -158,6 +161,23 @@ class Studio:
             del pool, base, vae
             self._release()
             return self.model_info()
+
+    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
+        """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
+        task view sees it."""
+        if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
+            raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
+        self._check_allowed(source, self.options.allowed_models, "adapters")
+        with self._load_lock:
+            self.loras.load(self.pool, source.strip(), float(weight), self.options)
+            return self.loras.info(self.pool)
+
+    def unload_lora(self, name: str) -> dict[str, Any]:
+        """Remove a LoRA; the shared modules are as they were before it was loaded."""
+        with self._load_lock:
+            self.loras.unload(self.pool, name)
+            self._release()
+            return self.loras.info(self.pool)
 
     def load_companion(self, kind: str, source: str) -> dict[str, Any]:
         """Load the checkpoint a task needs beside the main one (`demo-<kind>` for the offline demo's)."""

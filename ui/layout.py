@@ -7,6 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from ui import companion_tabs, feature_tabs
+from ui.adapters_panel import build_adapters_panel
 from ui.common import GPU_QUEUE, AppContext, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
@@ -24,6 +25,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# 🧨 {TITLE}\nOne checkpoint, loaded once, serving every task with `from_pipe`.", elem_id="title")
         panel = build_model_panel(ctx)
+        build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
         galleries, senders = [], []
         with gr.Tabs(elem_id="tasks") as tabs:

@@ -145,6 +145,8 @@ def test_documented_endpoints_and_parameter_names(client):
         ],
         "/load_companion": ["kind", "source"],
         "/unload_companion": ["kind"],
+        "/load_lora": ["source", "weight"],
+        "/unload_lora": ["name"],
         "/memory": [],
     }
     for name, params in expected.items():

@@ -130,3 +130,18 @@ def test_companion_tasks_say_what_to_load(client):
             safety_checker=False,
             api_name="/rgbd",
         )
+
+
+def test_lora_through_the_api_reaches_every_view_and_unloads_cleanly(client):
+    def first(**extra):
+        gallery, _info = client.predict(**{**T2I, **extra}, api_name="/text2img")
+        return Image.open(files(gallery)[0]).tobytes()
+
+    before = first()
+    info = client.predict(source="demo-lora", weight=1.0, api_name="/load_lora")
+    try:
+        assert "demo_lora" in info["loras"] and "img2img" in info["affects"]
+        assert first() != before
+    finally:
+        info = client.predict(name="demo_lora", api_name="/unload_lora")
+    assert info["loras"] == {} and first() == before
