@@ -91,8 +91,11 @@ def test_missing_variant_names_the_ones_there(tmp_path, demo_dir):
     for f in folder.rglob("*.fp16.safetensors"):
         f.unlink()
     studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    before = studio.pool
     with pytest.raises(LoadError, match=r"no 'fp16' variant\. It has: default, non_ema"):
         studio.load(str(folder), variant="fp16", dtype="float32")
+    assert studio.pool is before and studio.generate(GenerationRequest(**TINY)).images, "the demo still serves"
 
 
 def test_float16_on_cpu_is_refused_with_advice():
