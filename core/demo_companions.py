@@ -25,6 +25,7 @@ COMPANIONS = {
     "upscale_x2": "x2 latent upscaler, like stabilityai/sd-x2-latent-upscaler",
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
+    "sdxl": "SDXL (two text encoders, size-and-crop conditioning), like stabilityai/stable-diffusion-xl-base-1.0",
 }
 
 
@@ -224,6 +225,67 @@ def _motion_adapter():
     )
 
 
+def _sdxl():
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = demo._tokenizer()
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=demo.HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=demo.HIDDEN,
+    )
+    torch.manual_seed(22)
+    text_encoder = CLIPTextModel(config).eval()
+    torch.manual_seed(23)
+    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(24)
+    # SDXL's UNet reads both encoders' hidden states side by side, plus pooled text and size/crop embeddings.
+    unet = UNet2DConditionModel(
+        sample_size=128,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        norm_num_groups=16,
+        projection_class_embeddings_input_dim=6 * 8 + demo.HIDDEN,
+        cross_attention_dim=2 * demo.HIDDEN,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+        use_karras_sigmas=False,
+    )
+    return StableDiffusionXLPipeline(
+        vae=demo._vae(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=demo._tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+    )
+
+
 _BUILDERS = {
     "inpaint": _inpaint,
     "depth": _depth,
@@ -232,6 +294,7 @@ _BUILDERS = {
     "upscale_x2": _upscale_x2,
     "ldm3d": _ldm3d,
     "motion_adapter": _motion_adapter,
+    "sdxl": _sdxl,
 }
 
 

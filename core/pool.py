@@ -15,6 +15,7 @@ from typing import Any
 import diffusers
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from core.checkpoints import CheckpointFiles
@@ -82,9 +83,29 @@ class Pool:
             cls = pipeline_class_for(task, base_class)
             if cls is not None:
                 self.view_classes[name] = cls
-        if family_of(base_class) == "stable-diffusion" and base_class == "StableDiffusionPipeline":
+        family = family_of(base_class)
+        if family == "stable-diffusion" and base_class == "StableDiffusionPipeline":
             for name, class_name in _SD_FEATURE_VIEWS.items():
                 self.view_classes[name] = getattr(diffusers, class_name)
+        elif family is not None and f"{family}-pag" in AUTO_TEXT2IMAGE_PIPELINES_MAPPING:
+            self.view_classes["pag"] = AUTO_TEXT2IMAGE_PIPELINES_MAPPING[f"{family}-pag"]
+
+    @property
+    def size_multiple(self) -> int:
+        """Widths and heights must be multiples of this: the VAE's factor, times the patch size of a transformer."""
+        factor = getattr(self.base, "vae_scale_factor", 8)
+        transformer = self.components.get("transformer")
+        patch = getattr(getattr(transformer, "config", None), "patch_size", None) or 1
+        return int(factor * patch)
+
+    @property
+    def default_size(self) -> int:
+        """The resolution the model was trained at (SD 1.5: 512, SDXL: 1024), from its denoiser's sample size."""
+        denoiser = self.components.get("unet") or self.components.get("transformer")
+        sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+        if isinstance(sample, (list, tuple)):
+            sample = sample[0]
+        return int(sample * getattr(self.base, "vae_scale_factor", 8)) if sample else 512
 
     @property
     def task_classes(self) -> dict[str, type]:

@@ -242,7 +242,12 @@ class Studio:
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
         if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
-        request.validate(self.options.limits, size_multiple=getattr(pool.base, "vae_scale_factor", 8))
+        request.validate(self.options.limits, size_multiple=pool.size_multiple)
+        for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
+            if task.name == "text2img" and getattr(request, option) > 0 and not pool.supports(view):
+                raise InvalidRequest(
+                    f"{view.upper()} is not available for {pool.files.pipeline_class}; set {option} to 0."
+                )
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
@@ -347,6 +352,9 @@ class Studio:
             "task_pipelines": {task: cls.__name__ for task, cls in pool.task_classes.items()},
             "schedulers": self.scheduler_names(),
             "load_seconds": round(pool.load_seconds, 3),
+            "default_size": pool.default_size,
+            "size_multiple": pool.size_multiple,
+            "options": [name for name in ("sag", "pag") if pool.supports(name)],
             "is_demo": pool.files.source == checkpoints.DEMO,
         }
 

@@ -30,9 +30,9 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
     return Image.fromarray(mask, mode="L") if mask.any() else None
 
 
-def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[gr.Gallery, gr.Button, gr.State]:
+def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[Any, ...]:
     """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery (for the history to follow),
-    its "upscale the selected image" button, and the selected image."""
+    its "upscale the selected image" button, the selected image, and (text2img) its width and height sliders."""
     limits = ctx.settings.limits
     with gr.Row():
         with gr.Column(scale=1):
@@ -289,4 +289,5 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[g
     gallery.select(remember, None, selected, api_visibility="private", queue=False)
     if task == "inpaint":
         build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
-    return gallery, send_to_upscale, selected
+    sizes = (c["width"], c["height"]) if task == "text2img" else None
+    return gallery, send_to_upscale, selected, sizes

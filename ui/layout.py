@@ -27,13 +27,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         panel = build_model_panel(ctx)
         build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
-        galleries, senders = [], []
+        galleries, senders, sizes = [], [], None
         with gr.Tabs(elem_id="tasks") as tabs:
             for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    gallery, send, selected = build_generate_tab(ctx, panel, task)
+                    gallery, send, selected, task_sizes = build_generate_tab(ctx, panel, task)
                     galleries.append(gallery)
                     senders.append((send, selected))
+                    sizes = task_sizes or sizes
             with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img"):
                 feature_tabs.build_safe_tab(ctx, panel)
             with gr.Tab("Depth to image", id="depth2img", elem_id="tab-depth2img"):
@@ -65,6 +66,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
 
+        def model_size() -> tuple:
+            size = ctx.studio.model_info()["default_size"]
+            return gr.update(value=size), gr.update(value=size)
+
+        panel.loaded[0].success(model_size, None, list(sizes), api_visibility="private")  # each family its size
         for event in panel.loaded:
             event.then(inspect_fill, None, inspect_outputs, api_visibility="private")
             memory.refresh_after(event)

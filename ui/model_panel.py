@@ -143,7 +143,8 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             gr.update(value=info["model"]),  # after a fallback to the demo, the picker says so too
             gr.update(choices=schedulers, value=current_scheduler if current_scheduler in schedulers else "default"),
             gr.update(choices=["auto", *info["variants"]]),
-            gr.update(interactive=info["safety_checker"] and not public, value=True),
+            # A model without a checker (SDXL) gets no toggle rather than one that does nothing.
+            gr.update(visible=info["safety_checker"], interactive=not public, value=True),
         )
 
     refresh_outputs = [status, banner, source, scheduler, variant, safety_checker]

@@ -145,3 +145,16 @@ def test_lora_through_the_api_reaches_every_view_and_unloads_cleanly(client):
     finally:
         info = client.predict(name="demo_lora", api_name="/unload_lora")
     assert info["loras"] == {} and first() == before
+
+
+def test_an_sdxl_checkpoint_through_the_api(client):
+    try:
+        info = client.predict(source="demo-sdxl", variant="auto", dtype="float32", api_name="/load_model")
+        assert info["pipeline"] == "StableDiffusionXLPipeline" and info["default_size"] == 1024
+        gallery, run = client.predict(**{**T2I, "safety_checker": True}, api_name="/text2img")
+        assert run["pipeline"] == "StableDiffusionXLPipeline" and run["nsfw"] is None
+        assert Image.open(files(gallery)[0]).size == (64, 64)
+        report = client.predict(api_name="/memory")
+        assert {"text_encoder", "text_encoder_2"} <= {c["name"] for c in report["components"]}
+    finally:
+        client.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
