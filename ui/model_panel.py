@@ -69,6 +69,11 @@ def banner_markdown(ctx: AppContext) -> str:
     return "\n\n".join(notes)
 
 
+def _banner(ctx: AppContext) -> dict:
+    text = banner_markdown(ctx)
+    return gr.update(value=text, visible=bool(text))  # an empty banner would still draw its coloured bar
+
+
 def build_model_panel(ctx: AppContext) -> ModelPanel:
     """Build the panel; its Load and VAE buttons are the `/load_model` and `/set_vae` endpoints."""
     settings = ctx.settings
@@ -76,7 +81,7 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
     model_choices = [(m.label, m.id) for m in settings.curated_models]
     if settings.model not in [m.id for m in settings.curated_models]:
         model_choices.insert(0, (settings.model, settings.model))
-    banner = gr.Markdown(banner_markdown(ctx), elem_id="banner", elem_classes=["banner"])
+    banner = gr.Markdown(banner_markdown(ctx), elem_id="banner", elem_classes=["banner"], visible=True)
     with gr.Row(equal_height=True, elem_id="model-panel"):
         source = gr.Dropdown(
             model_choices,
@@ -134,12 +139,12 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
 
     def refresh(current_scheduler: str) -> tuple:
         if not ctx.studio.is_loaded:
-            return status_markdown(ctx), banner_markdown(ctx), gr.update(), gr.update(), gr.update(), gr.update()
+            return status_markdown(ctx), _banner(ctx), gr.update(), gr.update(), gr.update(), gr.update()
         info = ctx.studio.model_info()
         schedulers = info["schedulers"]
         return (
             status_markdown(ctx),
-            banner_markdown(ctx),
+            _banner(ctx),
             gr.update(value=info["model"]),  # after a fallback to the demo, the picker says so too
             gr.update(choices=schedulers, value=current_scheduler if current_scheduler in schedulers else "default"),
             gr.update(choices=["auto", *info["variants"]]),
