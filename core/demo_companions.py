@@ -26,6 +26,7 @@ COMPANIONS = {
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
     "sdxl": "SDXL (two text encoders, size-and-crop conditioning), like stabilityai/stable-diffusion-xl-base-1.0",
+    "sd3": "SD3 without its T5 encoder (MMDiT transformer, flow matching), like stabilityai/stable-diffusion-3-medium",
 }
 
 
@@ -286,6 +287,72 @@ def _sdxl():
     )
 
 
+def _sd3():
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tokenizer = demo._tokenizer()
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=demo.HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=demo.HIDDEN,
+    )
+    torch.manual_seed(25)
+    text_encoder = CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(26)
+    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(27)
+    # Patches of 2 latents over a VAE that downsamples 8x: sizes are multiples of 16, as for the real SD3.
+    transformer = SD3Transformer2DModel(
+        sample_size=128,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=2 * demo.HIDDEN,
+        pooled_projection_dim=2 * demo.HIDDEN,
+    )
+    torch.manual_seed(28)
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=demo._tokenizer(),
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )
+
+
 _BUILDERS = {
     "inpaint": _inpaint,
     "depth": _depth,
@@ -295,6 +362,7 @@ _BUILDERS = {
     "ldm3d": _ldm3d,
     "motion_adapter": _motion_adapter,
     "sdxl": _sdxl,
+    "sd3": _sd3,
 }
 
 

@@ -85,6 +85,10 @@ def run_snippet(
     load: dict[str, Any] = {}
     if pool.variant != "default":
         load["variant"] = pool.variant
+    optional = set(getattr(type(pool.base), "_optional_components", []))
+    for name, spec in pool.files.model_index.items():  # required but absent, e.g. SD3 without its T5 encoder
+        if isinstance(spec, list) and spec and spec[0] is None and name not in optional:
+            load[name] = None
     if "safety_checker" in pool.components and pipe.components.get("safety_checker") is None:
         load["safety_checker"] = None
     snippet = Snippet(

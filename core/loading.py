@@ -58,6 +58,13 @@ def load_pipeline(
             )
         use_safetensors = False
     location = files.source if files.is_hub else str(files.path)
+    # Components the checkpoint declares empty ([null, null], e.g. SD3 saved without its T5 encoder) must be
+    # passed as None, or diffusers refuses a pipeline whose signature lists them.
+    absent = {
+        name: None
+        for name, spec in files.model_index.items()
+        if isinstance(spec, list) and spec and spec[0] is None and name not in (reuse or {})
+    }
     try:
         base = DiffusionPipeline.from_pretrained(
             location,
@@ -65,6 +72,7 @@ def load_pipeline(
             variant=None if variant == DEFAULT_VARIANT else variant,
             use_safetensors=use_safetensors,
             local_files_only=options.offline,
+            **absent,
             **(reuse or {}),
         )
         return base.to(device)

@@ -108,8 +108,9 @@ def to_grey(image: Image.Image | Any) -> Image.Image:
     return image.convert("L")
 
 
-def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int]) -> dict[str, Any]:
-    """The keyword arguments of the pipeline call for `request` (a GenerationRequest) on `pipe`."""
+def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int], multiple: int = 8) -> dict[str, Any]:
+    """The keyword arguments of the pipeline call for `request` (a GenerationRequest) on `pipe`; sizes taken
+    from an input image are rounded down to `multiple` (the model family's size rule)."""
     task = request.task
     args: dict[str, Any] = {}
     if task != "variation":
@@ -139,15 +140,10 @@ def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int]) -> d
         if task in ("img2img", "inpaint", "depth2img"):
             args["strength"] = request.strength
         if task == "inpaint":
-            # The inpaint pipeline defaults to the UNet's native size, not the image's; keep the image's.
-            multiple = pipe.vae_scale_factor
-            args.update(
-                mask_image=request.mask.convert("L"),
-                width=image.width - image.width % multiple,
-                height=image.height - image.height % multiple,
-            )
-        if task == "variation":
-            multiple = pipe.vae_scale_factor
+            args["mask_image"] = request.mask.convert("L")
+        accepted = inspect.signature(pipe.__call__).parameters
+        if task in ("img2img", "inpaint", "variation") and "width" in accepted:
+            # Pipelines that take a size default to the model's native one (SD3: 1024), not the image's.
             args.update(width=image.width - image.width % multiple, height=image.height - image.height % multiple)
         if task == "upscale" and "noise_level" in inspect.signature(pipe.__call__).parameters:
             args["noise_level"] = request.noise_level

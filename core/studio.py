@@ -254,7 +254,7 @@ class Studio:
         run_checker = request.safety_checker and pool.has_safety_checker
         pipe = self._view(pool, task, request, scheduler, run_checker)
         switched = time.perf_counter()
-        arguments = runs.call_arguments(request, pipe, seeds)  # may run a model (depth estimation)
+        arguments = runs.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
         output, interrupted = runs.run_pipeline(pipe, arguments, steps=request.steps, on_step=on_step, cancel=cancel)
         finished = time.perf_counter()
         images, extras = runs.collect(request, output, arguments)

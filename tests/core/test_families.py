@@ -58,3 +58,32 @@ def test_sdxl_snippet_gives_the_same_pixels(sdxl, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
     assert Image.open(tmp_path / "image.png").tobytes() == result.images[0].tobytes()
+
+
+@pytest.fixture(scope="module")
+def sd3() -> Studio:
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo-sd3", variant="default", dtype="float32")
+    return studio
+
+
+def test_sd3_without_t5_a_transformer_family_with_its_own_size_rule(sd3, tmp_path, monkeypatch):
+    info = sd3.model_info()
+    assert info["pipeline"] == "StableDiffusion3Pipeline" and info["size_multiple"] == 16
+    assert info["default_size"] == 1024 and info["schedulers"] == ["default"] and info["options"] == ["pag"]
+    assert sd3.pool.components["text_encoder_3"] is None, "loaded without its T5 encoder"
+    with pytest.raises(InvalidRequest, match="width must be a multiple of 16, got 72; try 64 or 80"):
+        sd3.generate(GenerationRequest(**BASE, width=72, height=64))
+    image = Image.new("RGB", (104, 64), (200, 30, 30))  # 104 is no multiple of 16: used as 96
+    for task, fields in (
+        ("img2img", dict(image=image, strength=0.5)),
+        ("inpaint", dict(image=image, mask=Image.new("L", (104, 64), 255), strength=1.0)),
+    ):
+        result = sd3.generate(GenerationRequest(task=task, **BASE, **fields))
+        assert result.images[0].size == (96, 64) and result.info["pipeline"].startswith("StableDiffusion3")
+    result = sd3.generate(GenerationRequest(**BASE, width=64, height=64))
+    assert "text_encoder_3=None" in result.info["code"]
+    (tmp_path / "reproduce.py").write_text(result.info["code"])
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+    assert Image.open(tmp_path / "image.png").tobytes() == result.images[0].tobytes()
