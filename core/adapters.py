@@ -38,7 +38,7 @@ def adapter_name(source: str) -> str:
 def locate(source: str, options: StudioOptions) -> tuple[str, str | None]:
     """(location, weight_name) for load_lora_weights: a .safetensors file, a folder, a Hub id, or `demo-lora`."""
     if source == "demo-lora":
-        from core.demo_companions import demo_lora_path
+        from core.demo_families import demo_lora_path
 
         return str(demo_lora_path(options.cache_dir)), None
     path = Path(source).expanduser()

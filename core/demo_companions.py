@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from core import demo_checkpoint as demo
+from core.demo_families import FAMILIES, FAMILY_BUILDERS
 
 COMPANIONS_FORMAT_VERSION = 1
 COMPANIONS = {
@@ -25,8 +26,7 @@ COMPANIONS = {
     "upscale_x2": "x2 latent upscaler, like stabilityai/sd-x2-latent-upscaler",
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
-    "sdxl": "SDXL (two text encoders, size-and-crop conditioning), like stabilityai/stable-diffusion-xl-base-1.0",
-    "sd3": "SD3 without its T5 encoder (MMDiT transformer, flow matching), like stabilityai/stable-diffusion-3-medium",
+    **FAMILIES,
 }
 
 
@@ -226,133 +226,6 @@ def _motion_adapter():
     )
 
 
-def _sdxl():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    tokenizer = demo._tokenizer()
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=demo.HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=demo.HIDDEN,
-    )
-    torch.manual_seed(22)
-    text_encoder = CLIPTextModel(config).eval()
-    torch.manual_seed(23)
-    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
-    torch.manual_seed(24)
-    # SDXL's UNet reads both encoders' hidden states side by side, plus pooled text and size/crop embeddings.
-    unet = UNet2DConditionModel(
-        sample_size=128,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        transformer_layers_per_block=(1, 2),
-        norm_num_groups=16,
-        projection_class_embeddings_input_dim=6 * 8 + demo.HIDDEN,
-        cross_attention_dim=2 * demo.HIDDEN,
-    )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-        interpolation_type="linear",
-        use_karras_sigmas=False,
-    )
-    return StableDiffusionXLPipeline(
-        vae=demo._vae(),
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=demo._tokenizer(),
-        unet=unet,
-        scheduler=scheduler,
-        force_zeros_for_empty_prompt=True,
-    )
-
-
-def _sd3():
-    from diffusers import (
-        AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
-        SD3Transformer2DModel,
-        StableDiffusion3Pipeline,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    tokenizer = demo._tokenizer()
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=demo.HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=demo.HIDDEN,
-    )
-    torch.manual_seed(25)
-    text_encoder = CLIPTextModelWithProjection(config).eval()
-    torch.manual_seed(26)
-    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
-    torch.manual_seed(27)
-    # Patches of 2 latents over a VAE that downsamples 8x: sizes are multiples of 16, as for the real SD3.
-    transformer = SD3Transformer2DModel(
-        sample_size=128,
-        patch_size=2,
-        in_channels=16,
-        out_channels=16,
-        num_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=4,
-        caption_projection_dim=32,
-        joint_attention_dim=2 * demo.HIDDEN,
-        pooled_projection_dim=2 * demo.HIDDEN,
-    )
-    torch.manual_seed(28)
-    vae = AutoencoderKL(
-        block_out_channels=(16, 16, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        latent_channels=16,
-        norm_num_groups=8,
-        use_quant_conv=False,
-        use_post_quant_conv=False,
-        shift_factor=0.0609,
-        scaling_factor=1.5035,
-    )
-    return StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        text_encoder_2=text_encoder_2,
-        tokenizer_2=demo._tokenizer(),
-        text_encoder_3=None,
-        tokenizer_3=None,
-    )
-
-
 _BUILDERS = {
     "inpaint": _inpaint,
     "depth": _depth,
@@ -361,8 +234,7 @@ _BUILDERS = {
     "upscale_x2": _upscale_x2,
     "ldm3d": _ldm3d,
     "motion_adapter": _motion_adapter,
-    "sdxl": _sdxl,
-    "sd3": _sd3,
+    **FAMILY_BUILDERS,
 }
 
 
@@ -400,32 +272,6 @@ def companion_path(kind: str, cache_dir: str | os.PathLike | None = None) -> Pat
     root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
     target = root / f"demo-{kind}-v{demo.DEMO_FORMAT_VERSION}.{COMPANIONS_FORMAT_VERSION}"
     return demo.write_once(target, lambda folder: write_companion(kind, folder))
-
-
-def write_demo_lora(path: str | os.PathLike) -> Path:
-    """A tiny LoRA for the demo's UNet attention, made with peft as diffusers' training scripts do, saved as
-    `pytorch_lora_weights.safetensors` in `path`. Its B matrices are random (not peft's zeros), so it changes
-    images."""
-    from diffusers import StableDiffusionPipeline
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    unet = demo._unet()
-    torch.manual_seed(21)
-    unet.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
-    )
-    path = Path(path)
-    StableDiffusionPipeline.save_lora_weights(
-        path, unet_lora_layers=get_peft_model_state_dict(unet), safe_serialization=True
-    )
-    return path
-
-
-def demo_lora_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The demo LoRA's folder, written on first use."""
-    root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
-    return demo.write_once(root / f"demo-lora-v{demo.DEMO_FORMAT_VERSION}.{COMPANIONS_FORMAT_VERSION}", write_demo_lora)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import TYPE_CHECKING, Any
 
+import torch
 from diffusers import DiffusionPipeline
 
-from core import devices, schedulers
+from core import checkpoints, devices, schedulers
 from core.generation import GenerationRequest
-from core.pool import Pool
+from core.pool import Pool, module_bytes, module_device, module_dtype
 from core.snippet import Code, Snippet
 from core.tasks import Task, get_task
 
@@ -153,3 +156,70 @@ def prompt_warnings(pool: Pool, request: GenerationRequest) -> list[str]:
                 "so the rest was ignored. Shorten it or put what matters first."
             )
     return warnings
+
+
+def memory_report(studio: Studio) -> dict[str, Any]:
+    """Device memory now, and every component in the pool (main checkpoint, companions, adapters) with its
+    size and the tasks that share it."""
+    report = dataclasses.asdict(devices.read_memory(studio.device))
+    pools = studio.loaded_pools()
+    rows, seen, unique = [], set(), 0
+    for pool in pools:
+        for row in pool.component_rows():
+            module = pool.components[row["name"]]
+            row["checkpoint"] = pool.files.source
+            row["shared_with"] = [c for c in studio.owners(module) if c != pool.files.source]
+            if pool.companion_kind:
+                row["name"] = f"{pool.companion_kind}/{row['name']}"
+            if id(module) not in seen:  # a module two checkpoints share is counted once
+                seen.add(id(module))
+                unique += row["bytes"]
+            rows.append(row)
+    if studio.motion is not None:
+        motion_rows = _motion_rows(studio)
+        rows += motion_rows
+        unique += sum(row["bytes"] for row in motion_rows)
+    report["pool_bytes"] = unique
+    report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
+        row["bytes"] for row in rows if row["name"].startswith("motion")
+    )
+    report["components"] = rows
+    report["model"] = studio.pool.files.source if studio.is_loaded else None
+    return report
+
+
+def _motion_rows(studio: Studio) -> list[dict[str, Any]]:
+    motion = studio.motion
+    rows = []
+    for name, module in (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet)):
+        if module is not None:
+            rows.append(
+                {
+                    "name": name,
+                    "class": type(module).__name__,
+                    "dtype": module_dtype(module),
+                    "device": module_device(module),
+                    "bytes": module_bytes(module),
+                    "used_by": ["animate"],
+                    "checkpoint": motion.source,
+                }
+            )
+    return rows
+
+
+def inspect(studio: Studio) -> dict[str, Any]:
+    """The loaded checkpoint explained: model_index.json, components with parameter counts, files."""
+    pool = studio.pool
+    rows = pool.component_rows()
+    for row in rows:
+        module = pool.components[row["name"]]
+        row["library"] = type(module).__module__.split(".")[0]
+        row["parameters"] = sum(p.numel() for p in module.parameters()) if isinstance(module, torch.nn.Module) else 0
+    return {
+        "model_index": pool.files.model_index,
+        "pipeline": type(pool.base).__name__,
+        "components": rows,
+        "files": checkpoints.file_tree(pool.files),
+        "schedulers": studio.scheduler_names(),
+        "model_index_json": json.dumps(pool.files.model_index, indent=2),
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from core.adapters import LoraSet
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
-from core.pool import Pool, module_bytes, module_device, module_dtype
+from core.pool import Pool
 from core.runs import StepCallback
 from core.tasks import COMPANION_PIPELINES, Task, get_task
 
@@ -358,68 +357,19 @@ class Studio:
             "is_demo": pool.files.source == checkpoints.DEMO,
         }
 
+    def loaded_pools(self) -> list[Pool]:
+        """The main checkpoint's pool (if loaded) and every companion's."""
+        return ([self._pool] if self._pool else []) + list(self._companions.values())
+
+    def owners(self, module: Any) -> list[str]:
+        """The checkpoints that loaded or reused this module."""
+        return self._shared.owners(module)
+
     def memory_report(self) -> dict[str, Any]:
         """Device memory now, and every component in the pool (main checkpoint, companions, adapters) with its
-        size and the tasks that share it."""
-        report = dataclasses.asdict(devices.read_memory(self.device))
-        pools = ([self._pool] if self._pool else []) + list(self._companions.values())
-        rows, seen, unique = [], set(), 0
-        for pool in pools:
-            for row in pool.component_rows():
-                module = pool.components[row["name"]]
-                row["checkpoint"] = pool.files.source
-                row["shared_with"] = [c for c in self._shared.owners(module) if c != pool.files.source]
-                if pool.companion_kind:
-                    row["name"] = f"{pool.companion_kind}/{row['name']}"
-                if id(module) not in seen:  # a module two checkpoints share is counted once
-                    seen.add(id(module))
-                    unique += row["bytes"]
-                rows.append(row)
-        if self.motion is not None:
-            motion_rows = self._motion_rows()
-            rows += motion_rows
-            unique += sum(row["bytes"] for row in motion_rows)
-        report["pool_bytes"] = unique
-        report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
-            row["bytes"] for row in rows if row["name"].startswith("motion")
-        )
-        report["components"] = rows
-        report["model"] = self._pool.files.source if self._pool else None
-        return report
-
-    def _motion_rows(self) -> list[dict[str, Any]]:
-        motion = self.motion
-        rows = []
-        for name, module in (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet)):
-            if module is not None:
-                rows.append(
-                    {
-                        "name": name,
-                        "class": type(module).__name__,
-                        "dtype": module_dtype(module),
-                        "device": module_device(module),
-                        "bytes": module_bytes(module),
-                        "used_by": ["animate"],
-                        "checkpoint": motion.source,
-                    }
-                )
-        return rows
+        size, the tasks that share it and the checkpoints it came from."""
+        return describe.memory_report(self)
 
     def inspect(self) -> dict[str, Any]:
         """The loaded checkpoint explained: model_index.json, components with parameter counts, files."""
-        pool = self.pool
-        rows = pool.component_rows()
-        for row in rows:
-            module = pool.components[row["name"]]
-            row["library"] = type(module).__module__.split(".")[0]
-            row["parameters"] = (
-                sum(p.numel() for p in module.parameters()) if isinstance(module, torch.nn.Module) else 0
-            )
-        return {
-            "model_index": pool.files.model_index,
-            "pipeline": type(pool.base).__name__,
-            "components": rows,
-            "files": checkpoints.file_tree(pool.files),
-            "schedulers": self.scheduler_names(),
-            "model_index_json": json.dumps(pool.files.model_index, indent=2),
-        }
+        return describe.inspect(self)
