@@ -20,8 +20,9 @@ FAMILIES = {
 LORA_FORMAT_VERSION = 1
 
 
-def _sdxl():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def _two_text_encoders(first_with_projection: bool, seeds: tuple[int, int]) -> tuple:
+    """The demo tokenizer and two tiny CLIP text encoders, as SDXL and SD3 pair them (the second always with a
+    projection, for the pooled embedding; SD3's first too)."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = demo._tokenizer()
@@ -37,10 +38,16 @@ def _sdxl():
         pad_token_id=tokenizer.pad_token_id,
         projection_dim=demo.HIDDEN,
     )
-    torch.manual_seed(22)
-    text_encoder = CLIPTextModel(config).eval()
-    torch.manual_seed(23)
-    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(seeds[0])
+    first = (CLIPTextModelWithProjection if first_with_projection else CLIPTextModel)(config).eval()
+    torch.manual_seed(seeds[1])
+    return tokenizer, first, CLIPTextModelWithProjection(config).eval()
+
+
+def _sdxl():
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    tokenizer, text_encoder, text_encoder_2 = _two_text_encoders(False, (22, 23))
     torch.manual_seed(24)
     # SDXL's UNet reads both encoders' hidden states side by side, plus pooled text and size/crop embeddings.
     unet = UNet2DConditionModel(
@@ -88,25 +95,8 @@ def _sd3():
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    tokenizer = demo._tokenizer()
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=demo.HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=demo.HIDDEN,
-    )
-    torch.manual_seed(25)
-    text_encoder = CLIPTextModelWithProjection(config).eval()
-    torch.manual_seed(26)
-    text_encoder_2 = CLIPTextModelWithProjection(config).eval()
+    tokenizer, text_encoder, text_encoder_2 = _two_text_encoders(True, (25, 26))
     torch.manual_seed(27)
     # Patches of 2 latents over a VAE that downsamples 8x: sizes are multiples of 16, as for the real SD3.
     transformer = SD3Transformer2DModel(

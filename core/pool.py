@@ -8,6 +8,7 @@ the engine makes one per request rather than sharing pipeline objects between co
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,12 +192,18 @@ class Pool:
 
     def tasks_using(self, component: str) -> list[str]:
         """The tasks and options whose pipeline class takes this component."""
-        used = []
+        return self._users.get(component, [])
+
+    @functools.cached_property
+    def _users(self) -> dict[str, list[str]]:
+        # A pool's views never change (a VAE swap or a load makes a new Pool), and the memory panel asks every
+        # two seconds: inspect each view class's signature once.
+        users: dict[str, list[str]] = {}
         for task, cls in self.view_classes.items():
             expected, _optional = cls._get_signature_keys(cls)
-            if component in expected:
-                used.append(task)
-        return used
+            for component in expected:
+                users.setdefault(component, []).append(task)
+        return users
 
     def unique_bytes(self) -> int:
         """Bytes of all weights in the pool, each tensor counted once."""
