@@ -1,8 +1,9 @@
-"""LoRA adapters on the shared pool, through diffusers' adapter API (peft).
+"""Adapters on the shared pool: LoRA (through diffusers' peft integration), IP-Adapter, and AnimateDiff's motion
+adapter.
 
-An adapter changes the shared modules themselves, so every task view built over them sees it at once: this is
-the seed's "Modify from_pipe components" warning, made visible. Unloading deletes the adapter's layers and
-leaves the original weights as they were.
+LoRA and IP-Adapter change the shared modules themselves, so every task view built over them sees them at once:
+this is the seed's "Modify from_pipe components" warning, made visible. Unloading deletes the adapter's layers and
+leaves the original weights as they were. The motion adapter is the exception: AnimateDiff builds its own UNet.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from core import checkpoints
 from core.errors import InvalidRequest, LoadError
@@ -110,3 +113,114 @@ class LoraSet:
             weights = [lora.weight for lora in self.loras.values()]
             lines.append(f"pipe.set_adapters({names!r}, adapter_weights={weights!r})")
         return lines
+
+
+# Where the weights of an IP-Adapter repo's plain adapter live, by the checkpoint family it was trained for
+# (the layout of h94/IP-Adapter, the reference repo).
+IP_ADAPTER_LAYOUT = {
+    "stable-diffusion": ("models", "ip-adapter_sd15.safetensors"),
+    "stable-diffusion-xl": ("sdxl_models", "ip-adapter_sdxl.safetensors"),
+}
+
+
+@dataclass
+class IpAdapter:
+    """An IP-Adapter loaded into the pool's UNet: an image prompt, weighted by `scale`, in every view."""
+
+    source: str
+    scale: float
+    location: str  # folder or Hub id given to load_ip_adapter
+    subfolder: str
+    weight_name: str
+    processors: dict[str, Any]  # the UNet's attention processors before loading, put back on unloading
+
+    def info(self, pool: Pool) -> dict[str, Any]:
+        return {"ip_adapter": {"source": self.source, "scale": self.scale}, "affects": pool.tasks_using("unet")}
+
+    def snippet_lines(self) -> list[str]:
+        return [
+            f"pipe.load_ip_adapter({self.location!r}, subfolder={self.subfolder!r}, weight_name={self.weight_name!r})",
+            f"pipe.set_ip_adapter_scale({self.scale!r})",
+        ]
+
+
+def locate_ip_adapter(source: str, family: str | None, options: StudioOptions) -> tuple[str, str, str]:
+    """(location, subfolder, weight_name) for load_ip_adapter, from `demo-ip-adapter`, a local .safetensors file
+    (its `image_encoder/` beside it), a Hub path `org/name/sub/folder/file.safetensors`, or a Hub id laid out
+    like h94/IP-Adapter (the plain adapter of the loaded family)."""
+    if source == "demo-ip-adapter":
+        from core.demo_families import IP_ADAPTER_WEIGHTS, demo_ip_adapter_path
+
+        return str(demo_ip_adapter_path(options.cache_dir)), "", IP_ADAPTER_WEIGHTS
+    path = Path(source).expanduser()
+    if path.exists() or path.is_absolute() or source.startswith((".", "~")):
+        if not path.exists():
+            raise LoadError(f"{source!r} is not an IP-Adapter file or Hub id: no such file; check the path.")
+        if not (path.is_file() and path.suffix == ".safetensors"):
+            raise LoadError(f"{source!r}: give the adapter's .safetensors file (its image_encoder/ folder beside it).")
+        return str(path.parent), "", path.name
+    parts = source.strip("/").split("/")
+    if len(parts) > 2 and parts[-1].endswith(".safetensors") and checkpoints.looks_like_repo_id("/".join(parts[:2])):
+        return "/".join(parts[:2]), "/".join(parts[2:-1]), parts[-1]
+    if checkpoints.looks_like_repo_id(source):
+        if family not in IP_ADAPTER_LAYOUT:
+            raise LoadError(f"No IP-Adapter layout is known for {family or 'this'} checkpoints; name the file.")
+        return (source, *IP_ADAPTER_LAYOUT[family])
+    raise LoadError(f"{source!r} is not an IP-Adapter file or Hub id (org/name[/folder/file.safetensors]).")
+
+
+def load_ip_adapter(pool: Pool, source: str, scale: float, options: StudioOptions) -> IpAdapter:
+    """Load an IP-Adapter into the pool's UNet (and its image encoder into the pool) with `scale`."""
+    from core.tasks import family_of
+
+    base = pool.base
+    if not hasattr(base, "load_ip_adapter") or "unet" not in pool.components:
+        raise InvalidRequest(f"The loaded {type(base).__name__} does not take the studio's IP-Adapters.")
+    location, subfolder, weight_name = locate_ip_adapter(source, family_of(type(base).__name__), options)
+    processors = dict(base.unet.attn_processors)
+    try:
+        base.load_ip_adapter(location, subfolder=subfolder, weight_name=weight_name, local_files_only=options.offline)
+        base.set_ip_adapter_scale(scale)
+    except Exception as e:  # any library failure here means "this adapter can't be used with this model"
+        _remove_ip_adapter(base, processors)
+        raise LoadError(
+            f"Loading the IP-Adapter {source!r} failed: {type(e).__name__}: {e}. Is it made for this model family?"
+        ) from e
+    return IpAdapter(source, scale, location, subfolder, weight_name, processors)
+
+
+def unload_ip_adapter(pool: Pool, adapter: IpAdapter) -> None:
+    """Remove the adapter's layers and image encoder; the UNet gets back its exact attention processors."""
+    _remove_ip_adapter(pool.base, adapter.processors)
+
+
+def _remove_ip_adapter(base: Any, processors: dict[str, Any]) -> None:
+    if getattr(base.unet, "encoder_hid_proj", None) is not None or getattr(base, "image_encoder", None) is not None:
+        base.unload_ip_adapter()
+    # diffusers' unload puts fresh default processors back; ours may have been others (sliced, xformers...).
+    base.unet.set_attn_processor(processors)
+
+
+@dataclass
+class MotionAdapterState:
+    """The AnimateDiff adapter, and the motion UNet built from the pool's UNet plus the adapter (kept, since
+    building it copies the UNet's weights)."""
+
+    source: str
+    adapter: torch.nn.Module
+    motion_unet: torch.nn.Module | None = None
+    built_from: tuple[int, int] | None = None  # the UNet (and IP-Adapter layers) it was built from, by id()
+
+    def unet_for(self, pool: Pool) -> torch.nn.Module:
+        """The motion UNet over the pool's UNet as it is now, rebuilt when the UNet or its IP-Adapter changed
+        (diffusers copies a loaded IP-Adapter's layers into the motion UNet when it builds one)."""
+        from diffusers import UNetMotionModel
+
+        unet = pool.base.unet
+        key = (id(unet), id(getattr(unet, "encoder_hid_proj", None)))
+        if self.motion_unet is None or self.built_from != key:
+            self.motion_unet = None  # free the old copy before making the new one
+            built = UNetMotionModel.from_unet2d(unet, self.adapter)
+            self.motion_unet = built.to(device=pool.device, dtype=pool.dtype)
+            self.built_from = key
+        return self.motion_unet

@@ -1,7 +1,7 @@
-"""Tiny offline twins of checkpoints of other families (SDXL, SD3) and a tiny LoRA, written like the demo.
+"""Tiny offline twins of checkpoints of other families (SDXL, SD3) and of adapters, written like the demo.
 
-They load as main checkpoints (`demo-sdxl`, `demo-sd3`) or as an adapter (`demo-lora`), so the code paths of
-those families and of diffusers' adapter API run without a network.
+They load as main checkpoints (`demo-sdxl`, `demo-sd3`) or as adapters (`demo-lora`, `demo-ip-adapter`), so the
+code paths of those families and of diffusers' adapter API run without a network.
 """
 
 from __future__ import annotations
@@ -164,3 +164,60 @@ def demo_lora_path(cache_dir: str | os.PathLike | None = None) -> Path:
     """The demo LoRA's folder, written on first use."""
     root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
     return demo.write_once(root / f"demo-lora-v{demo.DEMO_FORMAT_VERSION}.{LORA_FORMAT_VERSION}", write_demo_lora)
+
+
+IP_ADAPTER_FORMAT_VERSION = 1
+IP_ADAPTER_WEIGHTS = "ip-adapter_demo.safetensors"
+
+
+def write_demo_ip_adapter(path: str | os.PathLike) -> Path:
+    """A tiny IP-Adapter for the demo's UNet, laid out like `h94/IP-Adapter/models`: the adapter's weights in
+    `ip-adapter_demo.safetensors` (`image_proj.*` and `ip_adapter.*`, the names diffusers' loader reads) and its
+    CLIP image encoder in `image_encoder/`, at the size of the demo's feature extractor."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    path = Path(path)
+    torch.manual_seed(31)
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=demo.HIDDEN,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=demo._SAFETY_IMAGE_SIZE,
+            patch_size=8,
+            projection_dim=demo.HIDDEN,
+        )
+    ).eval()
+    encoder.save_pretrained(path / "image_encoder")
+    unet = demo._unet()
+    cross, tokens = unet.config.cross_attention_dim, 4  # the plain IP-Adapter: 4 image tokens
+    generator = torch.Generator().manual_seed(32)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    weights = {
+        "image_proj.proj.weight": rand(cross * tokens, demo.HIDDEN),
+        "image_proj.proj.bias": torch.zeros(cross * tokens),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
+    # One key pair per cross-attention layer, numbered as the loader counts them (1, 3, 5, ...: every second
+    # attention processor in the UNet's order), each projecting image tokens to that layer's width.
+    cross_layers = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
+    for index, name in enumerate(cross_layers):
+        module = unet.get_submodule(name.removesuffix(".processor"))
+        width = module.to_k.out_features
+        weights[f"ip_adapter.{2 * index + 1}.to_k_ip.weight"] = rand(width, cross)
+        weights[f"ip_adapter.{2 * index + 1}.to_v_ip.weight"] = rand(width, cross)
+    save_file(weights, str(path / IP_ADAPTER_WEIGHTS))
+    return path
+
+
+def demo_ip_adapter_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The demo IP-Adapter's folder, written on first use."""
+    root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
+    name = f"demo-ip-adapter-v{demo.DEMO_FORMAT_VERSION}.{IP_ADAPTER_FORMAT_VERSION}"
+    return demo.write_once(root / name, write_demo_ip_adapter)

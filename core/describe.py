@@ -19,6 +19,34 @@ if TYPE_CHECKING:
     from core.studio import Studio
 
 
+def model_info(studio: Studio) -> dict[str, Any]:
+    """What is loaded: checkpoint, pipeline class, variant(s), dtype, device, tasks, load time."""
+    pool = studio.pool
+    return {
+        "model": pool.files.source,
+        "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
+        "pipeline": pool.files.pipeline_class,
+        "variant": pool.variant,
+        "variants": list(pool.files.variants),
+        "dtype": devices.dtype_name(pool.dtype),
+        "device": str(studio.device),
+        "vae": pool.vae_source,
+        "safety_checker": pool.has_safety_checker,
+        "tasks": list(pool.task_classes),
+        "task_pipelines": {task: cls.__name__ for task, cls in pool.task_classes.items()},
+        "schedulers": studio.scheduler_names(),
+        "load_seconds": round(pool.load_seconds, 3),
+        "default_size": pool.default_size,
+        "size_multiple": pool.size_multiple,
+        "options": [name for name in ("sag", "pag") if pool.supports(name)],
+        "is_demo": pool.files.source == checkpoints.DEMO,
+        "adapters": {
+            "loras": list(studio.loras.loras),
+            "ip_adapter": studio.ip_adapter.source if studio.ip_adapter is not None else None,
+        },
+    }
+
+
 def run_info(
     studio: Studio,
     pool: Pool,
@@ -117,6 +145,8 @@ def run_snippet(
         load["vae"] = Code("vae")
     if pool is studio.pool:
         snippet.after_load += studio.loras.snippet_lines()
+        if studio.ip_adapter is not None:
+            snippet.after_load += studio.ip_adapter.snippet_lines()
     if task.name == "rgbd":
         load["safety_checker"] = None
         call["output_type"] = "np"

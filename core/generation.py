@@ -58,6 +58,7 @@ class GenerationRequest:
     noise_level: int = 20  # upscale x4: noise added to the low-resolution image
     num_frames: int = 16  # animate
     fps: int = 8  # animate
+    ip_adapter_image: Image.Image | None = None  # the image prompt, for tasks over a UNet with an IP-Adapter
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
         """Raise `InvalidRequest` with what to change if any field is out of range or missing."""
@@ -93,6 +94,12 @@ class GenerationRequest:
             raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED - self.num_images}.")
         if task.needs_image:
             self._check_images(task.needs_mask, limits)
+        if self.ip_adapter_image is not None:
+            if not isinstance(self.ip_adapter_image, Image.Image):
+                raise InvalidRequest("The image prompt could not be read as an image; upload a PNG, JPEG or WebP.")
+            width, height = self.ip_adapter_image.size
+            if width * height > limits.max_image_pixels:
+                raise InvalidRequest(f"The image prompt is {width}x{height}, larger than this app accepts; shrink it.")
 
     def _check_options(self, task: str, limits: Limits) -> None:
         for label, value in (("sag_scale", self.sag_scale), ("pag_scale", self.pag_scale)):

@@ -134,6 +134,8 @@ def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int], mult
         args.update(getattr(SafetyConfig, request.safety_preset.upper()))
     if task == "animate":
         args["num_frames"] = request.num_frames
+    if request.ip_adapter_image is not None:
+        args["ip_adapter_image"] = request.ip_adapter_image.convert("RGB")
     if request.image is not None and task not in ("text2img", "safe_text2img", "rgbd", "animate"):
         image = request.image.convert("RGB")
         args["image"] = image

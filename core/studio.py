@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, describe, devices, fingerprints, loading, runs, schedulers
-from core.adapters import LoraSet
+from core import adapters, checkpoints, describe, devices, fingerprints, loading, runs, schedulers
+from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
@@ -41,17 +41,6 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
-@dataclasses.dataclass
-class MotionAdapterState:
-    """The AnimateDiff adapter, and the motion UNet built from the pool's UNet plus the adapter (kept, since
-    building it copies the UNet's weights)."""
-
-    source: str
-    adapter: torch.nn.Module
-    motion_unet: torch.nn.Module | None = None
-    built_from: int | None = None  # id() of the UNet the motion UNet was built from
-
-
 class Studio:
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
@@ -67,6 +56,7 @@ class Studio:
         self._load_lock = threading.Lock()
         self.loading: str | None = None  # the source being loaded right now, for status lines
         self.loras = LoraSet()  # adapters on the main pool's modules
+        self.ip_adapter: IpAdapter | None = None  # an image-prompt adapter in the main pool's UNet
         self._hashes = fingerprints.FileHashes()
         self._shared = fingerprints.SharedModules()
 
@@ -105,7 +95,7 @@ class Studio:
                     "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a task)."
                 )
             self._pool = pool
-            self.loras = LoraSet()  # adapters lived on the old pool's modules
+            self.loras, self.ip_adapter = LoraSet(), None  # adapters lived on the old pool's modules
             self._release()
             return self.model_info()
 
@@ -178,6 +168,32 @@ class Studio:
             self._release()
             return self.loras.info(self.pool)
 
+    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
+        """Load an IP-Adapter (`demo-ip-adapter`, a .safetensors file, a Hub id) into the shared UNet: every task
+        over it then takes an image prompt. Loading the one already loaded only changes its scale."""
+        if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 2.0:
+            raise InvalidRequest(f"The IP-Adapter scale must be between 0 and 2, got {scale}.")
+        source = source.strip()
+        self._check_allowed(source, self.options.allowed_models, "adapters")
+        with self._load_lock:
+            pool = self.pool
+            if self.ip_adapter is not None and self.ip_adapter.source != source:
+                raise InvalidRequest(f"The IP-Adapter {self.ip_adapter.source!r} is loaded; unload it first.")
+            if self.ip_adapter is None:
+                self.ip_adapter = adapters.load_ip_adapter(pool, source, float(scale), self.options)
+            pool.base.set_ip_adapter_scale(float(scale))
+            self.ip_adapter.scale = float(scale)
+            return self.ip_adapter.info(pool)
+
+    def unload_ip_adapter(self) -> dict[str, Any]:
+        """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
+        with self._load_lock:
+            if self.ip_adapter is not None:
+                adapters.unload_ip_adapter(self.pool, self.ip_adapter)
+                self.ip_adapter = None
+                self._release()
+            return {"ip_adapter": None, "affects": []}
+
     def load_companion(self, kind: str, source: str) -> dict[str, Any]:
         """Load the checkpoint a task needs beside the main one (`demo-<kind>` for the offline demo's)."""
         if kind not in COMPANION_KINDS:
@@ -242,6 +258,7 @@ class Studio:
         if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
+        request, ip_notes = self._image_prompt(pool, task, request)
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
             if task.name == "text2img" and getattr(request, option) > 0 and not pool.supports(view):
                 raise InvalidRequest(
@@ -259,6 +276,7 @@ class Studio:
         images, extras = runs.collect(request, output, arguments)
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
+        info["warnings"] += ip_notes
         info["interrupted"] = interrupted
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
@@ -273,6 +291,20 @@ class Studio:
             else {}
         )
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
+
+    def _image_prompt(self, pool: Pool, task: Task, request: GenerationRequest) -> tuple[GenerationRequest, list]:
+        """The request with its image prompt kept only where an IP-Adapter will read it, and a note if dropped."""
+        if self.ip_adapter is not None and pool is self._pool:
+            if request.ip_adapter_image is None:
+                raise InvalidRequest(
+                    f"An IP-Adapter is loaded, so {task.label} needs an image prompt: add one in the IP-Adapter "
+                    "panel, or unload the adapter."
+                )
+            return request, []
+        if request.ip_adapter_image is None:
+            return request, []
+        note = "The image prompt was not used: no IP-Adapter is loaded for this task's model."
+        return dataclasses.replace(request, ip_adapter_image=None), [note]
 
     def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
         if task.kind == "companion":
@@ -313,20 +345,10 @@ class Studio:
         if task.kind == "feature":
             return pool.view_as(task.name, scheduler=scheduler, **checker)
         if task.kind == "animate":
-            motion = self._motion_unet(pool)
-            return pool.view_as("animate", scheduler=scheduler, unet=motion.motion_unet, motion_adapter=motion.adapter)
+            assert self.motion is not None
+            unet = self.motion.unet_for(pool)
+            return pool.view_as("animate", scheduler=scheduler, unet=unet, motion_adapter=self.motion.adapter)
         return pool.view(task, scheduler=scheduler, safety_checker=run_checker)
-
-    def _motion_unet(self, pool: Pool) -> MotionAdapterState:
-        from diffusers import UNetMotionModel
-
-        motion = self.motion
-        assert motion is not None
-        if motion.built_from != id(pool.base.unet):
-            unet = UNetMotionModel.from_unet2d(pool.base.unet, motion.adapter)
-            motion.motion_unet = unet.to(device=self.device, dtype=pool.dtype)
-            motion.built_from = id(pool.base.unet)
-        return motion
 
     # -- reporting ---------------------------------------------------------------------------------------
 
@@ -336,26 +358,7 @@ class Studio:
 
     def model_info(self) -> dict[str, Any]:
         """What is loaded: checkpoint, pipeline class, variant(s), dtype, device, tasks, load time."""
-        pool = self.pool
-        return {
-            "model": pool.files.source,
-            "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
-            "pipeline": pool.files.pipeline_class,
-            "variant": pool.variant,
-            "variants": list(pool.files.variants),
-            "dtype": devices.dtype_name(pool.dtype),
-            "device": str(self.device),
-            "vae": pool.vae_source,
-            "safety_checker": pool.has_safety_checker,
-            "tasks": list(pool.task_classes),
-            "task_pipelines": {task: cls.__name__ for task, cls in pool.task_classes.items()},
-            "schedulers": self.scheduler_names(),
-            "load_seconds": round(pool.load_seconds, 3),
-            "default_size": pool.default_size,
-            "size_multiple": pool.size_multiple,
-            "options": [name for name in ("sag", "pag") if pool.supports(name)],
-            "is_demo": pool.files.source == checkpoints.DEMO,
-        }
+        return describe.model_info(self)
 
     def loaded_pools(self) -> list[Pool]:
         """The main checkpoint's pool (if loaded) and every companion's."""

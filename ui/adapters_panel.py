@@ -1,4 +1,5 @@
-"""LoRA adapters: load several with weights; they change the shared modules, so every task sees them."""
+"""Adapters on the shared modules: LoRAs (several, with weights) and an IP-Adapter (an image prompt with a scale).
+They change the pool's modules, so every task over them sees them."""
 
 from __future__ import annotations
 
@@ -19,8 +20,25 @@ def adapters_markdown(info: dict) -> str:
     return f"Loaded: {loras}. Affects: {', '.join(info['affects'])}."
 
 
-def build_adapters_panel(ctx: AppContext) -> None:
-    """An accordion above the tabs; its buttons are `/load_lora(source, weight)` and `/unload_lora(name)`."""
+IP_WARNING = (
+    "An IP-Adapter adds image-prompt layers to the shared UNet, so **while it is loaded every task over that UNet "
+    "takes the image prompt below** (text to image, image to image, inpaint, SAG/PAG, safe, animate). Unloading "
+    "removes the layers and the image encoder: images are exactly as before."
+)
+
+
+def ip_adapter_markdown(info: dict) -> str:
+    if not info.get("ip_adapter"):
+        return "No IP-Adapter loaded."
+    spec = info["ip_adapter"]
+    return f"Loaded: `{spec['source']}` at scale {spec['scale']:g}. Affects: {', '.join(info['affects'])}."
+
+
+def build_adapters_panel(ctx: AppContext) -> gr.Image:
+    """Accordions above the tabs: `/load_lora(source, weight)`, `/unload_lora(name)`,
+    `/load_ip_adapter(source, scale)` and `/unload_ip_adapter()`. Returns the image prompt component, which the
+    task tabs take as an input."""
+    image_prompt = build_ip_adapter_panel(ctx)
     with gr.Accordion("LoRA adapters", open=False, elem_id="lora-panel"):
         gr.Markdown(WARNING)
         with gr.Row(equal_height=True):
@@ -58,3 +76,50 @@ def build_adapters_panel(ctx: AppContext) -> None:
         button.click(fn, inputs, info, api_name=api, concurrency_id=GPU_QUEUE).success(
             adapters_markdown, info, status, api_visibility="private"
         )
+    return image_prompt
+
+
+def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
+    with gr.Accordion("IP-Adapter (image prompt)", open=False, elem_id="ip-adapter-panel"):
+        gr.Markdown(IP_WARNING)
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=3):
+                source = gr.Dropdown(
+                    ["demo-ip-adapter", "h94/IP-Adapter"],
+                    value="demo-ip-adapter",
+                    allow_custom_value=not ctx.settings.public,
+                    label="IP-Adapter",
+                    info="a Hub id laid out like h94/IP-Adapter, org/name/folder/file.safetensors, or a local file",
+                    elem_id="ip-adapter-source",
+                )
+                scale = gr.Slider(
+                    0, 2, value=0.6, step=0.05, label="Scale", info="how strongly the image prompt counts"
+                )
+                with gr.Row():
+                    load = gr.Button("Load IP-Adapter / set scale", elem_id="ip-adapter-load")
+                    unload = gr.Button("Unload IP-Adapter")
+                status = gr.Markdown("No IP-Adapter loaded.", elem_id="ip-adapter-status")
+            image_prompt = gr.Image(
+                label="Image prompt", type="pil", image_mode="RGB", format="png", scale=2, elem_id="ip-adapter-image"
+            )
+        info = gr.JSON(visible=False)
+
+    @user_errors
+    def load_ip_adapter(source: str, scale: float) -> dict:
+        """Load an IP-Adapter into the shared UNet with a scale (or change the scale of the loaded one); every
+        task then takes `ip_adapter_image`."""
+        return ctx.studio.load_ip_adapter(source, scale)
+
+    @user_errors
+    def unload_ip_adapter() -> dict:
+        """Unload the IP-Adapter and its image encoder."""
+        return ctx.studio.unload_ip_adapter()
+
+    for button, fn, inputs, api in (
+        (load, load_ip_adapter, [source, scale], "load_ip_adapter"),
+        (unload, unload_ip_adapter, None, "unload_ip_adapter"),
+    ):
+        button.click(fn, inputs, info, api_name=api, concurrency_id=GPU_QUEUE).success(
+            ip_adapter_markdown, info, status, api_visibility="private"
+        )
+    return image_prompt

@@ -64,7 +64,8 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         height,
         seed,
         safety_checker,
-        request: gr.Request,
+        ip_adapter_image=None,
+        request: gr.Request = None,
         progress=gr.Progress(),
     ):
         """One image per (scheduler, value) with the same seed; returns the labelled grid, the images and info."""
@@ -79,6 +80,7 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
             height=int(height),
             seed=int(seed),
             safety_checker=safety_checker,
+            ip_adapter_image=ip_adapter_image,
         )
         session = session_of(request)
         flag = ctx.cancel_flags.start(session)
@@ -98,6 +100,7 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         return result.info.get("grid_path") or result.grid, result.images, result.info
 
     inputs = [prompt, negative, chosen, axis, values, steps, guidance, width, height, seed, panel.safety_checker]
+    inputs.append(panel.image_prompt)
     event = go.click(
         compare, inputs, [grid, cells, info], api_name="compare", concurrency_id=GPU_QUEUE, concurrency_limit=1
     )

@@ -42,7 +42,8 @@ def build_safe_tab(ctx: AppContext, panel: ModelPanel) -> None:
         scheduler,
         num_images,
         safety_checker,
-        request: gr.Request,
+        ip_adapter_image=None,
+        request: gr.Request = None,
         progress=gr.Progress(),
     ):
         """Text to image with safe latent diffusion at a preset strength (weak, medium, strong, max)."""
@@ -59,6 +60,7 @@ def build_safe_tab(ctx: AppContext, panel: ModelPanel) -> None:
             scheduler=scheduler,
             num_images=whole(num_images),
             safety_checker=safety_checker,
+            ip_adapter_image=ip_adapter_image,
         )
         result = run_request(ctx, req, session_of(request), progress)
         return shown(result), result.info
@@ -75,6 +77,7 @@ def build_safe_tab(ctx: AppContext, panel: ModelPanel) -> None:
         panel.scheduler,
         num,
         panel.safety_checker,
+        panel.image_prompt,
     ]
     event = generate.click(safe_text2img, inputs, [results.gallery, results.info], api_name="safe_text2img", **GPU)
     wire_notice(event, results)
@@ -112,7 +115,8 @@ def build_animate_tab(ctx: AppContext, panel: ModelPanel) -> None:
         height,
         seed,
         scheduler,
-        request: gr.Request,
+        ip_adapter_image=None,
+        request: gr.Request = None,
         progress=gr.Progress(),
     ):
         """Animate a prompt with AnimateDiff over the loaded checkpoint: returns a GIF, an MP4 and the info."""
@@ -129,11 +133,12 @@ def build_animate_tab(ctx: AppContext, panel: ModelPanel) -> None:
             seed=whole(seed),
             scheduler=scheduler,
             safety_checker=False,
+            ip_adapter_image=ip_adapter_image,
         )
         result = run_request(ctx, req, session_of(request), progress)
         return result.files.get("gif"), result.files.get("mp4"), shown(result), result.info
 
-    inputs = [prompt, negative, frames, fps, steps, guidance, width, height, seed, panel.scheduler]
+    inputs = [prompt, negative, frames, fps, steps, guidance, width, height, seed, panel.scheduler, panel.image_prompt]
     event = generate.click(animate, inputs, [gif, mp4, results.gallery, results.info], api_name="animate", **GPU)
     wire_notice(event, results)
     wire_stop(ctx, stop, event, "animate")

@@ -32,7 +32,8 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
 
 def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[Any, ...]:
     """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery (for the history to follow),
-    its "upscale the selected image" button, the selected image, and (text2img) its width and height sliders."""
+    its "upscale the selected image" button, the selected image, and (text2img) the controls that follow the
+    model family: width, height, SAG and PAG sliders."""
     limits = ctx.settings.limits
     with gr.Row():
         with gr.Column(scale=1):
@@ -69,10 +70,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                         0.01, 1.0, value=0.75 if task == "img2img" else 1.0, step=0.01, label="Strength"
                     )
             if task == "text2img":
-                with (
-                    gr.Accordion("Guidance features (SD 1.x/2.x; same memory, built with from_pipe)", open=False),
-                    gr.Row(),
-                ):
+                with gr.Accordion("Guidance features (same memory, built with from_pipe)", open=False), gr.Row():
                     c["sag_scale"] = gr.Slider(
                         0, 10, value=0, step=0.05, label="Self-attention guidance (SAG) scale", info="0 = off"
                     )
@@ -110,11 +108,13 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             safety_checker,
             sag_scale=0.0,
             pag_scale=0.0,
+            ip_adapter_image=None,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
             """Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0
-            perturbed-attention guidance (one at a time)."""
+            perturbed-attention guidance (one at a time); ip_adapter_image is the image prompt of a loaded
+            IP-Adapter."""
             req = GenerationRequest(
                 task="text2img",
                 prompt=prompt,
@@ -129,6 +129,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 safety_checker=safety_checker,
                 sag_scale=sag_scale,
                 pag_scale=pag_scale,
+                ip_adapter_image=ip_adapter_image,
             )
             result = run_request(ctx, req, session_of(request), progress)
             return shown(result), result.info
@@ -144,6 +145,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             *shared,
             c["sag_scale"],
             c["pag_scale"],
+            panel.image_prompt,
         ]
         event = generate.click(text2img, inputs, [gallery, info], **tail)
         c["prompt"].submit(text2img, inputs, [gallery, info], api_visibility="private", concurrency_id=GPU_QUEUE)
@@ -161,7 +163,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             scheduler,
             num_images,
             safety_checker,
-            request: gr.Request,
+            ip_adapter_image=None,
+            request: gr.Request = None,
             progress=gr.Progress(),
         ):
             """Make images from an image and a prompt; strength is how much of the image is repainted."""
@@ -177,6 +180,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 scheduler=scheduler,
                 num_images=whole(num_images),
                 safety_checker=safety_checker,
+                ip_adapter_image=ip_adapter_image,
             )
             result = run_request(ctx, req, session_of(request), progress)
             return shown(result), result.info
@@ -190,6 +194,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             c["guidance_scale"],
             c["seed"],
             *shared,
+            panel.image_prompt,
         ]
         event = generate.click(img2img, inputs, [gallery, info], **tail)
     else:
@@ -207,7 +212,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             scheduler,
             num_images,
             safety_checker,
-            request: gr.Request,
+            ip_adapter_image=None,
+            request: gr.Request = None,
             progress=gr.Progress(),
         ):
             """Repaint the white part of `mask` (an image of the same size) in `image`, following the prompt."""
@@ -224,6 +230,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 scheduler=scheduler,
                 num_images=whole(num_images),
                 safety_checker=safety_checker,
+                ip_adapter_image=ip_adapter_image,
             )
             result = run_request(ctx, req, session_of(request), progress)
             return shown(result), result.info
@@ -240,7 +247,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             scheduler,
             num_images,
             safety_checker,
-            request: gr.Request,
+            ip_adapter_image=None,
+            request: gr.Request = None,
             progress=gr.Progress(),
         ):
             background = editor.get("background") if editor else None
@@ -257,11 +265,21 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 scheduler,
                 num_images,
                 safety_checker,
+                ip_adapter_image,
                 request,
                 progress,
             )
 
-        rest = [c["prompt"], c["negative_prompt"], c["strength"], c["steps"], c["guidance_scale"], c["seed"], *shared]
+        rest = [
+            c["prompt"],
+            c["negative_prompt"],
+            c["strength"],
+            c["steps"],
+            c["guidance_scale"],
+            c["seed"],
+            *shared,
+            panel.image_prompt,
+        ]
         # The page paints the mask on the image (gr.ImageMask); API callers send image and mask as two files.
         event = generate.click(
             inpaint_from_editor,
@@ -289,5 +307,5 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
     gallery.select(remember, None, selected, api_visibility="private", queue=False)
     if task == "inpaint":
         build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
-    sizes = (c["width"], c["height"]) if task == "text2img" else None
-    return gallery, send_to_upscale, selected, sizes
+    family = (c["width"], c["height"], c["sag_scale"], c["pag_scale"]) if task == "text2img" else None
+    return gallery, send_to_upscale, selected, family

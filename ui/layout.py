@@ -25,17 +25,17 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# 🧨 {TITLE}\nOne checkpoint, loaded once, serving every task with `from_pipe`.", elem_id="title")
         panel = build_model_panel(ctx)
-        build_adapters_panel(ctx)
+        panel.image_prompt = build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
-        galleries, senders, sizes = [], [], None
+        galleries, senders, family_controls = [], [], None
         with gr.Tabs(elem_id="tasks") as tabs:
             for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    gallery, send, selected, task_sizes = build_generate_tab(ctx, panel, task)
+                    gallery, send, selected, controls = build_generate_tab(ctx, panel, task)
                     galleries.append(gallery)
                     senders.append((send, selected))
-                    sizes = task_sizes or sizes
-            with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img"):
+                    family_controls = controls or family_controls
+            with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img") as safe_tab:
                 feature_tabs.build_safe_tab(ctx, panel)
             with gr.Tab("Depth to image", id="depth2img", elem_id="tab-depth2img"):
                 companion_tabs.build_depth_tab(ctx, panel)
@@ -45,7 +45,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 upscale_input = companion_tabs.build_upscale_tab(ctx, panel)
             with gr.Tab("RGB + depth", id="rgbd", elem_id="tab-rgbd"):
                 companion_tabs.build_rgbd_tab(ctx, panel)
-            with gr.Tab("Animate", id="animate", elem_id="tab-animate"):
+            with gr.Tab("Animate", id="animate", elem_id="tab-animate") as animate_tab:
                 feature_tabs.build_animate_tab(ctx, panel)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
@@ -66,11 +66,26 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
 
-        def model_size() -> tuple:
-            size = ctx.studio.model_info()["default_size"]
-            return gr.update(value=size), gr.update(value=size)
+        feature_tabs_by_task = {"safe_text2img": safe_tab, "animate": animate_tab}
 
-        panel.loaded[0].success(model_size, None, list(sizes), api_visibility="private")  # each family its size
+        def follow_family() -> tuple:
+            """Each family its default size; options and tabs a family lacks are hidden, not left to fail."""
+            if not ctx.studio.is_loaded:
+                return tuple(gr.update() for _ in family_outputs)
+            info = ctx.studio.model_info()
+            size, options = info["default_size"], info["options"]
+            return (
+                gr.update(value=size, step=info["size_multiple"]),
+                gr.update(value=size, step=info["size_multiple"]),
+                gr.update(visible="sag" in options, value=0),
+                gr.update(visible="pag" in options, value=0),
+                # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
+                # assets/style.css.
+                *(gr.Tab(interactive=task in info["tasks"]) for task in feature_tabs_by_task),
+            )
+
+        family_outputs = [*family_controls, *feature_tabs_by_task.values()]
+        panel.loaded[0].success(follow_family, None, family_outputs, api_visibility="private")
         for event in panel.loaded:
             event.then(inspect_fill, None, inspect_outputs, api_visibility="private")
             memory.refresh_after(event)
@@ -81,6 +96,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # On page open, and every few seconds while a start-up load runs, show what is loaded.
         app.load(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
         app.load(inspect_fill, None, inspect_outputs, api_visibility="private")
+        app.load(follow_family, None, family_outputs, api_visibility="private")
         status_timer = gr.Timer(1.0, active=ctx.studio.loading is not None or not ctx.studio.is_loaded)
 
         def poll_status(scheduler: str) -> tuple:

@@ -38,6 +38,7 @@ class ModelPanel:
     loaded: list[Any]  # the events that end a load or a VAE swap, for other panels to refresh after
     refresh: Callable[[str], tuple]  # the panel's own refresh, for page load and the status timer
     refresh_outputs: list[Any]
+    image_prompt: Any = None  # the IP-Adapter's image prompt (set by the adapters panel), an input of every task
 
 
 def status_markdown(ctx: AppContext) -> str:

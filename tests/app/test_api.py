@@ -55,6 +55,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "safety_checker",
             "sag_scale",
             "pag_scale",
+            "ip_adapter_image",
         ],
         "/img2img": [
             "image",
@@ -67,6 +68,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "scheduler",
             "num_images",
             "safety_checker",
+            "ip_adapter_image",
         ],
         "/inpaint": [
             "image",
@@ -80,6 +82,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "scheduler",
             "num_images",
             "safety_checker",
+            "ip_adapter_image",
         ],
         "/safe_text2img": [
             "prompt",
@@ -93,6 +96,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "scheduler",
             "num_images",
             "safety_checker",
+            "ip_adapter_image",
         ],
         "/depth2img": [
             "image",
@@ -129,6 +133,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "height",
             "seed",
             "scheduler",
+            "ip_adapter_image",
         ],
         "/compare": [
             "prompt",
@@ -142,11 +147,14 @@ def test_documented_endpoints_and_parameter_names(client):
             "height",
             "seed",
             "safety_checker",
+            "ip_adapter_image",
         ],
         "/load_companion": ["kind", "source"],
         "/unload_companion": ["kind"],
         "/load_lora": ["source", "weight"],
         "/unload_lora": ["name"],
+        "/load_ip_adapter": ["source", "scale"],
+        "/unload_ip_adapter": [],
         "/memory": [],
     }
     for name, params in expected.items():

@@ -158,3 +158,61 @@ def test_an_sdxl_checkpoint_through_the_api(client):
         assert {"text_encoder", "text_encoder_2"} <= {c["name"] for c in report["components"]}
     finally:
         client.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
+
+
+def test_ip_adapter_through_the_api_takes_an_image_prompt_and_unloads_cleanly(client, tmp_path):
+    from gradio_client import handle_file
+
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (48, 48), (220, 30, 30)).save(red)
+    Image.new("RGB", (48, 48), (30, 30, 220)).save(blue)
+
+    def first(**extra):
+        gallery, info = client.predict(**{**T2I, **extra}, api_name="/text2img")
+        return Image.open(files(gallery)[0]).tobytes(), info
+
+    before, _ = first()
+    info = client.predict(source="demo-ip-adapter", scale=1.0, api_name="/load_ip_adapter")
+    try:
+        assert info["ip_adapter"] == {"source": "demo-ip-adapter", "scale": 1.0}
+        assert {"text2img", "img2img", "inpaint"} <= set(info["affects"])
+        with pytest.raises(AppError, match="needs an image prompt"):
+            first()
+        with_red, run = first(ip_adapter_image=handle_file(str(red)))
+        with_blue, _ = first(ip_adapter_image=handle_file(str(blue)))
+        assert with_red != with_blue and with_red != before
+        assert "pipe.load_ip_adapter(" in run["code"]
+        report = client.predict(api_name="/memory")
+        assert "image_encoder" in {c["name"] for c in report["components"]}
+    finally:
+        info = client.predict(api_name="/unload_ip_adapter")
+    assert info["ip_adapter"] is None
+    after, run = first(ip_adapter_image=handle_file(str(red)))
+    assert after == before and any("image prompt was not used" in w for w in run["warnings"])
+
+
+def test_an_sd3_checkpoint_through_the_api(client):
+    try:
+        info = client.predict(source="demo-sd3", variant="auto", dtype="float32", api_name="/load_model")
+        assert info["pipeline"] == "StableDiffusion3Pipeline" and info["size_multiple"] == 16
+        assert info["options"] == ["pag"] and info["safety_checker"] is False
+        gallery, run = client.predict(**{**T2I, "width": 80, "height": 64}, api_name="/text2img")
+        assert run["pipeline"] == "StableDiffusion3Pipeline" and Image.open(files(gallery)[0]).size == (80, 64)
+        with pytest.raises(AppError, match="multiple of 16"):
+            client.predict(**{**T2I, "width": 72}, api_name="/text2img")
+        with pytest.raises(AppError, match="SAG is not available"):
+            client.predict(**{**T2I, "sag_scale": 0.5}, api_name="/text2img")
+    finally:
+        client.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
+
+
+def test_memory_says_what_a_second_checkpoint_shares(client):
+    client.predict(kind="inpaint", source="demo-inpaint", api_name="/load_companion")
+    try:
+        rows = {c["name"]: c for c in client.predict(api_name="/memory")["components"]}
+        assert rows["inpaint/text_encoder"]["shared_with"] == ["demo"]
+        assert rows["inpaint/vae"]["shared_with"] == ["demo"]
+        assert rows["inpaint/unet"]["shared_with"] == [], "the 9-channel UNet is its own"
+        assert rows["text_encoder"]["shared_with"] == ["demo-inpaint"]
+    finally:
+        client.predict(kind="inpaint", api_name="/unload_companion")

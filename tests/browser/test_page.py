@@ -113,3 +113,50 @@ def test_upscale_a_result_from_the_gallery(page: Page):
     page.locator("#upscale-generate").click()
     expect(page.locator("#upscale-notice")).to_contain_text("256x256", timeout=60_000)
     shot(page, "upscale")
+
+
+def test_an_image_prompt_through_the_ip_adapter_panel(page: Page, tmp_path):
+    prompt_image = tmp_path / "style.png"
+    Image.new("RGB", (64, 64), (240, 200, 20)).save(prompt_image)
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.get_by_text("IP-Adapter (image prompt)").click()
+    page.locator("#ip-adapter-load").click()
+    expect(page.locator("#ip-adapter-status")).to_contain_text("demo-ip-adapter", timeout=60_000)
+    expect(page.locator("#ip-adapter-status")).to_contain_text("img2img")
+    try:
+        page.locator("#text2img-prompt textarea").fill("a yellow kite")
+        set_slider(page, "text2img", "Steps", 2)
+        set_slider(page, "text2img", "Width", 64)
+        set_slider(page, "text2img", "Height", 64)
+        page.locator("#text2img-generate").click()
+        expect(page.locator(".toast-body")).to_contain_text("needs an image prompt", timeout=30_000)
+        page.locator("#ip-adapter-image input[type=file]").set_input_files(str(prompt_image))
+        expect(page.locator("#ip-adapter-image img")).to_be_visible()
+        generate_and_wait(page, "text2img")
+        page.get_by_text("Reproduce in Python").click()
+        expect(page.locator("#text2img-code")).to_contain_text("pipe.load_ip_adapter(")
+        shot(page, "ip-adapter")
+    finally:
+        page.get_by_role("button", name="Unload IP-Adapter").click()
+        expect(page.locator("#ip-adapter-status")).to_contain_text("No IP-Adapter loaded", timeout=30_000)
+
+
+def test_a_family_without_sag_hides_it_and_the_tabs_it_cannot_serve(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    sag = page.locator("#tab-text2img .block").filter(has_text="Self-attention guidance (SAG) scale")
+    page.get_by_text("Guidance features").click()
+    expect(sag.first).to_be_visible()
+    page.locator("#model-source input").fill("demo-sdxl")
+    page.locator("#load-button").click()
+    try:
+        expect(page.locator("#model-status")).to_contain_text("StableDiffusionXLPipeline", timeout=60_000)
+        expect(sag).to_have_count(0)
+        expect(page.get_by_role("tab", name="Safe text to image", exact=True)).not_to_be_visible()
+        expect(page.get_by_role("tab", name="Animate", exact=True)).not_to_be_visible()
+        expect(page.locator("#tab-text2img")).to_contain_text("Perturbed-attention guidance (PAG) scale")
+        shot(page, "sdxl-family")
+    finally:
+        page.locator("#model-source input").fill("demo")
+        page.locator("#load-button").click()
+        expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=60_000)
+    expect(page.get_by_role("tab", name="Animate", exact=True)).to_be_visible()
