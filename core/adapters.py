@@ -8,6 +8,7 @@ leaves the original weights as they were. The motion adapter is the exception: A
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ from core import checkpoints
 from core.errors import InvalidRequest, LoadError
 
 if TYPE_CHECKING:
+    from core.generation import GenerationRequest
     from core.pool import Pool
     from core.studio import StudioOptions
+    from core.tasks import Task
 
 
 @dataclass
@@ -187,6 +190,22 @@ def load_ip_adapter(pool: Pool, source: str, scale: float, options: StudioOption
             f"Loading the IP-Adapter {source!r} failed: {type(e).__name__}: {e}. Is it made for this model family?"
         ) from e
     return IpAdapter(source, scale, location, subfolder, weight_name, processors)
+
+
+def image_prompt(adapter: IpAdapter | None, task: Task, request: GenerationRequest) -> tuple[GenerationRequest, list]:
+    """The request with its image prompt kept only where an IP-Adapter (`adapter`, on the pool the task runs on)
+    will read it, and a note for the run's warnings if it was dropped."""
+    if adapter is not None:
+        if request.ip_adapter_image is None:
+            raise InvalidRequest(
+                f"An IP-Adapter is loaded, so {task.label} needs an image prompt: add one in the IP-Adapter "
+                "panel, or unload the adapter."
+            )
+        return request, []
+    if request.ip_adapter_image is None:
+        return request, []
+    note = "The image prompt was not used: no IP-Adapter is loaded for this task's model."
+    return dataclasses.replace(request, ip_adapter_image=None), [note]
 
 
 def unload_ip_adapter(pool: Pool, adapter: IpAdapter) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from core import demo_checkpoint as demo
-from core.demo_families import FAMILIES, FAMILY_BUILDERS
+from core.demo_families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
 
 COMPANIONS_FORMAT_VERSION = 1
 COMPANIONS = {
@@ -26,6 +26,7 @@ COMPANIONS = {
     "upscale_x2": "x2 latent upscaler, like stabilityai/sd-x2-latent-upscaler",
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
+    "refiner": REFINER,
     **FAMILIES,
 }
 
@@ -234,6 +235,7 @@ _BUILDERS = {
     "upscale_x2": _upscale_x2,
     "ldm3d": _ldm3d,
     "motion_adapter": _motion_adapter,
+    **COMPANION_BUILDERS,
     **FAMILY_BUILDERS,
 }
 

@@ -44,13 +44,13 @@ def _two_text_encoders(first_with_projection: bool, seeds: tuple[int, int]) -> t
     return tokenizer, first, CLIPTextModelWithProjection(config).eval()
 
 
-def _sdxl():
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+def _sdxl_unet(seed: int, cross_attention_dim: int, time_ids: int):
+    """A tiny SDXL-style UNet: it reads text hidden states of `cross_attention_dim`, plus pooled text and
+    `time_ids` size/crop (and, for the refiner, aesthetic-score) embeddings."""
+    from diffusers import UNet2DConditionModel
 
-    tokenizer, text_encoder, text_encoder_2 = _two_text_encoders(False, (22, 23))
-    torch.manual_seed(24)
-    # SDXL's UNet reads both encoders' hidden states side by side, plus pooled text and size/crop embeddings.
-    unet = UNet2DConditionModel(
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
         sample_size=128,
         in_channels=4,
         out_channels=4,
@@ -64,10 +64,15 @@ def _sdxl():
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
         norm_num_groups=16,
-        projection_class_embeddings_input_dim=6 * 8 + demo.HIDDEN,
-        cross_attention_dim=2 * demo.HIDDEN,
+        projection_class_embeddings_input_dim=time_ids * 8 + demo.HIDDEN,
+        cross_attention_dim=cross_attention_dim,
     )
-    scheduler = EulerDiscreteScheduler(
+
+
+def _sdxl_scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -76,15 +81,42 @@ def _sdxl():
         interpolation_type="linear",
         use_karras_sigmas=False,
     )
+
+
+def _sdxl():
+    from diffusers import StableDiffusionXLPipeline
+
+    tokenizer, text_encoder, text_encoder_2 = _two_text_encoders(False, (22, 23))
+    # The base reads both encoders side by side; 6 time ids: original size, crop corner, target size.
     return StableDiffusionXLPipeline(
         vae=demo._vae(),
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=demo._tokenizer(),
-        unet=unet,
-        scheduler=scheduler,
+        unet=_sdxl_unet(24, 2 * demo.HIDDEN, 6),
+        scheduler=_sdxl_scheduler(),
         force_zeros_for_empty_prompt=True,
+    )
+
+
+def _sdxl_refiner():
+    """SDXL's refiner: image to image with the base's second text encoder and VAE (byte-identical here, as in
+    stabilityai's two repos, so the pool shares them) and its own UNet, conditioned on an aesthetic score."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    _tokenizer, _first, text_encoder_2 = _two_text_encoders(False, (22, 23))
+    # 5 time ids: original size, crop corner, aesthetic score.
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=demo._vae(),
+        text_encoder=None,
+        text_encoder_2=text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=demo._tokenizer(),
+        unet=_sdxl_unet(29, demo.HIDDEN, 5),
+        scheduler=_sdxl_scheduler(),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
     )
 
 
@@ -138,6 +170,9 @@ def _sd3():
 
 
 FAMILY_BUILDERS = {"sdxl": _sdxl, "sd3": _sd3}
+# Companions of these families (see core.demo_companions).
+COMPANION_BUILDERS = {"refiner": _sdxl_refiner}
+REFINER = "SDXL refiner (second stage of SDXL text to image), like stabilityai/stable-diffusion-xl-refiner-1.0"
 
 
 def write_demo_lora(path: str | os.PathLike) -> Path:

@@ -13,7 +13,7 @@ from core import checkpoints, devices, schedulers
 from core.generation import GenerationRequest
 from core.pool import Pool, module_bytes, module_device, module_dtype
 from core.snippet import Code, Snippet
-from core.tasks import Task, get_task
+from core.tasks import Task, family_of, get_task
 
 if TYPE_CHECKING:
     from core.studio import Studio
@@ -38,7 +38,8 @@ def model_info(studio: Studio) -> dict[str, Any]:
         "load_seconds": round(pool.load_seconds, 3),
         "default_size": pool.default_size,
         "size_multiple": pool.size_multiple,
-        "options": [name for name in ("sag", "pag") if pool.supports(name)],
+        "options": [name for name in ("sag", "pag") if pool.supports(name)]
+        + (["refiner"] if family_of(type(pool.base).__name__) == "stable-diffusion-xl" else []),
         "is_demo": pool.files.source == checkpoints.DEMO,
         "adapters": {
             "loras": list(studio.loras.loras),
@@ -86,6 +87,7 @@ def run_info(
     options = {
         "sag_scale": request.sag_scale if request.task == "text2img" and request.sag_scale else None,
         "pag_scale": request.pag_scale if request.task == "text2img" and request.pag_scale else None,
+        "refiner_switch": request.refiner_switch if request.task == "text2img" and request.refiner_switch else None,
         "safety_preset": request.safety_preset if request.task == "safe_text2img" else None,
         "upscaler": request.upscaler if request.task == "upscale" else None,
         "noise_level": request.noise_level if request.task == "upscale" and request.upscaler == "x4" else None,
@@ -93,6 +95,9 @@ def run_info(
         "fps": request.fps if request.task == "animate" else None,
     }
     info.update({k: v for k, v in options.items() if v is not None})
+    refiner = studio.companion("refiner")
+    if "refiner_switch" in info and refiner is not None:
+        info["refiner"] = refiner.files.source
     return info
 
 
@@ -153,6 +158,8 @@ def run_snippet(
     if request.pag_scale > 0 and task.name == "text2img":
         snippet.pipeline_class = "AutoPipelineForText2Image"
         load.update(enable_pag=True, pag_applied_layers=["mid"])
+    if request.refiner_switch > 0 and task.name == "text2img":
+        _second_stage(snippet, studio, request, seeds[0])
     if task.name == "animate" and studio.motion is not None:
         snippet.imports.append("MotionAdapter")
         snippet.before_load.append(
@@ -160,6 +167,35 @@ def run_snippet(
         )
         load["motion_adapter"] = Code("adapter")
     return snippet
+
+
+def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, seed: int) -> None:
+    """The refiner lines of a two-stage SDXL run: it reuses the base's second text encoder and VAE."""
+    refiner = studio.companion("refiner")
+    assert refiner is not None
+    path = refiner.files.source if refiner.files.is_hub else str(refiner.files.path)
+    cls = type(refiner.base).__name__
+    snippet.imports.append(cls)
+    lines = [
+        f"refiner = {cls}.from_pretrained({path!r}, text_encoder_2=pipe.text_encoder_2, vae=pipe.vae, "
+        f"dtype=torch.{snippet.dtype}, use_safetensors=True).to({snippet.device!r})"
+    ]
+    if request.scheduler != schedulers.DEFAULT:
+        scheduler, overrides = schedulers.resolve(request.scheduler, refiner.base.scheduler)
+        snippet.imports.append(scheduler.__name__)
+        extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
+        lines.append(f"refiner.scheduler = {scheduler.__name__}.from_config(refiner.scheduler.config{extra})")
+    call = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt or None,
+        "image": Code("result.images"),
+        "num_inference_steps": request.steps,
+        "denoising_start": request.refiner_switch,
+        "guidance_scale": request.guidance_scale,
+        "generator": Code(f"torch.Generator('cpu').manual_seed({seed})"),
+    }
+    lines.append(f"result = refiner({', '.join(f'{k}={v!r}' for k, v in call.items())})")
+    snippet.after_call += lines
 
 
 def _motion_location(studio: Studio) -> str:
@@ -193,12 +229,16 @@ def memory_report(studio: Studio) -> dict[str, Any]:
     size and the tasks that share it."""
     report = dataclasses.asdict(devices.read_memory(studio.device))
     pools = studio.loaded_pools()
+    holders: dict[int, set[str]] = {}  # module -> the loaded checkpoints that hold it
+    for pool in pools:
+        for module in pool.components.values():
+            holders.setdefault(id(module), set()).add(pool.files.source)
     rows, seen, unique = [], set(), 0
     for pool in pools:
         for row in pool.component_rows():
             module = pool.components[row["name"]]
             row["checkpoint"] = pool.files.source
-            row["shared_with"] = [c for c in studio.owners(module) if c != pool.files.source]
+            row["shared_with"] = sorted(holders[id(module)] - {pool.files.source})
             if pool.companion_kind:
                 row["name"] = f"{pool.companion_kind}/{row['name']}"
             if id(module) not in seen:  # a module two checkpoints share is counted once

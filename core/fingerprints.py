@@ -66,21 +66,14 @@ def component_fingerprint(folder: Path, component: str, variant: str, hashes: Fi
 
 
 class SharedModules:
-    """Modules in memory by (fingerprint, dtype, device); entries vanish when no checkpoint holds the module."""
+    """Modules in memory by (fingerprint, dtype, device); entries vanish when no checkpoint holds the module.
+    Which loaded checkpoints share a module is asked of the pools themselves (core.describe.memory_report)."""
 
     def __init__(self) -> None:
         self._modules: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
-        self._owners: dict[int, set[str]] = {}
 
     def find(self, fingerprint: str, dtype: str, device: str) -> Any | None:
         return self._modules.get((fingerprint, dtype, device))
 
-    def add(self, fingerprint: str, dtype: str, device: str, module: Any, owner: str) -> None:
+    def add(self, fingerprint: str, dtype: str, device: str, module: Any) -> None:
         self._modules[(fingerprint, dtype, device)] = module
-        if id(module) not in self._owners:
-            weakref.finalize(module, self._owners.pop, id(module), None)  # ids are reused once it is freed
-        self._owners.setdefault(id(module), set()).add(owner)
-
-    def owners(self, module: Any) -> list[str]:
-        """The checkpoints that loaded or reused this module (while it lives)."""
-        return sorted(self._owners.get(id(module), ()))

@@ -52,6 +52,7 @@ class GenerationRequest:
     # Options of particular tasks (ignored by the others):
     sag_scale: float = 0.0  # text2img: self-attention guidance (SAG) when > 0
     pag_scale: float = 0.0  # text2img: perturbed-attention guidance (PAG) when > 0
+    refiner_switch: float = 0.0  # text2img (SDXL): hand over to the refiner at this fraction of the steps when > 0
     safety_preset: str = "medium"  # safe_text2img: how strongly safe latent diffusion steers away
     depth_map: Image.Image | None = None  # depth2img: use this depth instead of estimating one
     upscaler: str = "x4"  # upscale: x4 (image upscaler) or x2 (latent upscaler)
@@ -105,6 +106,10 @@ class GenerationRequest:
         for label, value in (("sag_scale", self.sag_scale), ("pag_scale", self.pag_scale)):
             if not _is_number(value) or not 0 <= value <= 10:
                 raise InvalidRequest(f"{label} must be a number between 0 and 10, got {value}.")
+        if not _is_number(self.refiner_switch) or not 0 <= self.refiner_switch < 1:
+            raise InvalidRequest(
+                f"refiner_switch must be at least 0 (off) and below 1, got {self.refiner_switch}; 0.8 is usual."
+            )
         if self.sag_scale > 0 and self.pag_scale > 0:
             raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
         if task == "safe_text2img" and self.safety_preset not in SAFETY_PRESETS:

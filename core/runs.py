@@ -128,6 +128,8 @@ def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int], mult
         args["sag_scale"] = request.sag_scale
     if task == "text2img" and request.pag_scale > 0:
         args["pag_scale"] = request.pag_scale
+    if task == "text2img" and request.refiner_switch > 0:  # the first stage hands its latents to the refiner
+        args.update(denoising_end=request.refiner_switch, output_type="latent")
     if task == "safe_text2img":
         from diffusers.pipelines.deprecated.stable_diffusion_safe import SafetyConfig
 
@@ -152,6 +154,38 @@ def call_arguments(request: Any, pipe: DiffusionPipeline, seeds: list[int], mult
         if task == "depth2img":
             args["depth_map"] = estimate_depth(pipe, image) if request.depth_map is None else _depth_tensor(request)
     return args
+
+
+def refine(
+    refiner: DiffusionPipeline,
+    request: Any,
+    latents: torch.Tensor,
+    seeds: list[int],
+    *,
+    on_step: StepCallback | None,
+    cancel: threading.Event | None,
+) -> tuple[Any, dict[str, Any], bool]:
+    """SDXL's second stage: the refiner denoises the base's latents from `refiner_switch` on (the "ensemble of
+    expert denoisers" split). Returns (output, its call arguments, interrupted); a Stop during the first stage
+    ends this one after its first step, so the images are still decoded."""
+    args: dict[str, Any] = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt or None,
+        "image": latents,
+        "num_inference_steps": request.steps,
+        "denoising_start": request.refiner_switch,
+        "guidance_scale": request.guidance_scale,
+        "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+        "num_images_per_prompt": len(seeds),
+    }
+    first = round(request.steps * request.refiner_switch)
+
+    def report(done: int, _total: int) -> None:
+        if on_step is not None:
+            on_step(min(first + done, request.steps), request.steps)
+
+    output, interrupted = run_pipeline(refiner, args, steps=request.steps, on_step=report, cancel=cancel)
+    return output, args, interrupted
 
 
 def estimate_depth(pipe: DiffusionPipeline, image: Image.Image) -> torch.Tensor:

@@ -33,6 +33,7 @@ class Snippet:
     after_load: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     call_arguments: dict[str, Any] = field(default_factory=dict)
+    after_call: list[str] = field(default_factory=list)  # a second stage working on `result`
     output: str = "images[0]"
 
     def render(self) -> str:
@@ -58,6 +59,7 @@ class Snippet:
         lines += self.after_load
         lines += inputs
         lines.append(f"result = pipe({_kwargs(call)})")
+        lines += self.after_call
         return "\n".join(lines) + "\n" + self._save() + "\n"
 
     def _inputs(self) -> tuple[list[str], dict[str, Any]]:

@@ -20,7 +20,7 @@ from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
 from core.pool import Pool
 from core.runs import StepCallback
-from core.tasks import COMPANION_PIPELINES, Task, get_task
+from core.tasks import COMPANION_PIPELINES, Task, family_of, get_task
 
 logger = logging.getLogger(__name__)
 COMPANION_KINDS = (*COMPANION_PIPELINES, "motion_adapter")
@@ -113,7 +113,7 @@ class Studio:
             module = base.components.get(name)
             key = fingerprints.component_fingerprint(files.path, name, variant, self._hashes)
             if key and isinstance(module, torch.nn.Module):
-                self._shared.add(key, dtype_name, device, module, files.source)
+                self._shared.add(key, dtype_name, device, module)
         return base
 
     def _resolve(self, source: str) -> checkpoints.CheckpointFiles:
@@ -233,6 +233,10 @@ class Studio:
             self._release()
             return self.companions_info()
 
+    def companion(self, kind: str) -> Pool | None:
+        """The loaded companion checkpoint of `kind`, if any."""
+        return self._companions.get(kind)
+
     def companions_info(self) -> dict[str, Any]:
         """Which companion checkpoints are loaded, by kind."""
         loaded = {kind: pool.files.source for kind, pool in self._companions.items()}
@@ -258,7 +262,7 @@ class Studio:
         if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
-        request, ip_notes = self._image_prompt(pool, task, request)
+        request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
             if task.name == "text2img" and getattr(request, option) > 0 and not pool.supports(view):
                 raise InvalidRequest(
@@ -269,9 +273,18 @@ class Studio:
         scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         run_checker = request.safety_checker and pool.has_safety_checker
         pipe = self._view(pool, task, request, scheduler, run_checker)
+        refiner = self._refiner(pool, task, request)
         switched = time.perf_counter()
         arguments = runs.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
-        output, interrupted = runs.run_pipeline(pipe, arguments, steps=request.steps, on_step=on_step, cancel=cancel)
+        first_stage = on_step
+        if refiner is not None and on_step is not None:  # one progress bar over both stages
+            first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
+        output, interrupted = runs.run_pipeline(
+            pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel
+        )
+        if refiner is not None and output is not None:
+            output, _args, stopped = runs.refine(refiner, request, output.images, seeds, on_step=on_step, cancel=cancel)
+            interrupted = interrupted or stopped
         finished = time.perf_counter()
         images, extras = runs.collect(request, output, arguments)
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
@@ -292,19 +305,16 @@ class Studio:
         )
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
-    def _image_prompt(self, pool: Pool, task: Task, request: GenerationRequest) -> tuple[GenerationRequest, list]:
-        """The request with its image prompt kept only where an IP-Adapter will read it, and a note if dropped."""
-        if self.ip_adapter is not None and pool is self._pool:
-            if request.ip_adapter_image is None:
-                raise InvalidRequest(
-                    f"An IP-Adapter is loaded, so {task.label} needs an image prompt: add one in the IP-Adapter "
-                    "panel, or unload the adapter."
-                )
-            return request, []
-        if request.ip_adapter_image is None:
-            return request, []
-        note = "The image prompt was not used: no IP-Adapter is loaded for this task's model."
-        return dataclasses.replace(request, ip_adapter_image=None), [note]
+    def _refiner(self, pool: Pool, task: Task, request: GenerationRequest) -> DiffusionPipeline | None:
+        """The refiner's view for a two-stage SDXL run, or None for a one-stage run."""
+        if task.name != "text2img" or request.refiner_switch <= 0:
+            return None
+        if family_of(type(pool.base).__name__) != "stable-diffusion-xl":
+            raise InvalidRequest(f"The refiner is SDXL's second stage, not {type(pool.base).__name__}'s: set it to 0.")
+        if "refiner" not in self._companions:
+            raise NotLoaded("Load the SDXL refiner in Text to image (`demo-refiner` offline) first, or set it to 0.")
+        refiner = self._companions["refiner"]
+        return refiner.view_as("text2img", scheduler=schedulers.build(request.scheduler, refiner.base.scheduler))
 
     def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
         if task.kind == "companion":
@@ -363,10 +373,6 @@ class Studio:
     def loaded_pools(self) -> list[Pool]:
         """The main checkpoint's pool (if loaded) and every companion's."""
         return ([self._pool] if self._pool else []) + list(self._companions.values())
-
-    def owners(self, module: Any) -> list[str]:
-        """The checkpoints that loaded or reused this module."""
-        return self._shared.owners(module)
 
     def memory_report(self) -> dict[str, Any]:
         """Device memory now, and every component in the pool (main checkpoint, companions, adapters) with its

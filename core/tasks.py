@@ -48,6 +48,7 @@ TASKS: dict[str, Task] = {
             "auto",
             auto_class=AutoPipelineForText2Image,
             mapping=AUTO_TEXT2IMAGE_PIPELINES_MAPPING,
+            companions=("refiner",),  # SDXL's refiner, as an optional second stage
             sizes_from_request=True,
         ),
         Task(
@@ -128,6 +129,7 @@ COMPANION_PIPELINES = {
     "upscale_x4": "StableDiffusionUpscalePipeline",
     "upscale_x2": "StableDiffusionLatentUpscalePipeline",
     "ldm3d": "StableDiffusionLDM3DPipeline",
+    "refiner": "StableDiffusionXLImg2ImgPipeline",
 }
 
 

@@ -33,7 +33,7 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
 def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[Any, ...]:
     """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery (for the history to follow),
     its "upscale the selected image" button, the selected image, and (text2img) the controls that follow the
-    model family: width, height, SAG and PAG sliders."""
+    model family: width, height, SAG and PAG sliders, the refiner box."""
     limits = ctx.settings.limits
     with gr.Row():
         with gr.Column(scale=1):
@@ -77,6 +77,22 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                     c["pag_scale"] = gr.Slider(
                         0, 10, value=0, step=0.1, label="Perturbed-attention guidance (PAG) scale", info="0 = off"
                     )
+                with gr.Accordion("SDXL refiner (second stage)", open=False, visible=False) as c["refiner_box"]:
+                    c["refiner_switch"] = gr.Slider(
+                        0,
+                        0.95,
+                        value=0,
+                        step=0.05,
+                        label="Refiner takes over at",
+                        info="the fraction of the steps the base does; 0 = off, 0.8 is usual",
+                        elem_id="refiner-switch",
+                    )
+                    build_companion_box(
+                        ctx,
+                        ("refiner",),
+                        "SDXL's refiner does the last, low-noise steps; it shares the base's second text encoder and "
+                        "VAE.",
+                    )
             with gr.Row(equal_height=True):
                 c["seed"] = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, minimum=-1, scale=3)
                 random_seed = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{task}-random-seed")
@@ -108,13 +124,14 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             safety_checker,
             sag_scale=0.0,
             pag_scale=0.0,
+            refiner_switch=0.0,
             ip_adapter_image=None,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
             """Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0
-            perturbed-attention guidance (one at a time); ip_adapter_image is the image prompt of a loaded
-            IP-Adapter."""
+            perturbed-attention guidance (one at a time); refiner_switch > 0 hands SDXL's last steps to the
+            loaded refiner; ip_adapter_image is the image prompt of a loaded IP-Adapter."""
             req = GenerationRequest(
                 task="text2img",
                 prompt=prompt,
@@ -129,6 +146,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 safety_checker=safety_checker,
                 sag_scale=sag_scale,
                 pag_scale=pag_scale,
+                refiner_switch=refiner_switch,
                 ip_adapter_image=ip_adapter_image,
             )
             result = run_request(ctx, req, session_of(request), progress)
@@ -145,6 +163,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             *shared,
             c["sag_scale"],
             c["pag_scale"],
+            c["refiner_switch"],
             panel.image_prompt,
         ]
         event = generate.click(text2img, inputs, [gallery, info], **tail)
@@ -307,5 +326,5 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
     gallery.select(remember, None, selected, api_visibility="private", queue=False)
     if task == "inpaint":
         build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
-    family = (c["width"], c["height"], c["sag_scale"], c["pag_scale"]) if task == "text2img" else None
+    family = (c["width"], c["height"], c["sag_scale"], c["pag_scale"], c["refiner_box"]) if task == "text2img" else None
     return gallery, send_to_upscale, selected, family

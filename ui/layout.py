@@ -79,6 +79,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 gr.update(value=size, step=info["size_multiple"]),
                 gr.update(visible="sag" in options, value=0),
                 gr.update(visible="pag" in options, value=0),
+                gr.update(visible="refiner" in options),
                 # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
                 # assets/style.css.
                 *(gr.Tab(interactive=task in info["tasks"]) for task in feature_tabs_by_task),

@@ -55,6 +55,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "safety_checker",
             "sag_scale",
             "pag_scale",
+            "refiner_switch",
             "ip_adapter_image",
         ],
         "/img2img": [

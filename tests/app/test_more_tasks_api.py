@@ -156,7 +156,15 @@ def test_an_sdxl_checkpoint_through_the_api(client):
         assert Image.open(files(gallery)[0]).size == (64, 64)
         report = client.predict(api_name="/memory")
         assert {"text_encoder", "text_encoder_2"} <= {c["name"] for c in report["components"]}
+        assert "refiner" in info["options"]
+        client.predict(kind="refiner", source="demo-refiner", api_name="/load_companion")
+        refined, run = client.predict(**{**T2I, "refiner_switch": 0.6}, api_name="/text2img")
+        assert run["refiner"] == "demo-refiner" and run["refiner_switch"] == 0.6
+        assert Image.open(files(refined)[0]).tobytes() != Image.open(files(gallery)[0]).tobytes()
+        rows = {c["name"]: c for c in client.predict(api_name="/memory")["components"]}
+        assert rows["refiner/vae"]["shared_with"] == ["demo-sdxl"]
     finally:
+        client.predict(kind="refiner", api_name="/unload_companion")
         client.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
 
 

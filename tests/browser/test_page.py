@@ -15,7 +15,7 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def set_slider(page: Page, tab: str, label: str, value: int) -> None:
+def set_slider(page: Page, tab: str, label: str, value: float) -> None:
     box = page.locator(f"#tab-{tab} .block").filter(has_text=label).locator("input[type=number]").first
     box.fill(str(value))
     box.press("Enter")
@@ -146,6 +146,8 @@ def test_a_family_without_sag_hides_it_and_the_tabs_it_cannot_serve(page: Page):
     sag = page.locator("#tab-text2img .block").filter(has_text="Self-attention guidance (SAG) scale")
     page.get_by_text("Guidance features").click()
     expect(sag.first).to_be_visible()
+    refiner = page.get_by_text("SDXL refiner (second stage)")
+    expect(refiner).not_to_be_visible()
     page.locator("#model-source input").fill("demo-sdxl")
     page.locator("#load-button").click()
     try:
@@ -154,6 +156,18 @@ def test_a_family_without_sag_hides_it_and_the_tabs_it_cannot_serve(page: Page):
         expect(page.get_by_role("tab", name="Safe text to image", exact=True)).not_to_be_visible()
         expect(page.get_by_role("tab", name="Animate", exact=True)).not_to_be_visible()
         expect(page.locator("#tab-text2img")).to_contain_text("Perturbed-attention guidance (PAG) scale")
+        refiner.click()
+        page.locator("#companion-source-refiner input").fill("demo-refiner")
+        page.locator("#companion-load-refiner").click()
+        expect(page.locator("#companion-status-refiner")).to_contain_text("demo-refiner", timeout=60_000)
+        set_slider(page, "text2img", "Refiner takes over at", 0.5)
+        page.locator("#text2img-prompt textarea").fill("a dune at noon")
+        set_slider(page, "text2img", "Steps", 4)
+        set_slider(page, "text2img", "Width", 64)
+        set_slider(page, "text2img", "Height", 64)
+        generate_and_wait(page, "text2img")
+        page.get_by_text("Reproduce in Python").click()
+        expect(page.locator("#text2img-code")).to_contain_text("denoising_start=0.5")
         shot(page, "sdxl-family")
     finally:
         page.locator("#model-source input").fill("demo")

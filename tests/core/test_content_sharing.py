@@ -57,3 +57,12 @@ def test_another_dtype_is_another_module():
     studio.load("demo", variant="default", dtype="bfloat16")
     assert studio.pool.components["text_encoder"] is not text_encoder
     assert next(studio.pool.components["text_encoder"].parameters()).dtype.is_floating_point
+
+
+def test_shared_with_names_only_checkpoints_still_loaded():
+    studio = fresh()
+    vae = studio.pool.components["vae"]
+    studio.load("demo-sdxl", dtype="float32")  # its VAE files are the demo's: the module is taken over
+    assert studio.pool.components["vae"] is vae
+    rows = {row["name"]: row for row in studio.memory_report()["components"]}
+    assert rows["vae"]["checkpoint"] == "demo-sdxl" and rows["vae"]["shared_with"] == [], "demo is gone"
