@@ -215,12 +215,43 @@ def test_an_sd3_checkpoint_through_the_api(client):
 
 
 def test_memory_says_what_a_second_checkpoint_shares(client):
+    before = client.predict(api_name="/memory")["pool_bytes"]
     client.predict(kind="inpaint", source="demo-inpaint", api_name="/load_companion")
     try:
-        rows = {c["name"]: c for c in client.predict(api_name="/memory")["components"]}
+        report = client.predict(api_name="/memory")
+        rows = {c["name"]: c for c in report["components"]}
+        assert report["pool_bytes"] - before == rows["inpaint/unet"]["bytes"], "nothing shared was loaded twice"
         assert rows["inpaint/text_encoder"]["shared_with"] == ["demo"]
         assert rows["inpaint/vae"]["shared_with"] == ["demo"]
         assert rows["inpaint/unet"]["shared_with"] == [], "the 9-channel UNet is its own"
         assert rows["text_encoder"]["shared_with"] == ["demo-inpaint"]
     finally:
         client.predict(kind="inpaint", api_name="/unload_companion")
+
+
+def test_an_alternative_vae_through_the_api_replaces_the_vae_in_every_task(client, tmp_path, demo_dir):
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(demo_dir, subfolder="vae")
+    torch.manual_seed(78)
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    vae.save_pretrained(tmp_path / "vae")
+
+    def first():
+        gallery, info = client.predict(**T2I, api_name="/text2img")
+        return Image.open(files(gallery)[0]).tobytes(), info
+
+    before, _ = first()
+    bytes_before = client.predict(api_name="/memory")["pool_bytes"]
+    info = client.predict(source=str(tmp_path), api_name="/set_vae")
+    try:
+        assert info["vae"] == str(tmp_path)
+        swapped, run = first()
+        assert swapped != before and run["vae"] == str(tmp_path)
+        assert client.predict(api_name="/memory")["pool_bytes"] == bytes_before, "the old VAE was released"
+    finally:
+        client.predict(source="default", api_name="/set_vae")
+    assert first()[0] == before
