@@ -243,3 +243,60 @@ class MotionAdapterState:
             self.motion_unet = built.to(device=pool.device, dtype=pool.dtype)
             self.built_from = key
         return self.motion_unet
+
+
+class AdaptersMixin:
+    """The Studio's adapter methods (a mixin, as diffusers' pipelines get theirs): LoRA and IP-Adapter on the main
+    pool's shared modules."""
+
+    loras: LoraSet
+    ip_adapter: IpAdapter | None
+    # and the Studio's pool, options, memory modes, _load_lock, _check_allowed and _release
+
+    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
+        """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
+        task view sees it."""
+        if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
+            raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
+        self._check_allowed(source, self.options.allowed_models, "adapters")
+        with self._load_lock:
+            self.loras.load(self.pool, source.strip(), float(weight), self.options)
+            return self.loras.info(self.pool)
+
+    def unload_lora(self, name: str) -> dict[str, Any]:
+        """Remove a LoRA; the shared modules are as they were before it was loaded."""
+        with self._load_lock:
+            self.loras.unload(self.pool, name)
+            self._release()
+            return self.loras.info(self.pool)
+
+    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
+        """Load an IP-Adapter (`demo-ip-adapter`, a .safetensors file, a Hub id) into the shared UNet: every task
+        over it then takes an image prompt. Loading the one already loaded only changes its scale."""
+        if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 2.0:
+            raise InvalidRequest(f"The IP-Adapter scale must be between 0 and 2, got {scale}.")
+        source = source.strip()
+        self._check_allowed(source, self.options.allowed_models, "adapters")
+        with self._load_lock:
+            pool = self.pool
+            if self.ip_adapter is not None and self.ip_adapter.source != source:
+                raise InvalidRequest(f"The IP-Adapter {self.ip_adapter.source!r} is loaded; unload it first.")
+            if self.ip_adapter is None:
+                if self.memory.modes.attention_slicing:
+                    raise InvalidRequest(
+                        "Attention slicing is on, and an IP-Adapter needs its own attention processors: turn "
+                        "slicing off in Memory modes first."
+                    )
+                self.ip_adapter = load_ip_adapter(pool, source, float(scale), self.options)
+            pool.base.set_ip_adapter_scale(float(scale))
+            self.ip_adapter.scale = float(scale)
+            return self.ip_adapter.info(pool)
+
+    def unload_ip_adapter(self) -> dict[str, Any]:
+        """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
+        with self._load_lock:
+            if self.ip_adapter is not None:
+                unload_ip_adapter(self.pool, self.ip_adapter)
+                self.ip_adapter = None
+                self._release()
+            return {"ip_adapter": None, "affects": []}

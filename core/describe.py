@@ -95,6 +95,8 @@ def run_info(
         "fps": request.fps if request.task == "animate" else None,
     }
     info.update({k: v for k, v in options.items() if v is not None})
+    if studio.memory.modes.active:
+        info["memory_modes"] = studio.memory.modes.as_dict()
     refiner = studio.companion("refiner")
     if "refiner_switch" in info and refiner is not None:
         info["refiner"] = refiner.files.source
@@ -250,6 +252,7 @@ def memory_report(studio: Studio) -> dict[str, Any]:
         rows += motion_rows
         unique += sum(row["bytes"] for row in motion_rows)
     report["pool_bytes"] = unique
+    report["memory_modes"] = studio.memory.modes.as_dict()
     report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
         row["bytes"] for row in rows if row["name"].startswith("motion")
     )

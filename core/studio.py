@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import adapters, checkpoints, describe, devices, fingerprints, loading, runs, schedulers
+from core import adapters, checkpoints, describe, devices, fingerprints, loading, memory_modes, runs, schedulers
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
@@ -41,7 +41,7 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
-class Studio:
+class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
@@ -57,6 +57,7 @@ class Studio:
         self.loading: str | None = None  # the source being loaded right now, for status lines
         self.loras = LoraSet()  # adapters on the main pool's modules
         self.ip_adapter: IpAdapter | None = None  # an image-prompt adapter in the main pool's UNet
+        self.memory = memory_modes.ModeState()  # offload, slicing and tiling, kept across loads
         self._hashes = fingerprints.FileHashes()
         self._shared = fingerprints.SharedModules()
 
@@ -94,6 +95,7 @@ class Studio:
                     f"{source!r} is a {files.pipeline_class}, which none of the studio's main tasks can run. "
                     "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a task)."
                 )
+            self.memory.apply([pool.base], self.memory.modes, self.device)
             self._pool = pool
             self.loras, self.ip_adapter = LoraSet(), None  # adapters lived on the old pool's modules
             self._release()
@@ -146,53 +148,11 @@ class Studio:
                 location, subfolder, variant=pool.variant, dtype=pool.dtype, options=self.options, label=label
             )
             base = type(pool.base).from_pipe(pool.base, vae=vae.to(self.device), dtype=pool.dtype)
+            self.memory.apply([base], self.memory.modes, self.device)
             self._pool = dataclasses.replace(pool, base=base, vae_source=source)
             del pool, base, vae
             self._release()
             return self.model_info()
-
-    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
-        """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
-        task view sees it."""
-        if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
-            raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
-        self._check_allowed(source, self.options.allowed_models, "adapters")
-        with self._load_lock:
-            self.loras.load(self.pool, source.strip(), float(weight), self.options)
-            return self.loras.info(self.pool)
-
-    def unload_lora(self, name: str) -> dict[str, Any]:
-        """Remove a LoRA; the shared modules are as they were before it was loaded."""
-        with self._load_lock:
-            self.loras.unload(self.pool, name)
-            self._release()
-            return self.loras.info(self.pool)
-
-    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
-        """Load an IP-Adapter (`demo-ip-adapter`, a .safetensors file, a Hub id) into the shared UNet: every task
-        over it then takes an image prompt. Loading the one already loaded only changes its scale."""
-        if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 2.0:
-            raise InvalidRequest(f"The IP-Adapter scale must be between 0 and 2, got {scale}.")
-        source = source.strip()
-        self._check_allowed(source, self.options.allowed_models, "adapters")
-        with self._load_lock:
-            pool = self.pool
-            if self.ip_adapter is not None and self.ip_adapter.source != source:
-                raise InvalidRequest(f"The IP-Adapter {self.ip_adapter.source!r} is loaded; unload it first.")
-            if self.ip_adapter is None:
-                self.ip_adapter = adapters.load_ip_adapter(pool, source, float(scale), self.options)
-            pool.base.set_ip_adapter_scale(float(scale))
-            self.ip_adapter.scale = float(scale)
-            return self.ip_adapter.info(pool)
-
-    def unload_ip_adapter(self) -> dict[str, Any]:
-        """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
-        with self._load_lock:
-            if self.ip_adapter is not None:
-                adapters.unload_ip_adapter(self.pool, self.ip_adapter)
-                self.ip_adapter = None
-                self._release()
-            return {"ip_adapter": None, "affects": []}
 
     def load_companion(self, kind: str, source: str) -> dict[str, Any]:
         """Load the checkpoint a task needs beside the main one (`demo-<kind>` for the offline demo's)."""
@@ -217,9 +177,11 @@ class Studio:
                 base = self._load_sharing(files, chosen, dtype)
             finally:
                 self.loading = None
-            self._companions[kind] = Pool(
+            companion = Pool(
                 files, base, chosen, dtype, self.device, time.perf_counter() - started, companion_kind=kind
             )
+            self.memory.apply([companion.base], self.memory.modes, self.device)
+            self._companions[kind] = companion
             self._release()
             return self.companions_info()
 
@@ -274,6 +236,8 @@ class Studio:
         run_checker = request.safety_checker and pool.has_safety_checker
         pipe = self._view(pool, task, request, scheduler, run_checker)
         refiner = self._refiner(pool, task, request)
+        for view in (pipe, refiner) if refiner is not None else (pipe,):
+            self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
         switched = time.perf_counter()
         arguments = runs.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
         first_stage = on_step

@@ -10,9 +10,10 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ui.common import AppContext, fmt_bytes
+from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
 
 POLL_SECONDS = 2.0
+MODE_LABELS = {"attention_slicing": "attention slicing", "vae_slicing": "VAE slicing", "vae_tiling": "VAE tiling"}
 HISTORY_SECONDS = 300
 
 
@@ -34,6 +35,12 @@ def summary_markdown(report: dict[str, Any]) -> str:
             f"(peak {fmt_bytes(report['peak_bytes'])}) · system RAM used {fmt_bytes(used)} of "
             f"{fmt_bytes(report['total_bytes'])}"
         )
+    modes = report.get("memory_modes") or {}
+    active = [MODE_LABELS[k] for k, v in modes.items() if k in MODE_LABELS and v]
+    if modes.get("offload", "none") != "none":
+        active.insert(0, f"{modes['offload']} CPU offload")
+    if active:
+        line += f"\n\nMemory modes on: {', '.join(active)}."
     pool, naive = report["pool_bytes"], report["naive_bytes"]
     if pool:
         saved = naive - pool
@@ -85,6 +92,7 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
             )
         with gr.Accordion("Components and who shares them", open=False):
             table = gr.Dataframe(interactive=False, wrap=True, elem_id="memory-components")
+        build_modes(ctx)
     report = gr.JSON(visible=False)
     history = gr.State([])
     timer = gr.Timer(POLL_SECONDS)
@@ -130,3 +138,46 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
         )
 
     return MemoryPanel(refresh_after)
+
+
+def build_modes(ctx: AppContext) -> None:
+    """Memory modes: `/set_memory_modes(offload, attention_slicing, vae_slicing, vae_tiling)`."""
+    on_gpu = ctx.studio.device.type != "cpu"
+    with gr.Accordion("Memory modes (less memory, a little slower; off again without reloading)", open=False):
+        with gr.Row(equal_height=True):
+            offload = gr.Radio(
+                ["none", "model", "sequential"],
+                value="none",
+                label="CPU offload",
+                info="model: one model on the GPU at a time; sequential: layer by layer (least memory, slowest)"
+                if on_gpu
+                else "needs a GPU (this server runs on the CPU)",
+                interactive=on_gpu,
+                elem_id="mode-offload",
+            )
+            attention = gr.Checkbox(label="Attention slicing", info="for GPUs without SDPA", elem_id="mode-attention")
+            vae_slicing = gr.Checkbox(label="VAE slicing", info="decode a batch one image at a time")
+            vae_tiling = gr.Checkbox(label="VAE tiling", info="decode large images in tiles", elem_id="mode-tiling")
+            apply = gr.Button("Apply", scale=0, elem_id="mode-apply")
+        status = gr.Markdown(elem_id="mode-status")
+        result = gr.JSON(visible=False)
+
+    @user_errors
+    def set_memory_modes(offload: str, attention_slicing: bool, vae_slicing: bool, vae_tiling: bool) -> dict:
+        """Turn memory modes on or off for every task (offload: none, model or sequential; needs a GPU)."""
+        return ctx.studio.set_memory_modes(offload, attention_slicing, vae_slicing, vae_tiling)
+
+    def describe(info: dict) -> str:
+        modes = info["memory_modes"]
+        on = [MODE_LABELS[k] for k, v in modes.items() if k in MODE_LABELS and v]
+        if modes["offload"] != "none":
+            on.insert(0, f"{modes['offload']} CPU offload")
+        return f"On: {', '.join(on)}." if on else "All memory modes are off."
+
+    apply.click(
+        set_memory_modes,
+        [offload, attention, vae_slicing, vae_tiling],
+        result,
+        api_name="set_memory_modes",
+        concurrency_id=GPU_QUEUE,
+    ).success(describe, result, status, api_visibility="private")

@@ -157,6 +157,7 @@ def test_documented_endpoints_and_parameter_names(client):
         "/load_ip_adapter": ["source", "scale"],
         "/unload_ip_adapter": [],
         "/memory": [],
+        "/set_memory_modes": ["offload", "attention_slicing", "vae_slicing", "vae_tiling"],
     }
     for name, params in expected.items():
         assert name in api, f"{name} missing; have {sorted(api)}"

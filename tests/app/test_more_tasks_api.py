@@ -255,3 +255,25 @@ def test_an_alternative_vae_through_the_api_replaces_the_vae_in_every_task(clien
     finally:
         client.predict(source="default", api_name="/set_vae")
     assert first()[0] == before
+
+
+def test_memory_modes_through_the_api(client):
+    before, _ = client.predict(**T2I, api_name="/text2img")
+    with pytest.raises(AppError, match="nothing to offload"):
+        client.predict(offload="model", attention_slicing=False, vae_slicing=False, vae_tiling=False,
+                       api_name="/set_memory_modes")  # fmt: skip
+    info = client.predict(
+        offload="none", attention_slicing=True, vae_slicing=True, vae_tiling=True, api_name="/set_memory_modes"
+    )
+    try:
+        assert info["memory_modes"]["vae_tiling"] is True
+        assert client.predict(api_name="/memory")["memory_modes"]["attention_slicing"] is True
+        _gallery, run = client.predict(**T2I, api_name="/text2img")
+        assert run["memory_modes"]["vae_slicing"] is True
+    finally:
+        client.predict(
+            offload="none", attention_slicing=False, vae_slicing=False, vae_tiling=False, api_name="/set_memory_modes"
+        )
+    after, run = client.predict(**T2I, api_name="/text2img")
+    assert "memory_modes" not in run
+    assert Image.open(files(after)[0]).tobytes() == Image.open(files(before)[0]).tobytes()
