@@ -59,6 +59,7 @@ class GenerationRequest:
     noise_level: int = 20  # upscale x4: noise added to the low-resolution image
     num_frames: int = 16  # animate
     fps: int = 8  # animate
+    preview_every: int = 0  # a live preview every this many steps (0 = none), for callers that take previews
     ip_adapter_image: Image.Image | None = None  # the image prompt, for tasks over a UNet with an IP-Adapter
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
@@ -110,6 +111,9 @@ class GenerationRequest:
             raise InvalidRequest(
                 f"refiner_switch must be at least 0 (off) and below 1, got {self.refiner_switch}; 0.8 is usual."
             )
+        _check_int("preview_every", self.preview_every)
+        if not 0 <= self.preview_every <= limits.max_steps:
+            raise InvalidRequest(f"preview_every must be between 0 (off) and {limits.max_steps} steps.")
         if self.sag_scale > 0 and self.pag_scale > 0:
             raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
         if task == "safe_text2img" and self.safety_preset not in SAFETY_PRESETS:

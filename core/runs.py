@@ -13,6 +13,7 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps in all)
+PreviewCallback = Callable[[int, Any], None]  # (steps done, the latents then)
 
 
 class _Stopped(Exception):
@@ -26,8 +27,10 @@ def run_pipeline(
     steps: int,
     on_step: StepCallback | None,
     cancel: threading.Event | None,
+    on_latents: PreviewCallback | None = None,
 ) -> tuple[Any | None, bool]:
-    """Call `pipe(**arguments)` reporting each step and honouring `cancel`; returns (output, interrupted).
+    """Call `pipe(**arguments)` reporting each step (and its latents, to `on_latents`) and honouring `cancel`;
+    returns (output, interrupted).
 
     Pipelines with `callback_on_step_end` are interrupted the documented way (their loop skips the remaining
     steps and still decodes). Older ones only have `callback(step, timestep, latents)`: Stop raises out of it,
@@ -38,7 +41,7 @@ def run_pipeline(
     unet = getattr(pipe, "unet", None)
     processors = dict(unet.attn_processors) if unet is not None and hasattr(unet, "attn_processors") else None
     try:
-        return _run(pipe, arguments, steps=steps, on_step=on_step, cancel=cancel)
+        return _run(pipe, arguments, steps=steps, on_step=on_step, cancel=cancel, on_latents=on_latents)
     finally:
         if processors is not None and dict(unet.attn_processors) != processors:
             unet.set_attn_processor(processors)
@@ -51,6 +54,7 @@ def _run(
     steps: int,
     on_step: StepCallback | None,
     cancel: threading.Event | None,
+    on_latents: PreviewCallback | None,
 ) -> tuple[Any | None, bool]:
     accepted = inspect.signature(pipe.__call__).parameters
     if "callback_on_step_end" in accepted:
@@ -58,6 +62,8 @@ def _run(
         def step_end(p: DiffusionPipeline, step: int, timestep: Any, tensors: dict) -> dict:
             if on_step is not None:
                 on_step(step + 1, getattr(p, "num_timesteps", None) or steps)
+            if on_latents is not None and "latents" in tensors:
+                on_latents(step + 1, tensors["latents"])
             if cancel is not None and cancel.is_set():
                 p._interrupt = True
             return tensors
@@ -70,6 +76,8 @@ def _run(
     def legacy(step: int, timestep: Any, latents: torch.Tensor) -> None:
         if on_step is not None:
             on_step(step + 1, total)
+        if on_latents is not None:
+            on_latents(step + 1, latents)
         if cancel is not None and cancel.is_set():
             raise _Stopped
 
@@ -164,6 +172,7 @@ def refine(
     *,
     on_step: StepCallback | None,
     cancel: threading.Event | None,
+    on_latents: PreviewCallback | None = None,
 ) -> tuple[Any, dict[str, Any], bool]:
     """SDXL's second stage: the refiner denoises the base's latents from `refiner_switch` on (the "ensemble of
     expert denoisers" split). Returns (output, its call arguments, interrupted); a Stop during the first stage
@@ -184,7 +193,13 @@ def refine(
         if on_step is not None:
             on_step(min(first + done, request.steps), request.steps)
 
-    output, interrupted = run_pipeline(refiner, args, steps=request.steps, on_step=report, cancel=cancel)
+    def latents_at(done: int, latents: Any) -> None:
+        if on_latents is not None:
+            on_latents(first + done, latents)
+
+    output, interrupted = run_pipeline(
+        refiner, args, steps=request.steps, on_step=report, cancel=cancel, on_latents=latents_at
+    )
     return output, args, interrupted
 
 

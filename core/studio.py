@@ -7,13 +7,25 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
 
-from core import adapters, checkpoints, describe, devices, fingerprints, loading, memory_modes, runs, schedulers
+from core import (
+    adapters,
+    checkpoints,
+    describe,
+    devices,
+    fingerprints,
+    loading,
+    memory_modes,
+    previews,
+    runs,
+    schedulers,
+)
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.errors import InvalidRequest, LoadError, NotLoaded
 from core.generation import GenerationRequest, GenerationResult, Limits
@@ -215,8 +227,10 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
         session: str = "local",
         on_step: StepCallback | None = None,
         cancel: threading.Event | None = None,
+        on_preview: Callable[[list], None] | None = None,
     ) -> GenerationResult:
-        """Run one request and return its images and info (saved first, if outputs is set)."""
+        """Run one request and return its images and info (saved first, if outputs is set); with `on_preview`
+        and `request.preview_every`, a cheap picture of the latents goes to it every that many steps."""
         task = get_task(request.task)
         pool = self._pool_for(task, request)
         if self.options.public and not request.safety_checker and pool.has_safety_checker:
@@ -243,11 +257,21 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
         first_stage = on_step
         if refiner is not None and on_step is not None:  # one progress bar over both stages
             first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
+        on_latents = None
+        if on_preview is not None and request.preview_every > 0:
+            family, every = family_of(type(pool.base).__name__), request.preview_every
+
+            def on_latents(done: int, latents: Any) -> None:
+                if done % every == 0:
+                    on_preview(previews.latent_preview(latents, family))
+
         output, interrupted = runs.run_pipeline(
-            pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel
+            pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel, on_latents=on_latents
         )
         if refiner is not None and output is not None:
-            output, _args, stopped = runs.refine(refiner, request, output.images, seeds, on_step=on_step, cancel=cancel)
+            output, _args, stopped = runs.refine(
+                refiner, request, output.images, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
+            )
             interrupted = interrupted or stopped
         finished = time.perf_counter()
         images, extras = runs.collect(request, output, arguments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,20 +35,37 @@ class AppContext:
 def user_errors(fn: F) -> F:
     """Show the engine's errors to the user as they are; log anything else and show a short message."""
 
+    def shown(e: Exception) -> gr.Error:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, StudioError):
+            return gr.Error(str(e), print_exception=False)
+        # Shown as a message instead of a dead spinner; the traceback goes to the log.
+        logger.exception("Unexpected error in %s", fn.__name__)
+        return gr.Error(
+            f"Something went wrong ({type(e).__name__}). The model is still loaded; try again, and if it "
+            "keeps failing, check the server log."
+        )
+
+    if inspect.isgeneratorfunction(fn):  # handlers that stream (live previews) fail while being iterated
+
+        @functools.wraps(fn)
+        def streaming(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:
+                error = shown(e)
+                raise error from (None if error is e else e)
+
+        return streaming  # type: ignore[return-value]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except StudioError as e:
-            raise gr.Error(str(e), print_exception=False) from e
-        except Exception as e:  # shown as a message instead of a dead spinner; the traceback goes to the log
-            logger.exception("Unexpected error in %s", fn.__name__)
-            raise gr.Error(
-                f"Something went wrong ({type(e).__name__}). The model is still loaded; try again, and if it "
-                "keeps failing, check the server log."
-            ) from e
+        except Exception as e:
+            error = shown(e)
+            raise error from (None if error is e else e)
 
     return wrapper  # type: ignore[return-value]
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
-from core.generation import GenerationRequest
+from core.generation import GenerationRequest, GenerationResult
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.companion_box import build_companion_box
 from ui.controls import prompts, steps_guidance, whole, wire_stop
 from ui.model_panel import ModelPanel
-from ui.results import build_results, run_request, shown, wire_notice
+from ui.results import build_results, shown, stream_request, wire_notice
 
 
 def mask_from_editor(editor: dict | None) -> Image.Image | None:
@@ -98,6 +99,15 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 random_seed = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{task}-random-seed")
                 reuse_seed = gr.Button("♻️", scale=0, min_width=40)
                 c["num_images"] = gr.Slider(1, limits.max_images, value=1, step=1, label="Images", scale=3)
+            c["preview_every"] = gr.Slider(
+                0,
+                20,
+                value=5,
+                step=1,
+                label="Live preview every N steps",
+                info="0 = off; a quick look at the latents, no VAE decode",
+                elem_id=f"{task}-preview-every",
+            )
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id=f"{task}-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
@@ -107,7 +117,18 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             send_to_upscale = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
 
     shared = [panel.scheduler, c["num_images"], panel.safety_checker]
-    tail = dict(api_name=task, concurrency_id=GPU_QUEUE, concurrency_limit=1)
+
+    def stream(req: GenerationRequest, request: gr.Request | None, progress: Any) -> Iterator[tuple]:
+        """The gallery shows live previews while the run goes on, then the saved images and their info."""
+        for item in stream_request(ctx, req, session_of(request), progress):
+            if isinstance(item, GenerationResult):
+                yield shown(item), item.info
+            else:
+                yield item, gr.skip()
+
+    # The progress bar sits on the notice line, so the gallery stays clear for the live previews.
+    progress_on = dict(show_progress_on=[results.notice])
+    tail = dict(api_name=task, concurrency_id=GPU_QUEUE, concurrency_limit=1, **progress_on)
     if task == "text2img":
 
         @user_errors
@@ -126,6 +147,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             pag_scale=0.0,
             refiner_switch=0.0,
             ip_adapter_image=None,
+            preview_every=0,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
@@ -148,9 +170,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 pag_scale=pag_scale,
                 refiner_switch=refiner_switch,
                 ip_adapter_image=ip_adapter_image,
+                preview_every=whole(preview_every),
             )
-            result = run_request(ctx, req, session_of(request), progress)
-            return shown(result), result.info
+            yield from stream(req, request, progress)
 
         inputs = [
             c["prompt"],
@@ -165,9 +187,12 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             c["pag_scale"],
             c["refiner_switch"],
             panel.image_prompt,
+            c["preview_every"],
         ]
         event = generate.click(text2img, inputs, [gallery, info], **tail)
-        c["prompt"].submit(text2img, inputs, [gallery, info], api_visibility="private", concurrency_id=GPU_QUEUE)
+        c["prompt"].submit(
+            text2img, inputs, [gallery, info], api_visibility="private", concurrency_id=GPU_QUEUE, **progress_on
+        )
     elif task == "img2img":
 
         @user_errors
@@ -183,6 +208,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             num_images,
             safety_checker,
             ip_adapter_image=None,
+            preview_every=0,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
@@ -200,9 +226,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 num_images=whole(num_images),
                 safety_checker=safety_checker,
                 ip_adapter_image=ip_adapter_image,
+                preview_every=whole(preview_every),
             )
-            result = run_request(ctx, req, session_of(request), progress)
-            return shown(result), result.info
+            yield from stream(req, request, progress)
 
         inputs = [
             image,
@@ -214,6 +240,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             c["seed"],
             *shared,
             panel.image_prompt,
+            c["preview_every"],
         ]
         event = generate.click(img2img, inputs, [gallery, info], **tail)
     else:
@@ -232,6 +259,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             num_images,
             safety_checker,
             ip_adapter_image=None,
+            preview_every=0,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
@@ -250,9 +278,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 num_images=whole(num_images),
                 safety_checker=safety_checker,
                 ip_adapter_image=ip_adapter_image,
+                preview_every=whole(preview_every),
             )
-            result = run_request(ctx, req, session_of(request), progress)
-            return shown(result), result.info
+            yield from stream(req, request, progress)
 
         def inpaint_from_editor(
             editor,
@@ -267,12 +295,13 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             num_images,
             safety_checker,
             ip_adapter_image=None,
+            preview_every=0,
             request: gr.Request = None,
             progress=gr.Progress(),
         ):
             background = editor.get("background") if editor else None
             mask = mask_upload if mask_upload is not None else mask_from_editor(editor)
-            return inpaint(
+            yield from inpaint(
                 background,
                 mask,
                 prompt,
@@ -285,6 +314,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 num_images,
                 safety_checker,
                 ip_adapter_image,
+                preview_every,
                 request,
                 progress,
             )
@@ -298,6 +328,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             c["seed"],
             *shared,
             panel.image_prompt,
+            c["preview_every"],
         ]
         # The page paints the mask on the image (gr.ImageMask); API callers send image and mask as two files.
         event = generate.click(
@@ -307,6 +338,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             api_visibility="private",
             concurrency_id=GPU_QUEUE,
             concurrency_limit=1,
+            **progress_on,
         )
         api_image = gr.Image(type="pil", image_mode="RGB", visible=False)
         api_mask = gr.Image(type="pil", image_mode="L", visible=False)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import queue
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +59,9 @@ def notice_markdown(info: dict | None) -> str:
     return "\n\n".join(notes)
 
 
-def run_request(ctx: AppContext, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
+def run_request(
+    ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any = None
+) -> GenerationResult:
     """Run one request with progress and this visitor's Stop flag."""
     flag = ctx.cancel_flags.start(session)
     try:
@@ -64,9 +71,47 @@ def run_request(ctx: AppContext, request: GenerationRequest, session: str, progr
             session=session,
             on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
             cancel=flag,
+            on_preview=on_preview,
         )
     finally:
         ctx.cancel_flags.finish(session, flag)
+
+
+def stream_request(
+    ctx: AppContext, request: GenerationRequest, session: str, progress: Any
+) -> Iterator[list | GenerationResult]:
+    """Run one request, yielding its live previews (lists of images) as they come, then its result.
+
+    The run happens in a worker thread so this generator can hand each preview to Gradio while denoising goes on;
+    the thread runs in a copy of this context, where gr.Progress finds its event. Previews pile up only to the
+    newest: a slow browser never holds the run back."""
+    if request.preview_every <= 0:
+        yield run_request(ctx, request, session, progress)
+        return
+    newest: queue.Queue = queue.Queue(maxsize=1)
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def offer(images: list) -> None:
+        with contextlib.suppress(queue.Empty):
+            newest.get_nowait()  # drop a preview nobody has picked up yet
+        newest.put_nowait(images)
+
+    def work() -> None:
+        try:
+            outcome["result"] = run_request(ctx, request, session, progress, on_preview=offer)
+        except BaseException as e:  # handed to the caller's thread, which raises it
+            outcome["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True).start()
+    while not done.is_set():
+        with contextlib.suppress(queue.Empty):
+            yield newest.get(timeout=0.1)
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["result"]
 
 
 def shown(result: GenerationResult) -> list:

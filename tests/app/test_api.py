@@ -57,6 +57,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "pag_scale",
             "refiner_switch",
             "ip_adapter_image",
+            "preview_every",
         ],
         "/img2img": [
             "image",
@@ -70,6 +71,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "num_images",
             "safety_checker",
             "ip_adapter_image",
+            "preview_every",
         ],
         "/inpaint": [
             "image",
@@ -84,6 +86,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "num_images",
             "safety_checker",
             "ip_adapter_image",
+            "preview_every",
         ],
         "/safe_text2img": [
             "prompt",

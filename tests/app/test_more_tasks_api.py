@@ -277,3 +277,16 @@ def test_memory_modes_through_the_api(client):
     after, run = client.predict(**T2I, api_name="/text2img")
     assert "memory_modes" not in run
     assert Image.open(files(after)[0]).tobytes() == Image.open(files(before)[0]).tobytes()
+
+
+def test_live_previews_stream_before_the_result(client):
+    job = client.submit(**{**T2I, "steps": 8, "num_images": 2}, preview_every=2, api_name="/text2img")
+    gallery, info = job.result()
+    outputs = job.outputs()
+    assert len(outputs) >= 2, "at least one preview came before the result"
+    preview, last = outputs[0], outputs[-1]
+    assert len(preview[0]) == 2, "one preview per image"
+    assert Image.open(files(preview[0])[0]).size == (8, 8), "the latents' size: no VAE decode"
+    assert last[1]["seeds"] == info["seeds"] and Image.open(files(gallery)[0]).size == (64, 64)
+    plain, _ = client.predict(**{**T2I, "steps": 8, "num_images": 2}, api_name="/text2img")
+    assert Image.open(files(plain)[0]).tobytes() == Image.open(files(gallery)[0]).tobytes()

@@ -81,3 +81,14 @@ def test_history_shows_only_the_visitors_own_images(running_app):
     assert [caption for _path, caption in alice_items] == ["text2img · seed 111 · slow"]
     bob_items = history_items(running_app.ctx, Request(bob.session_hash))
     assert [caption for _path, caption in bob_items] == ["text2img · seed 222 · slow"]
+
+
+def test_stop_during_live_previews_still_delivers_the_stopped_image(running_app):
+    visitor = Client(running_app.url, verbose=False)
+    job = visitor.submit(**LONG, preview_every=5, api_name="/text2img")
+    wait_until_running(running_app)
+    time.sleep(1.0)
+    visitor.predict(api_name="/stop_text2img")
+    gallery, info = job.result(timeout=60)
+    assert info["interrupted"] is True and len(gallery) == 1
+    assert len(job.outputs()) >= 2, "previews came first"

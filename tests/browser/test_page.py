@@ -174,3 +174,16 @@ def test_a_family_without_sag_hides_it_and_the_tabs_it_cannot_serve(page: Page):
         page.locator("#load-button").click()
         expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=60_000)
     expect(page.get_by_role("tab", name="Animate", exact=True)).to_be_visible()
+
+
+def test_live_previews_show_while_denoising(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-prompt textarea").fill("a slow sunrise")
+    set_slider(page, "text2img", "Steps", 60)
+    set_slider(page, "text2img", "Live preview every N steps", 2)
+    page.locator("#text2img-generate").click()
+    expect(page.locator("#text2img-gallery img").first).to_be_visible(timeout=30_000)
+    running = page.locator("#text2img-notice").inner_text()
+    shot(page, "live-preview")
+    assert "Seeds" not in running, "the first picture is a preview: the run has not finished"
+    expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
