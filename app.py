@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from core import settings as settings_module
 from core.checkpoints import DEMO
 from core.errors import StudioError
-from core.jobs import CancelFlags
+from core.jobs import CancelFlags, Worker
 from core.settings import Settings
 from core.studio import Studio
 
@@ -42,7 +42,7 @@ def build_app(settings: Settings):
     if settings.public:
         os.environ["DIFFUSERS_DISABLE_REMOTE_CODE"] = "1"  # public servers never run code from a repo
     studio = Studio(settings.studio_options())
-    ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags())
+    ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
     return studio, ctx, build_ui(ctx)
 
 
@@ -94,10 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_module.from_args(argv)
     _studio, ctx, app = build_app(settings)
+    ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
     launch(settings, app, prevent_thread_lock=True)
     # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
     load_initial_model(ctx, settings, background=True)
-    app.block_thread()
+    try:
+        ctx.worker.serve()
+    except KeyboardInterrupt:
+        print("Stopping the server.")
+        app.close()
     return 0
 
 

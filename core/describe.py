@@ -79,7 +79,7 @@ def run_info(
         "height": height,
         "num_images": len(images),
         "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
-        "warnings": prompt_warnings(pool, request),
+        "warnings": prompt_warnings(pool, request) + black_image_warnings(pool, images, nsfw),
     }
     task = get_task(request.task)
     if task.needs_image and request.task in ("img2img", "inpaint", "depth2img"):
@@ -207,6 +207,31 @@ def _motion_location(studio: Studio) -> str:
 
         return str(companion_path("motion_adapter", studio.options.cache_dir))
     return studio.motion.source
+
+
+def black_image_warnings(pool: Pool, images: list, nsfw: list[bool] | None) -> list[str]:
+    """A warning when an image came out all black without the safety checker blacking it out: the sign of a VAE
+    overflowing in float16 (NaNs become black pixels)."""
+    flagged = nsfw or [False] * len(images)
+    black = [
+        i + 1
+        for i, image in enumerate(images)
+        if hasattr(image, "getextrema") and max(high for _low, high in _extrema(image)) == 0 and not flagged[i]
+    ]
+    if not black:
+        return []
+    hint = (
+        "in float16 some VAEs overflow (SDXL's does): pick an fp16-fixed VAE (e.g. madebyollin/sdxl-vae-fp16-fix), "
+        "or load with dtype bfloat16 or float32"
+        if pool.dtype == torch.float16
+        else "check the VAE and the prompt"
+    )
+    return [f"Image {', '.join(map(str, black))} came out all black; {hint}."]
+
+
+def _extrema(image: Any) -> list[tuple[int, int]]:
+    extrema = image.getextrema()
+    return [extrema] if isinstance(extrema[0], (int, float)) else list(extrema)
 
 
 def prompt_warnings(pool: Pool, request: GenerationRequest) -> list[str]:

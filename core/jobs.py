@@ -1,8 +1,14 @@
-"""Per-visitor cancel flags, so one visitor's Stop ends only that visitor's generation."""
+"""Per-visitor cancel flags, so one visitor's Stop ends only that visitor's generation, and the worker that runs
+generations."""
 
 from __future__ import annotations
 
+import contextvars
+import queue
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 
 class CancelFlags:
@@ -33,3 +39,66 @@ class CancelFlags:
         with self._lock:
             if self._flags.get(session) is flag:
                 del self._flags[session]
+
+
+class Worker:
+    """Runs the jobs handed to it one at a time, on the thread that calls `serve` (`python app.py` gives it the
+    main thread, which otherwise only waits), or, until one does, on a thread of its own.
+
+    Why not just run them in the web server's worker threads: on this project's reference CPU machine the same
+    diffusers call ran 12-19% slower in any thread but the process's main one, reproducibly within one run (see
+    docs/benchmarks.md, "app"), and the cause lies below Python. One long-lived thread also matches the device:
+    one generation at a time.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._serving: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+        """Queue `fn(*args, **kwargs)`, to run in a copy of the caller's context (where gr.Progress finds its event)."""
+        future: Future = Future()
+        context = contextvars.copy_context()
+        if threading.current_thread() is self._serving:  # a job that submits a job runs it in place
+            self._run(future, context, fn, args, kwargs)
+            return future
+        self._jobs.put((future, context, fn, args, kwargs))
+        with self._lock:
+            if self._serving is None:
+                self._serving = threading.Thread(target=self.serve, name="studio-worker", daemon=True)
+                self._serving.start()
+        return future
+
+    def claim(self) -> None:
+        """Make the calling thread the one that will serve (jobs wait until it calls `serve`)."""
+        with self._lock:
+            self._serving = threading.current_thread()
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn` on the worker and return its result (or raise its error) here."""
+        return self.submit(fn, *args, **kwargs).result()
+
+    def serve(self, stop: threading.Event | None = None) -> None:
+        """Run jobs on this thread until `stop` is set (forever without one)."""
+        with self._lock:
+            if self._serving is not None and self._serving is not threading.current_thread():
+                raise RuntimeError("another thread already serves this worker")
+            self._serving = threading.current_thread()
+        while stop is None or not stop.is_set():
+            try:
+                job = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._run(*job)
+
+    @staticmethod
+    def _run(future: Future, context: contextvars.Context, fn: Callable, args: tuple, kwargs: dict) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(context.run(fn, *args, **kwargs))
+        except BaseException as e:  # handed to the waiting caller
+            future.set_exception(e)
+            if not isinstance(e, Exception):  # Ctrl+C or exit also ends the serving loop
+                raise

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from core.errors import StudioError
-from core.jobs import CancelFlags
+from core.jobs import CancelFlags, Worker
 from core.settings import Settings
 from core.studio import Studio
 
@@ -24,11 +24,12 @@ GPU_QUEUE = "gpu"  # every event that runs a model shares this queue, one at a t
 
 @dataclass
 class AppContext:
-    """What the UI builders receive: the engine, the settings, and the per-visitor cancel flags."""
+    """What the UI builders receive: the engine, the settings, the per-visitor cancel flags and the worker."""
 
     studio: Studio
     settings: Settings
     cancel_flags: CancelFlags
+    worker: Worker  # runs the generations, one at a time (see core.jobs.Worker)
     startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
 
 

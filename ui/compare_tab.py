@@ -85,7 +85,8 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         session = session_of(request)
         flag = ctx.cancel_flags.start(session)
         try:
-            result = run_compare(
+            result = ctx.worker.call(
+                run_compare,
                 ctx.studio,
                 base,
                 list(schedulers or []),

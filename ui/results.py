@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import queue
-import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,19 +61,27 @@ def notice_markdown(info: dict | None) -> str:
 def run_request(
     ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any = None
 ) -> GenerationResult:
-    """Run one request with progress and this visitor's Stop flag."""
+    """Run one request on the worker, with progress and this visitor's Stop flag."""
+    return _submit(ctx, request, session, progress, on_preview).result()
+
+
+def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any) -> Future:
     flag = ctx.cancel_flags.start(session)
-    try:
-        progress(0, desc="Starting…")
-        return ctx.studio.generate(
-            request,
-            session=session,
-            on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
-            cancel=flag,
-            on_preview=on_preview,
-        )
-    finally:
-        ctx.cancel_flags.finish(session, flag)
+
+    def run() -> GenerationResult:
+        try:
+            progress(0, desc="Starting…")
+            return ctx.studio.generate(
+                request,
+                session=session,
+                on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
+                cancel=flag,
+                on_preview=on_preview,
+            )
+        finally:
+            ctx.cancel_flags.finish(session, flag)
+
+    return ctx.worker.submit(run)
 
 
 def stream_request(
@@ -82,36 +89,23 @@ def stream_request(
 ) -> Iterator[list | GenerationResult]:
     """Run one request, yielding its live previews (lists of images) as they come, then its result.
 
-    The run happens in a worker thread so this generator can hand each preview to Gradio while denoising goes on;
-    the thread runs in a copy of this context, where gr.Progress finds its event. Previews pile up only to the
-    newest: a slow browser never holds the run back."""
+    The run happens on the worker while this generator hands each preview to Gradio. Previews pile up only to
+    the newest: a slow browser never holds the run back."""
     if request.preview_every <= 0:
         yield run_request(ctx, request, session, progress)
         return
     newest: queue.Queue = queue.Queue(maxsize=1)
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
 
     def offer(images: list) -> None:
         with contextlib.suppress(queue.Empty):
             newest.get_nowait()  # drop a preview nobody has picked up yet
         newest.put_nowait(images)
 
-    def work() -> None:
-        try:
-            outcome["result"] = run_request(ctx, request, session, progress, on_preview=offer)
-        except BaseException as e:  # handed to the caller's thread, which raises it
-            outcome["error"] = e
-        finally:
-            done.set()
-
-    threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True).start()
-    while not done.is_set():
+    future = _submit(ctx, request, session, progress, offer)
+    while not future.done():
         with contextlib.suppress(queue.Empty):
             yield newest.get(timeout=0.1)
-    if "error" in outcome:
-        raise outcome["error"]
-    yield outcome["result"]
+    yield future.result()
 
 
 def shown(result: GenerationResult) -> list:

@@ -1,0 +1,325 @@
+"""The performance suite on an SD 1.5-sized random checkpoint: every figure is two things measured side by side in
+one run, printed as a ratio, since absolute times on a shared machine mean little.
+
+    python bench/sd15_suite.py [--only switch,views,dtype,previews,app,cold] [--size 256] [--steps 4]
+
+- switch:   a task switch through the pool vs. loading that task's pipeline with from_pretrained (time, bytes)
+- views:    text2img + img2img + inpaint + SAG views held together vs. one pipeline (bytes, process memory)
+- dtype:    the studio at dtype=auto vs. a plain float32 diffusers call at the same settings
+- previews: generation with a live preview every step vs. without
+- layout:   the UNet in channels_last memory format vs. the default one
+- app:      a generation through gradio_client end to end vs. the same plain diffusers call (the app's overhead)
+- cold:     `python app.py --model demo` started to a page that answers, and to the model being ready
+
+Runs alternate (A, B, A, B, ...) after a warm-up of each, and medians are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
+
+from bench.sd15_checkpoint import sd15_sized_path  # noqa: E402
+from core import schedulers  # noqa: E402
+from core.generation import GenerationRequest  # noqa: E402
+from core.studio import Studio, StudioOptions  # noqa: E402
+from core.tasks import TASKS  # noqa: E402
+
+PROMPT = "a lighthouse on a cliff at dawn, oil painting"
+
+
+def alternate(a: Callable[[], object], b: Callable[[], object], rounds: int) -> tuple[float, float]:
+    """Median seconds of `a` and of `b`, run alternately after one warm-up each."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(rounds):
+        for fn, times in ((a, times_a), (b, times_b)):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def studio_for(path: Path, dtype: str = "auto") -> Studio:
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load(str(path), variant="default", dtype=dtype)
+    return studio
+
+
+def request(args: argparse.Namespace, **fields) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=PROMPT, steps=args.steps, width=args.size, height=args.size, seed=1, safety_checker=False, **fields
+    )
+
+
+def plain_call(pipe, args: argparse.Namespace) -> None:
+    pipe(
+        PROMPT,
+        num_inference_steps=args.steps,
+        width=args.size,
+        height=args.size,
+        generator=torch.Generator("cpu").manual_seed(1),
+    )
+
+
+def bench_switch(path: Path, args: argparse.Namespace) -> None:
+    from diffusers import AutoPipelineForImage2Image
+
+    studio = studio_for(path)
+    pool = studio.pool
+    before = pool.unique_bytes()
+    task = TASKS["img2img"]
+
+    def switch() -> None:
+        pool.view(task, scheduler=schedulers.build("default", pool.base.scheduler), safety_checker=False)
+
+    reloaded: list = []
+
+    def reload() -> None:
+        reloaded.clear()
+        gc.collect()
+        reloaded.append(AutoPipelineForImage2Image.from_pretrained(str(path), dtype=pool.dtype, use_safetensors=True))
+
+    t_switch, t_reload = alternate(switch, reload, args.rounds)
+    reload_bytes = sum(
+        sum(t.numel() * t.element_size() for t in m.parameters())
+        for m in reloaded[0].components.values()
+        if isinstance(m, torch.nn.Module)
+    )
+    print(f"\n## switch: img2img through the pool vs. from_pretrained ({pool.dtype}, median of {args.rounds})")
+    print(f"switch {t_switch * 1000:.2f} ms, reload {t_reload:.2f} s: the switch is {t_reload / t_switch:,.0f}x faster")
+    print(f"bytes added: switch {pool.unique_bytes() - before:+,}, reload {reload_bytes:+,}")
+
+
+def bench_views(path: Path, args: argparse.Namespace) -> None:
+    studio = studio_for(path)
+    pool = studio.pool
+    scheduler = schedulers.build("default", pool.base.scheduler)
+    process = psutil.Process()
+    gc.collect()
+    rss_before = process.memory_info().rss
+    views = [pool.view(TASKS[t], scheduler=scheduler, safety_checker=False) for t in ("text2img", "img2img", "inpaint")]
+    views.append(pool.view_as("sag", scheduler=scheduler))
+    gc.collect()
+    rss_after = process.memory_info().rss
+
+    def tensors(pipes: list) -> dict[int, torch.Tensor]:
+        found = {}
+        for pipe in pipes:
+            for module in pipe.components.values():
+                if isinstance(module, torch.nn.Module):
+                    found.update({id(t): t for t in (*module.parameters(), *module.buffers())})
+        return found
+
+    together = sum(t.numel() * t.element_size() for t in tensors(views).values())
+    one = sum(t.numel() * t.element_size() for t in tensors([views[0]]).values())
+    print("\n## views: text2img + img2img + inpaint + SAG held together vs. one pipeline")
+    print(f"weights together {together:,} bytes, one pipeline {one:,} bytes: ratio {together / one:.4f}")
+    print(f"process memory for building and holding the 4 views: {rss_after - rss_before:+,} bytes")
+
+
+def bench_dtype(path: Path, args: argparse.Namespace) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    studio = studio_for(path, "auto")
+    plain = StableDiffusionPipeline.from_pretrained(str(path), use_safetensors=True)  # diffusers' default: float32
+    plain.set_progress_bar_config(disable=True)
+    t_auto, t_fp32 = alternate(lambda: studio.generate(request(args)), lambda: plain_call(plain, args), args.rounds)
+    print(f"\n## dtype: the studio at dtype=auto ({studio.pool.dtype}) vs. a plain float32 diffusers call")
+    ratio = t_fp32 / t_auto
+    print(f"{args.size}x{args.size}, {args.steps} steps: auto {t_auto:.2f} s, float32 {t_fp32:.2f} s: {ratio:.2f}x")
+
+
+def bench_previews(path: Path, args: argparse.Namespace) -> None:
+    studio = studio_for(path, "auto")
+    shown: list = []
+    t_with, t_without = alternate(
+        lambda: studio.generate(request(args, preview_every=1), on_preview=shown.append),
+        lambda: studio.generate(request(args)),
+        args.rounds,
+    )
+    print("\n## previews: a live preview every step vs. none")
+    overhead = (t_with / t_without - 1) * 100
+    print(f"with {t_with:.3f} s, without {t_without:.3f} s: {overhead:+.2f}% ({len(shown)} previews in all)")
+
+
+def bench_layout(path: Path, args: argparse.Namespace) -> None:
+    studio = studio_for(path, "auto")
+    unet = studio.pool.base.unet
+
+    def generate() -> None:
+        studio.generate(request(args))
+
+    def channels_last() -> None:
+        unet.to(memory_format=torch.channels_last)
+        try:
+            studio.generate(request(args))
+        finally:
+            unet.to(memory_format=torch.contiguous_format)
+
+    t_last, t_default = alternate(channels_last, generate, args.rounds)
+    print(f"\n## layout: the UNet in channels_last vs. the default layout ({studio.pool.dtype}, CPU)")
+    print(f"channels_last {t_last:.3f} s, default {t_default:.3f} s: {(t_last / t_default - 1) * 100:+.2f}%")
+
+
+def bench_app(path: Path, args: argparse.Namespace) -> None:
+    from diffusers import AutoPipelineForText2Image
+    from gradio_client import Client
+
+    # The app runs as `python app.py` in its own process, as for a user; the client and the plain call run here.
+    port, outputs = _free_port(), tempfile.mkdtemp(prefix="bench-outputs-")
+    command = [sys.executable, "app.py", "--model", str(path), "--port", str(port), "--outputs", outputs]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_for(lambda: _loaded(url), timeout=600)
+        client = Client(url, verbose=False)
+        dtype = client.predict(api_name="/memory")["components"][0]["dtype"]
+        plain = AutoPipelineForText2Image.from_pretrained(str(path), dtype=getattr(torch, dtype), use_safetensors=True)
+        plain.set_progress_bar_config(disable=True)
+        fields = dict(
+            prompt=PROMPT,
+            negative_prompt="",
+            steps=args.steps,
+            guidance_scale=7.5,
+            width=args.size,
+            height=args.size,
+            seed=1,
+            scheduler="default",
+            num_images=1,
+            safety_checker=False,
+        )
+        t_app, t_plain = alternate(
+            lambda: client.predict(**fields, api_name="/text2img"),
+            lambda: plain(
+                PROMPT,
+                num_inference_steps=args.steps,
+                guidance_scale=7.5,
+                width=args.size,
+                height=args.size,
+                generator=torch.Generator("cpu").manual_seed(1),
+            ),
+            args.rounds,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    print("\n## app: /text2img through gradio_client to `python app.py` (validation, view, PNG with metadata, info,")
+    print(
+        f"snippet, HTTP) vs. the same plain diffusers call here ({dtype}, {args.size}x{args.size}, {args.steps} steps)"
+    )
+    print(f"app {t_app:.3f} s, plain {t_plain:.3f} s: overhead {(t_app / t_plain - 1) * 100:+.2f}%")
+
+
+def _free_port() -> int:
+    from tests.launch import free_port
+
+    return free_port()
+
+
+def bench_cold(_path: Path, args: argparse.Namespace) -> None:
+    page, ready = [], []
+    for _ in range(args.cold_runs):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/"
+        outputs = tempfile.mkdtemp(prefix="bench-cold-")
+        command = [sys.executable, "app.py", "--model", "demo", "--port", str(port), "--outputs", outputs]
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            page.append(_wait_for(lambda url=url: urllib.request.urlopen(url, timeout=1).status == 200) - started)
+            ready.append(_wait_for(lambda url=url: _loaded(url)) - started)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(f"\n## cold: `python app.py --model demo` (median of {args.cold_runs})")
+    print(
+        f"page answers after {statistics.median(page):.1f} s; the model is ready after {statistics.median(ready):.1f} s"
+    )
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 120) -> float:
+    """When `check()` first holds (errors count as not yet)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            if check():
+                return time.perf_counter()
+        except Exception:  # connection refused, a page not up yet, a client that can't read the config yet
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("the app did not answer")
+
+
+def _loaded(url: str) -> bool:
+    from gradio_client import Client
+
+    return Client(url, verbose=False).predict(api_name="/memory")["pool_bytes"] > 0
+
+
+BENCHES = {
+    "switch": bench_switch,
+    "views": bench_views,
+    "dtype": bench_dtype,
+    "previews": bench_previews,
+    "layout": bench_layout,
+    "app": bench_app,
+    "cold": bench_cold,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ", ".join(BENCHES))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating runs of each side")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    args = parser.parse_args()
+    import diffusers
+
+    path = sd15_sized_path()
+    unet_params = sum(p.numel() for p in __import__("safetensors.torch").torch.load_file(
+        str(path / "unet" / "diffusion_pytorch_model.safetensors")).values())  # fmt: skip
+    print(f"# {cpu_name()}, {psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU")
+    print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads), diffusers {diffusers.__version__}")
+    print(
+        f"# {datetime.date.today()}; checkpoint {path.name}: SD 1.5 architecture, UNet {unet_params / 1e6:.0f}M params"
+    )
+    for name in args.only.split(","):
+        BENCHES[name.strip()](path, args)
+        gc.collect()
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
