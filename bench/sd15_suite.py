@@ -191,20 +191,32 @@ def bench_layout(path: Path, args: argparse.Namespace) -> None:
 
 
 def bench_app(path: Path, args: argparse.Namespace) -> None:
-    from diffusers import AutoPipelineForText2Image
     from gradio_client import Client
 
-    # The app runs as `python app.py` in its own process, as for a user; the client and the plain call run here.
+    # Both sides run in fresh processes of their own, each generating on its main thread: the app as
+    # `python app.py` (the client talks to it over HTTP, as a browser would), plain diffusers in
+    # bench/plain_runner.py. Comparing against a call in this long-lived process instead measured the state of
+    # the two processes (their allocators, pages) as much as the app.
     port, outputs = _free_port(), tempfile.mkdtemp(prefix="bench-outputs-")
     command = [sys.executable, "app.py", "--model", str(path), "--port", str(port), "--outputs", outputs]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    plain = None
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait_for(lambda: _loaded(url), timeout=600)
         client = Client(url, verbose=False)
         dtype = client.predict(api_name="/memory")["components"][0]["dtype"]
-        plain = AutoPipelineForText2Image.from_pretrained(str(path), dtype=getattr(torch, dtype), use_safetensors=True)
-        plain.set_progress_bar_config(disable=True)
+        runner = [sys.executable, "bench/plain_runner.py", str(path), dtype, str(args.size), str(args.steps), PROMPT]
+        plain = subprocess.Popen(
+            runner, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert plain.stdout.readline().strip() == "ready"
+
+        def plain_call() -> None:
+            plain.stdin.write("go\n")
+            plain.stdin.flush()
+            assert plain.stdout.readline().strip() == "done"
+
         fields = dict(
             prompt=PROMPT,
             negative_prompt="",
@@ -217,25 +229,15 @@ def bench_app(path: Path, args: argparse.Namespace) -> None:
             num_images=1,
             safety_checker=False,
         )
-        t_app, t_plain = alternate(
-            lambda: client.predict(**fields, api_name="/text2img"),
-            lambda: plain(
-                PROMPT,
-                num_inference_steps=args.steps,
-                guidance_scale=7.5,
-                width=args.size,
-                height=args.size,
-                generator=torch.Generator("cpu").manual_seed(1),
-            ),
-            args.rounds,
-        )
+        t_app, t_plain = alternate(lambda: client.predict(**fields, api_name="/text2img"), plain_call, args.rounds)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        for process in (server, plain):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
     print("\n## app: /text2img through gradio_client to `python app.py` (validation, view, PNG with metadata, info,")
-    print(
-        f"snippet, HTTP) vs. the same plain diffusers call here ({dtype}, {args.size}x{args.size}, {args.steps} steps)"
-    )
+    settings = f"{dtype}, {args.size}x{args.size}, {args.steps} steps"
+    print(f"snippet, HTTP, download) vs. the same plain diffusers call ({settings})")
     print(f"app {t_app:.3f} s, plain {t_plain:.3f} s: overhead {(t_app / t_plain - 1) * 100:+.2f}%")
 
 

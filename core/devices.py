@@ -66,6 +66,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def prefers_channels_last(device: torch.device) -> bool:
+    """Whether convolution UNets run faster in channels_last here: yes on CUDA (diffusers' and PyTorch's advice
+    for tensor cores); not on this project's CPU, where bench/sd15_suite.py (layout) measured it 1-2% slower."""
+    return device.type == "cuda"
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """`torch.float16` -> `float16`."""
     return str(dtype).removeprefix("torch.")

@@ -75,7 +75,11 @@ def load_pipeline(
             **absent,
             **(reuse or {}),
         )
-        return base.to(device)
+        base = base.to(device)
+        unet = getattr(base, "unet", None)
+        if unet is not None and devices.prefers_channels_last(device):
+            unet.to(memory_format=torch.channels_last)
+        return base
     except torch.OutOfMemoryError as e:
         raise LoadError(
             f"Not enough {device.type} memory to load {files.source!r} in {devices.dtype_name(dtype)}. "

@@ -50,3 +50,11 @@ def test_in_float16_the_warning_names_the_fp16_fixed_vae():
     (warning,) = black_image_warnings(half, [grey, black], nsfw=None)
     assert warning.startswith("Image 2 came out all black") and "sdxl-vae-fp16-fix" in warning
     assert black_image_warnings(half, [black], nsfw=[True]) == [], "the safety checker's black-out says so itself"
+
+
+def test_channels_last_only_where_it_was_measured_to_help(studio):
+    from core.devices import prefers_channels_last
+
+    assert prefers_channels_last(torch.device("cuda")) and not prefers_channels_last(torch.device("cpu"))
+    conv = studio.pool.base.unet.conv_in.weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
