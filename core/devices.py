@@ -68,7 +68,8 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def prefers_channels_last(device: torch.device) -> bool:
     """Whether convolution UNets run faster in channels_last here: yes on CUDA (diffusers' and PyTorch's advice
-    for tensor cores); not on this project's CPU, where bench/sd15_suite.py (layout) measured it 1-2% slower."""
+    for tensor cores); not on this project's CPU, where bench/sd15_suite.py (layout) measured no gain beyond
+    its +-2% noise (+1.75% in one run, -1.86% in the next)."""
     return device.type == "cuda"
 
 
