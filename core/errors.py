@@ -21,3 +21,7 @@ class LoadError(StudioError):
 
 class NotLoaded(StudioError):
     """Nothing is loaded yet, or the loaded checkpoint can't serve the task asked for."""
+
+
+class OutOfMemory(StudioError):
+    """A run needed more device memory than there was; its memory is freed and the model stays loaded."""

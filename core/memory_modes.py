@@ -123,3 +123,22 @@ def undo_offload(pipe: Any, device: torch.device) -> None:
             module.to(device)
     if hasattr(pipe, "_all_hooks"):
         pipe._all_hooks = []
+
+
+def oom_advice(request: Any, dtype: torch.dtype, device: torch.device, modes: MemoryModes) -> str:
+    """What to try after a run ran out of memory, most effective first, given what the run asked for."""
+    tips = []
+    if request.num_images > 1:
+        tips.append(f"fewer images at once (you asked for {request.num_images})")
+    tips.append("a smaller size")
+    if device.type != "cpu" and modes.offload == "none":
+        tips.append("model CPU offload in Memory modes")
+    if not modes.vae_tiling:
+        tips.append("VAE tiling in Memory modes (large images)")
+    if dtype == torch.float32:
+        tips.append("a lower dtype (float16 on a GPU, bfloat16 on a CPU) when loading")
+    where = "the GPU" if device.type != "cpu" else "this machine"
+    return (
+        f"Out of memory on {where} while making {request.num_images} image(s) of {request.width}x{request.height}. "
+        f"The model is still loaded and the memory is freed; try {', or '.join(tips)}."
+    )

@@ -25,9 +25,10 @@ from core import (
     previews,
     runs,
     schedulers,
+    views,
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
-from core.errors import InvalidRequest, LoadError, NotLoaded
+from core.errors import InvalidRequest, LoadError, NotLoaded, OutOfMemory
 from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
 from core.pool import Pool
@@ -53,7 +54,7 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
-class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
+class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsMixin):
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
@@ -246,8 +247,51 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
                 )
         seeds = request.resolved_seeds()
         started = time.perf_counter()
-        scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         run_checker = request.safety_checker and pool.has_safety_checker
+        out_of_memory = False
+        try:
+            pipe, arguments, output, interrupted, switched = self._denoise(
+                pool, task, request, seeds, run_checker, on_step, cancel, on_preview
+            )
+        except torch.OutOfMemoryError:
+            out_of_memory = True
+        if out_of_memory:
+            # Freed here, outside the except block: there the traceback's frames still hold the run's tensors.
+            self._release()
+            raise OutOfMemory(memory_modes.oom_advice(request, pool.dtype, self.device, self.memory.modes))
+        finished = time.perf_counter()
+        images, extras = runs.collect(request, output, arguments)
+        nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
+        info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
+        info["warnings"] += ip_notes
+        info["interrupted"] = interrupted
+        info["timings"] = {
+            "switch_ms": round((switched - started) * 1000, 2),
+            "generate_ms": round((finished - switched) * 1000, 2),
+            "total_ms": round((finished - started) * 1000, 2),
+        }
+        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds).render()
+        paths = self.outputs.save(images, info, session) if self.outputs and images else []
+        files = (
+            self.outputs.save_animation(extras["frames"][0], info, session)
+            if extras.get("frames") and self.outputs
+            else {}
+        )
+        return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
+
+    def _denoise(
+        self,
+        pool: Pool,
+        task: Task,
+        request: GenerationRequest,
+        seeds: list[int],
+        run_checker: bool,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        on_preview: Callable[[list], None] | None,
+    ) -> tuple[DiffusionPipeline, dict[str, Any], Any, bool, float]:
+        """Build the view(s) and run them: (view, call arguments, output, interrupted, when the view was ready)."""
+        scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         pipe = self._view(pool, task, request, scheduler, run_checker)
         refiner = self._refiner(pool, task, request)
         for view in (pipe, refiner) if refiner is not None else (pipe,):
@@ -273,80 +317,7 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin):
                 refiner, request, output.images, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
             )
             interrupted = interrupted or stopped
-        finished = time.perf_counter()
-        images, extras = runs.collect(request, output, arguments)
-        nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
-        info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
-        info["warnings"] += ip_notes
-        info["interrupted"] = interrupted
-        info["timings"] = {
-            "switch_ms": round((switched - started) * 1000, 2),
-            "generate_ms": round((finished - switched) * 1000, 2),
-            "total_ms": round((finished - started) * 1000, 2),
-        }
-        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds).render()
-        paths = self.outputs.save(images, info, session) if self.outputs and images else []
-        files = (
-            self.outputs.save_animation(extras["frames"][0], info, session)
-            if extras.get("frames") and self.outputs
-            else {}
-        )
-        return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
-
-    def _refiner(self, pool: Pool, task: Task, request: GenerationRequest) -> DiffusionPipeline | None:
-        """The refiner's view for a two-stage SDXL run, or None for a one-stage run."""
-        if task.name != "text2img" or request.refiner_switch <= 0:
-            return None
-        if family_of(type(pool.base).__name__) != "stable-diffusion-xl":
-            raise InvalidRequest(f"The refiner is SDXL's second stage, not {type(pool.base).__name__}'s: set it to 0.")
-        if "refiner" not in self._companions:
-            raise NotLoaded("Load the SDXL refiner in Text to image (`demo-refiner` offline) first, or set it to 0.")
-        refiner = self._companions["refiner"]
-        return refiner.view_as("text2img", scheduler=schedulers.build(request.scheduler, refiner.base.scheduler))
-
-    def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
-        if task.kind == "companion":
-            kind = f"upscale_{request.upscaler}" if task.name == "upscale" else task.companions[0]
-            if kind not in self._companions:
-                raise NotLoaded(
-                    f"{task.label} needs its own checkpoint ({kind.replace('_', ' ')}): load the companion "
-                    f"offered in its tab (e.g. `demo-{kind.replace('_', '-')}` offline) first."
-                )
-            return self._companions[kind]
-        if task.name == "inpaint" and "inpaint" in self._companions:
-            return self._companions["inpaint"]  # a 9-channel inpainting UNet does better than the base one
-        pool = self.pool
-        if not pool.supports(task.name):
-            raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {task.label}.")
-        if task.kind == "animate" and self.motion is None:
-            raise NotLoaded("Animate needs a motion adapter: load the one offered in its tab first.")
-        return pool
-
-    def _view(
-        self, pool: Pool, task: Task, request: GenerationRequest, scheduler: Any, run_checker: bool
-    ) -> DiffusionPipeline:
-        checker: dict[str, Any] = {}
-        if "safety_checker" in pool.components:
-            checker = {
-                "safety_checker": pool.components["safety_checker"] if run_checker else None,
-                "requires_safety_checker": run_checker,
-            }
-        if task.kind == "companion" or pool.companion_kind is not None:
-            pipe = pool.view_as(task.name, scheduler=scheduler, **checker)
-            if task.name == "rgbd":
-                pipe.image_processor = runs.ldm3d_image_processor(pipe.vae_scale_factor)
-            return pipe
-        if task.name == "text2img" and request.sag_scale > 0:
-            return pool.view_as("sag", scheduler=scheduler, **checker)
-        if task.name == "text2img" and request.pag_scale > 0:
-            return pool.view_as("pag", scheduler=scheduler, pag_applied_layers=["mid"], **checker)
-        if task.kind == "feature":
-            return pool.view_as(task.name, scheduler=scheduler, **checker)
-        if task.kind == "animate":
-            assert self.motion is not None
-            unet = self.motion.unet_for(pool)
-            return pool.view_as("animate", scheduler=scheduler, unet=unet, motion_adapter=self.motion.adapter)
-        return pool.view(task, scheduler=scheduler, safety_checker=run_checker)
+        return pipe, arguments, output, interrupted, switched
 
     # -- reporting ---------------------------------------------------------------------------------------
 

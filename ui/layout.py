@@ -8,7 +8,7 @@ import gradio as gr
 
 from ui import companion_tabs, feature_tabs
 from ui.adapters_panel import build_adapters_panel
-from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
 from ui.history_tab import build_history_tab
@@ -93,6 +93,12 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         for gallery in galleries:
             gallery.change(fill_history, None, history_gallery, api_visibility="private", queue=False)
         history_tab.select(fill_history, None, history_gallery, api_visibility="private", queue=False)
+
+        def visitor_left(request: gr.Request) -> None:
+            """A closed (or reloaded) tab ends that visitor's running generation, as Stop would."""
+            ctx.cancel_flags.cancel(session_of(request))
+
+        app.unload(visitor_left)
 
         # On page open, and every few seconds while a start-up load runs, show what is loaded.
         app.load(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")

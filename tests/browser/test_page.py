@@ -187,3 +187,26 @@ def test_live_previews_show_while_denoising(page: Page):
     shot(page, "live-preview")
     assert "Seeds" not in running, "the first picture is a preview: the run has not finished"
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
+
+
+def test_closing_the_tab_ends_that_visitors_run(page: Page, browser_app):
+    import json
+    import time
+
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-prompt textarea").fill("a very long night")
+    set_slider(page, "text2img", "Steps", 150)
+    set_slider(page, "text2img", "Live preview every N steps", 0)
+    started = time.time()
+    page.locator("#text2img-generate").click()
+    expect(page.locator("#text2img-notice")).to_contain_text("Step", timeout=30_000)
+    page.close()
+    deadline = time.monotonic() + 30
+    while browser_app.ctx.cancel_flags._flags and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not browser_app.ctx.cancel_flags._flags, "the run ended soon after the tab closed"
+    newest = max(browser_app.outputs.rglob("*.png"), key=lambda p: p.stat().st_mtime)
+    assert newest.stat().st_mtime >= started
+    with Image.open(newest) as im:
+        info = json.loads(im.text["diffusion_studio"])
+    assert info["prompt"] == "a very long night" and info["interrupted"] is True
