@@ -25,6 +25,7 @@ from core import (
     previews,
     runs,
     schedulers,
+    uploads,
     views,
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
@@ -238,6 +239,7 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
         if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
+        request, upload_notes = uploads.read_request_images(request)
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
@@ -263,7 +265,7 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
         images, extras = runs.collect(request, output, arguments)
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
-        info["warnings"] += ip_notes
+        info["warnings"] += upload_notes + ip_notes
         info["interrupted"] = interrupted
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.controls import ImageUpload
 
 WARNING = (
     "A LoRA changes the pool's shared modules, so **every task view built over them uses it** (diffusers' "
@@ -99,7 +100,7 @@ def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
                     load = gr.Button("Load IP-Adapter / set scale", elem_id="ip-adapter-load")
                     unload = gr.Button("Unload IP-Adapter")
                 status = gr.Markdown("No IP-Adapter loaded.", elem_id="ip-adapter-status")
-            image_prompt = gr.Image(
+            image_prompt = ImageUpload(
                 label="Image prompt", type="pil", image_mode="RGB", format="png", scale=2, elem_id="ip-adapter-image"
             )
         info = gr.JSON(visible=False)

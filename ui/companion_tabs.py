@@ -10,7 +10,17 @@ import gradio as gr
 from core.generation import GenerationRequest
 from ui.common import AppContext, session_of, user_errors
 from ui.companion_box import build_companion_box
-from ui.controls import GPU, prompts, run_buttons, seed_and_count, size_sliders, steps_guidance, whole, wire_stop
+from ui.controls import (
+    GPU,
+    ImageUpload,
+    prompts,
+    run_buttons,
+    seed_and_count,
+    size_sliders,
+    steps_guidance,
+    whole,
+    wire_stop,
+)
 from ui.model_panel import ModelPanel
 from ui.results import build_results, run_request, shown, wire_notice
 
@@ -20,10 +30,10 @@ def build_depth_tab(ctx: AppContext, panel: ModelPanel) -> None:
     with gr.Row():
         with gr.Column():
             with gr.Row():
-                image = gr.Image(
+                image = ImageUpload(
                     label="Input image", type="pil", image_mode="RGB", format="png", elem_id="depth2img-image"
                 )
-                depth_in = gr.Image(
+                depth_in = ImageUpload(
                     label="Depth map (optional; white = near)", type="pil", image_mode="L", format="png"
                 )
             prompt, negative = prompts("depth2img")
@@ -93,7 +103,7 @@ def build_variation_tab(ctx: AppContext, panel: ModelPanel) -> None:
     build_companion_box(ctx, ("variation",), "an image-variation checkpoint (a CLIP image encoder instead of text).")
     with gr.Row():
         with gr.Column():
-            image = gr.Image(
+            image = ImageUpload(
                 label="Image to vary", type="pil", image_mode="RGB", format="png", elem_id="variation-image"
             )
             steps, guidance = steps_guidance(guidance=3.0)
@@ -141,7 +151,7 @@ def build_upscale_tab(ctx: AppContext, panel: ModelPanel) -> gr.Image:
     )
     with gr.Row():
         with gr.Column():
-            image = gr.Image(
+            image = ImageUpload(
                 label="Image to upscale", type="pil", image_mode="RGB", format="png", elem_id="upscale-image"
             )
             prompt, negative = prompts("upscale")

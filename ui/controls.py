@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from PIL import ImageOps
 
+from core.errors import StudioError
+from core.uploads import read_image
 from ui.common import GPU_QUEUE, AppContext, session_of
 
 
@@ -63,3 +66,22 @@ def whole(value: Any) -> Any:
 
 
 GPU = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1)
+
+
+class ImageUpload(gr.Image):
+    """gr.Image whose uploads are read by the studio (core.uploads), so a damaged or non-image file gets a message
+    that says what to do instead of Gradio's "could not preprocess", and an animation's first frame or a 16-bit
+    image is used with a note in the run's warnings (Gradio's own conversion clips 16-bit pixels)."""
+
+    is_template = True  # drawn by gr.Image's frontend
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None or payload.path is None:
+            return super().preprocess(payload)
+        try:
+            image, notes = read_image(payload.path, (self.label or "image").lower(), self.image_mode or "RGB")
+        except StudioError as e:
+            raise gr.Error(str(e), print_exception=False) from e
+        image = ImageOps.exif_transpose(image) or image
+        image.info["studio_notes"] = notes
+        return image

@@ -12,7 +12,7 @@ from PIL import Image
 from core.generation import GenerationRequest, GenerationResult
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.companion_box import build_companion_box
-from ui.controls import prompts, steps_guidance, whole, wire_stop
+from ui.controls import ImageUpload, prompts, steps_guidance, whole, wire_stop
 from ui.model_panel import ModelPanel
 from ui.results import build_results, shown, stream_request, wire_notice
 
@@ -40,7 +40,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
         with gr.Column(scale=1):
             image = mask_upload = editor = None
             if task == "img2img":
-                image = gr.Image(
+                image = ImageUpload(
                     label="Input image", type="pil", image_mode="RGB", format="png", elem_id="img2img-image"
                 )
             elif task == "inpaint":
@@ -51,7 +51,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                     elem_id="inpaint-editor",
                     brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                 )
-                mask_upload = gr.Image(
+                mask_upload = ImageUpload(
                     label="…or upload a mask (white = repaint)",
                     type="pil",
                     image_mode="L",
@@ -340,8 +340,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             concurrency_limit=1,
             **progress_on,
         )
-        api_image = gr.Image(type="pil", image_mode="RGB", visible=False)
-        api_mask = gr.Image(type="pil", image_mode="L", visible=False)
+        api_image = ImageUpload(type="pil", image_mode="RGB", visible=False)
+        api_mask = ImageUpload(type="pil", image_mode="L", visible=False)
         api_button = gr.Button(visible=False)
         api_button.click(inpaint, [api_image, api_mask, *rest], [gallery, info], **tail)
 

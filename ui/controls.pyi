@@ -1,0 +1,93 @@
+"""Controls the generation tabs share: prompts, steps and guidance, size, seed, run and stop buttons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import ImageOps
+
+from core.errors import StudioError
+from core.uploads import read_image
+from ui.common import GPU_QUEUE, AppContext, session_of
+
+
+def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
+    """Prompt and negative prompt."""
+    prompt = gr.Textbox(
+        label="Prompt", lines=2, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt"
+    )
+    negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality")
+    return prompt, negative
+
+
+def steps_guidance(steps: int = 25, guidance: float = 7.5) -> tuple[gr.Slider, gr.Slider]:
+    with gr.Row():
+        return (
+            gr.Slider(1, 150, value=steps, step=1, label="Steps"),
+            gr.Slider(0, 30, value=guidance, step=0.5, label="Guidance scale"),
+        )
+
+
+def size_sliders(ctx: AppContext, default: int = 512) -> tuple[gr.Slider, gr.Slider]:
+    limits = ctx.settings.limits
+    with gr.Row():
+        return (
+            gr.Slider(limits.min_side, limits.max_side, value=default, step=8, label="Width"),
+            gr.Slider(limits.min_side, limits.max_side, value=default, step=8, label="Height"),
+        )
+
+
+def seed_and_count(ctx: AppContext, task: str, count: bool = True) -> tuple[gr.Number, gr.Slider | None]:
+    with gr.Row():
+        seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, minimum=-1, elem_id=f"{task}-seed")
+        num = gr.Slider(1, ctx.settings.limits.max_images, value=1, step=1, label="Images") if count else None
+    return seed, num
+
+
+def run_buttons(task: str, label: str = "Generate") -> tuple[gr.Button, gr.Button]:
+    with gr.Row():
+        return (
+            gr.Button(label, variant="primary", elem_id=f"{task}-generate"),
+            gr.Button("Stop", variant="stop", elem_id=f"{task}-stop"),
+        )
+
+
+def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str) -> None:
+    def stop_job(request: gr.Request) -> None:
+        ctx.cancel_flags.cancel(session_of(request))
+
+    stop.click(stop_job, None, None, cancels=[event], api_name=f"stop_{task}", queue=False)
+
+
+def whole(value: Any) -> Any:
+    """Sliders and numbers arrive as floats; whole floats become ints, the rest is left for validation."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+GPU = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1)
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image whose uploads are read by the studio (core.uploads), so a damaged or non-image file gets a message
+    that says what to do instead of Gradio's "could not preprocess", and an animation's first frame or a 16-bit
+    image is used with a note in the run's warnings (Gradio's own conversion clips 16-bit pixels)."""
+
+    is_template = True  # drawn by gr.Image's frontend
+
+    def preprocess(self, payload: Any) -> Any:
+        if payload is None or payload.path is None:
+            return super().preprocess(payload)
+        try:
+            image, notes = read_image(payload.path, (self.label or "image").lower(), self.image_mode or "RGB")
+        except StudioError as e:
+            raise gr.Error(str(e), print_exception=False) from e
+        image = ImageOps.exif_transpose(image) or image
+        image.info["studio_notes"] = notes
+        return image
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
