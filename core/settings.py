@@ -101,6 +101,9 @@ def build_parser(default_model: str) -> argparse.ArgumentParser:
     parser.add_argument("--outputs", default=None, help="folder for saved images (default ./outputs)")
     parser.add_argument("--offline", action="store_true", help="never contact the Hub; use the local cache only")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab (console command)")
+    parser.add_argument(
+        "--queue-size", type=int, default=None, help="visitors who may wait; more are told to try again (public: 20)"
+    )
     return parser
 
 
@@ -150,5 +153,5 @@ def from_args(
         curated_companions={kind: spec["id"] for kind, spec in (config.get("companions") or {}).items()},
         limits=limits,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024) if public and max_upload_mb else None,
-        queue_size=public_cfg.get("queue_size") if public else None,
+        queue_size=args.queue_size or (public_cfg.get("queue_size") if public else None),
     )

@@ -34,7 +34,11 @@ def build_depth_tab(ctx: AppContext, panel: ModelPanel) -> None:
                     label="Input image", type="pil", image_mode="RGB", format="png", elem_id="depth2img-image"
                 )
                 depth_in = ImageUpload(
-                    label="Depth map (optional; white = near)", type="pil", image_mode="L", format="png"
+                    what="depth map",
+                    label="Depth map (optional; white = near)",
+                    type="pil",
+                    image_mode="L",
+                    format="png",
                 )
             prompt, negative = prompts("depth2img")
             strength = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Strength")

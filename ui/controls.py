@@ -68,20 +68,26 @@ def whole(value: Any) -> Any:
 GPU = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1)
 
 
-class ImageUpload(gr.Image):
-    """gr.Image whose uploads are read by the studio (core.uploads), so a damaged or non-image file gets a message
+def ImageUpload(what: str | None = None, **kwargs: Any) -> gr.Image:
+    """A gr.Image whose uploads are read by the studio (core.uploads), so a damaged or non-image file gets a message
     that says what to do instead of Gradio's "could not preprocess", and an animation's first frame or a 16-bit
-    image is used with a note in the run's warnings (Gradio's own conversion clips 16-bit pixels)."""
+    image is used with a note in the run's warnings (Gradio's own conversion clips 16-bit pixels).
 
-    is_template = True  # drawn by gr.Image's frontend
+    The reading replaces this one component's `preprocess`: a gr.Image subclass would do the same, but Gradio
+    writes a `.pyi` stub next to the module of every component subclass it sees imported."""
+    component = gr.Image(**kwargs)
+    label, mode = what or (kwargs.get("label") or "image").lower(), kwargs.get("image_mode") or "RGB"
 
-    def preprocess(self, payload: Any) -> Any:
+    def preprocess(payload: Any) -> Any:
         if payload is None or payload.path is None:
-            return super().preprocess(payload)
+            return None
         try:
-            image, notes = read_image(payload.path, (self.label or "image").lower(), self.image_mode or "RGB")
+            image, notes = read_image(payload.path, label, mode)
         except StudioError as e:
             raise gr.Error(str(e), print_exception=False) from e
         image = ImageOps.exif_transpose(image) or image
         image.info["studio_notes"] = notes
         return image
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component

@@ -52,6 +52,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                     brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                 )
                 mask_upload = ImageUpload(
+                    what="mask",
                     label="…or upload a mask (white = repaint)",
                     type="pil",
                     image_mode="L",
@@ -340,8 +341,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             concurrency_limit=1,
             **progress_on,
         )
-        api_image = ImageUpload(type="pil", image_mode="RGB", visible=False)
-        api_mask = ImageUpload(type="pil", image_mode="L", visible=False)
+        api_image = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
+        api_mask = ImageUpload(what="mask", type="pil", image_mode="L", visible=False)
         api_button = gr.Button(visible=False)
         api_button.click(inpaint, [api_image, api_mask, *rest], [gallery, info], **tail)
 

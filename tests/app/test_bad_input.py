@@ -63,6 +63,7 @@ TABLE = [
     ("mask of another size", "/inpaint", dict(I2I, image="{photo}", mask="{small_mask}"), "The mask is 32x64 but the image is 64x64", None),
     ("damaged upload", "/img2img", dict(I2I, image="{damaged}"), "could not be read as an image (damaged, or not an image file)", None),
     ("not an image", "/img2img", dict(I2I, image="{text}"), "could not be read as an image", None),
+    ("damaged mask", "/inpaint", dict(I2I, image="{photo}", mask="{damaged}"), "The mask could not be read as an image", None),
     ("animated image", "/img2img", dict(I2I, image="{animated}"), None, "is animated (3 frames); its first frame was used"),
     ("16-bit image", "/img2img", dict(I2I, image="{16bit}"), None, "more than 8 bits per channel; it was scaled to 8 bits"),
     ("over-long prompt", "/text2img", dict(T2I, prompt="lamp " * 100), None, "the text encoder reads only the first 77"),

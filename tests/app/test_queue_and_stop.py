@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from gradio_client import Client
 
 LONG = dict(
@@ -92,3 +93,24 @@ def test_stop_during_live_previews_still_delivers_the_stopped_image(running_app)
     gallery, info = job.result(timeout=60)
     assert info["interrupted"] is True and len(gallery) == 1
     assert len(job.outputs()) >= 2, "previews came first"
+
+
+def test_a_full_queue_says_busy_and_the_waiting_runs_still_finish(tmp_path):
+    from gradio_client.utils import QueueError
+
+    from tests.launch import start_app
+
+    app = start_app(tmp_path, "--queue-size", "1")
+    try:
+        first, second, third = (Client(app.url, verbose=False) for _ in range(3))
+        running = first.submit(**{**LONG, "steps": 40, "width": 256, "height": 256}, api_name="/text2img")
+        wait_until_running(app)
+        waiting = second.submit(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
+        time.sleep(0.5)
+        with pytest.raises(QueueError, match="Queue is full! Please try again"):  # what the visitor reads
+            third.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
+        assert running.result(timeout=120)[1]["interrupted"] is False
+        assert waiting.result(timeout=120)[1]["steps"] == 2, "the visitor who waited is served"
+        third.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")  # room again
+    finally:
+        app.app.close()
