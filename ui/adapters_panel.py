@@ -3,6 +3,8 @@ They change the pool's modules, so every task over them sees them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from ui.common import GPU_QUEUE, AppContext, user_errors
@@ -70,13 +72,7 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
         """Unload a LoRA by its name (see /load_lora's answer)."""
         return ctx.studio.unload_lora(name.strip())
 
-    for button, fn, inputs, api in (
-        (load, load_lora, [source, weight], "load_lora"),
-        (unload, unload_lora, name, "unload_lora"),
-    ):
-        button.click(fn, inputs, info, api_name=api, concurrency_id=GPU_QUEUE).success(
-            adapters_markdown, info, status, api_visibility="private"
-        )
+    wire(((load, load_lora, [source, weight]), (unload, unload_lora, name)), info, status, adapters_markdown)
     return image_prompt
 
 
@@ -116,11 +112,16 @@ def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
         """Unload the IP-Adapter and its image encoder."""
         return ctx.studio.unload_ip_adapter()
 
-    for button, fn, inputs, api in (
-        (load, load_ip_adapter, [source, scale], "load_ip_adapter"),
-        (unload, unload_ip_adapter, None, "unload_ip_adapter"),
-    ):
-        button.click(fn, inputs, info, api_name=api, concurrency_id=GPU_QUEUE).success(
-            ip_adapter_markdown, info, status, api_visibility="private"
-        )
+    wire(
+        ((load, load_ip_adapter, [source, scale]), (unload, unload_ip_adapter, None)), info, status, ip_adapter_markdown
+    )
     return image_prompt
+
+
+def wire(buttons: tuple, info: gr.JSON, status: gr.Markdown, describe: Any) -> None:
+    """Each (button, handler, inputs) becomes the endpoint named after its handler, on the model queue; its
+    answer goes to `info` and, described, to the status line."""
+    for button, fn, inputs in buttons:
+        button.click(fn, inputs, info, api_name=fn.__name__, concurrency_id=GPU_QUEUE).success(
+            describe, info, status, api_visibility="private"
+        )
