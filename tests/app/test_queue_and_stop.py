@@ -114,3 +114,24 @@ def test_a_full_queue_says_busy_and_the_waiting_runs_still_finish(tmp_path):
         third.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")  # room again
     finally:
         app.app.close()
+
+
+def test_auth_refuses_visitors_without_the_login(tmp_path):
+    import httpx
+
+    from tests.launch import start_app
+
+    app = start_app(tmp_path, "--auth", "ann:s3cret")
+    try:
+        from gradio_client.exceptions import AuthenticationError
+
+        assert httpx.get(app.url + "config").status_code == 401, "not even the page's config without logging in"
+        with pytest.raises(AuthenticationError, match=r"credentials were not provided\. Please login"):
+            Client(app.url, verbose=False)
+        with pytest.raises(ValueError, match="Could not login to"):
+            Client(app.url, auth=("ann", "wrong"), verbose=False)
+        visitor = Client(app.url, auth=("ann", "s3cret"), verbose=False)
+        gallery, _info = visitor.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
+        assert len(gallery) == 1
+    finally:
+        app.app.close()
