@@ -80,7 +80,9 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         share=settings.share,
         auth=settings.auth,
         show_error=not settings.public,  # public visitors see messages, never tracebacks
-        allowed_paths=[str(settings.outputs.resolve())],
+        # Public visitors get their images through Gradio's cache (content-hashed copies); the outputs folder itself
+        # is not served, so no one fetches another visitor's file by its path.
+        allowed_paths=[] if settings.public else [str(settings.outputs.resolve())],
         max_file_size=settings.max_upload_bytes,
         inbrowser=settings.open_browser,
         prevent_thread_lock=prevent_thread_lock,
