@@ -135,7 +135,8 @@ def read_memory(device: torch.device) -> DeviceMemory:
         free_bytes=vm.available,
         allocated_bytes=rss,
         reserved_bytes=rss,
-        peak_bytes=_peak_rss_bytes(),
+        # The kernel updates its high-water mark lazily, so it can trail the RSS just read by a few pages.
+        peak_bytes=max(_peak_rss_bytes(), rss),
         process_rss_bytes=rss,
     )
 

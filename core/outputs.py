@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,33 @@ def session_folder_name(session: str) -> str:
 
 
 class OutputStore:
-    """The outputs folder: `<root>/<session>/<time>-<seed>.png`."""
+    """The outputs folder: `<root>/<session>/<time>-<seed>.png`, kept under `max_bytes` (if set) by deleting the
+    oldest files first, never the ones just written."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = Path(root)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def enforce_cap(self, keep: list[str]) -> list[Path]:
+        """Delete the oldest saved files until the folder is under its cap; returns what was deleted."""
+        if self.max_bytes is None:
+            return []
+        with self._lock:
+            files = [p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+            stats = {p: p.stat() for p in files}
+            total = sum(st.st_size for st in stats.values())
+            kept = {str(Path(k)) for k in keep}
+            deleted = []
+            for path in sorted(files, key=lambda p: stats[p].st_mtime):
+                if total <= self.max_bytes:
+                    break
+                if str(path) in kept:
+                    continue
+                path.unlink(missing_ok=True)
+                total -= stats[path].st_size
+                deleted.append(path)
+            return deleted
 
     def save(self, images: list[Image.Image], info: dict[str, Any], session: str) -> list[str]:
         """Save each image with its metadata; returns the paths in image order."""
@@ -75,6 +99,7 @@ class OutputStore:
         for i, image in enumerate(images):
             name = f"{stamp}-{info['task']}-{info['seeds'][i]}-{i}.png"
             paths.append(str(save_png_atomically(image, folder / name, png_metadata(info, i))))
+        self.enforce_cap(paths)
         return paths
 
     def save_animation(self, frames: list[Image.Image], info: dict[str, Any], session: str) -> dict[str, str]:
@@ -94,6 +119,7 @@ class OutputStore:
             finally:
                 tmp.unlink(missing_ok=True)
             files[kind] = str(final)
+        self.enforce_cap(list(files.values()))
         return files
 
     def list(self, session: str) -> list[Path]:

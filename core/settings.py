@@ -49,6 +49,7 @@ class Settings:
     curated_companions: dict[str, str] = field(default_factory=dict)  # companion kind -> Hub id
     limits: Limits = field(default_factory=Limits)
     max_upload_bytes: int | None = None
+    max_outputs_bytes: int | None = None  # public mode: cap of the outputs folder
     queue_size: int | None = None
 
     @property
@@ -65,6 +66,7 @@ class Settings:
         return StudioOptions(
             device=self.device,
             outputs_dir=self.outputs,
+            outputs_max_bytes=self.max_outputs_bytes,
             offline=self.offline,
             allow_unsafe=self.allow_unsafe,
             public=self.public,
@@ -153,5 +155,8 @@ def from_args(
         curated_companions={kind: spec["id"] for kind, spec in (config.get("companions") or {}).items()},
         limits=limits,
         max_upload_bytes=int(max_upload_mb * 1024 * 1024) if public and max_upload_mb else None,
+        max_outputs_bytes=int(public_cfg["max_outputs_mb"] * 1024 * 1024)
+        if public and public_cfg.get("max_outputs_mb")
+        else None,
         queue_size=args.queue_size or (public_cfg.get("queue_size") if public else None),
     )

@@ -46,6 +46,7 @@ class StudioOptions:
 
     device: str = "auto"
     outputs_dir: Path | None = None
+    outputs_max_bytes: int | None = None  # public mode: the oldest saved files go first beyond this
     cache_dir: Path | None = None  # where demo checkpoints are written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
     offline: bool = False
     allow_unsafe: bool = False  # allow pickle (.bin) weights from local folders
@@ -61,7 +62,8 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
     def __init__(self, options: StudioOptions | None = None) -> None:
         self.options = options or StudioOptions()
         self.device = devices.resolve_device(self.options.device)
-        self.outputs = OutputStore(self.options.outputs_dir) if self.options.outputs_dir else None
+        outputs_dir, cap = self.options.outputs_dir, self.options.outputs_max_bytes
+        self.outputs = OutputStore(outputs_dir, cap) if outputs_dir else None
         self._pool: Pool | None = None
         self._companions: dict[str, Pool] = {}
         self.motion: MotionAdapterState | None = None

@@ -53,3 +53,15 @@ def test_public_mode_keeps_the_checker_and_the_curated_models(public_app):
         client.predict(source="/etc", variant="auto", dtype="auto", api_name="/load_model")
     with pytest.raises(AppError, match="only loads these adapters"):
         client.predict(source="demo-lora", weight=1.0, api_name="/load_lora")
+
+
+def test_uploads_over_the_public_size_limit_are_refused(public_app, tmp_path):
+    from gradio_client import handle_file
+
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(11 * 1024 * 1024))  # 11 MB; spaces_config.yaml allows 10
+    client = Client(public_app.url, verbose=False)
+    fields = {k: v for k, v in T2I.items() if k not in ("width", "height")} | {"strength": 0.5}
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 10485760 bytes"):
+        client.predict(image=handle_file(str(big)), **fields, api_name="/img2img")
+    assert client.predict(**T2I, api_name="/text2img")[1]["seeds"] == [11], "and the app serves the next one"

@@ -100,3 +100,32 @@ def test_parameters_text_for_img2img_names_the_strength():
         "strength": 0.6,
     }
     assert "Denoising strength: 0.6" in parameters_text(info)
+
+
+def test_a_capped_outputs_folder_deletes_the_oldest_files_first_never_the_new_ones(tmp_path):
+    import os
+
+    from core.outputs import OutputStore
+
+    store = OutputStore(tmp_path, max_bytes=None)
+    info = {"task": "text2img", "seeds": [1, 2, 3], "prompt": "x"}
+    noise = Image.effect_noise((64, 64), 80).convert("RGB")  # noise: PNGs of a few KB that don't compress away
+    old = store.save([noise], info, "alice") + store.save([noise], info, "bob")
+    for age, path in enumerate(old):  # make their age explicit, oldest first
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    size = os.path.getsize(old[0])
+    store.max_bytes = 2 * size + size // 2
+    new = store.save([noise], info, "carol")
+    assert not os.path.exists(old[0]), "the oldest file went first"
+    assert os.path.exists(old[1]) and os.path.exists(new[0])
+    assert sum(p.stat().st_size for p in tmp_path.rglob("*.png")) <= store.max_bytes
+    store.max_bytes = 1  # a cap smaller than one image still keeps the image just made
+    assert os.path.exists(store.save([noise], info, "dave")[0])
+
+
+def test_public_mode_caps_the_outputs_folder_from_the_deployment_file():
+    from core.settings import from_args
+
+    config = {"public": {"max_outputs_mb": 3}}
+    assert from_args(["--public"], env={}, config=config).studio_options().outputs_max_bytes == 3 * 1024 * 1024
+    assert from_args([], env={}, config=config).studio_options().outputs_max_bytes is None
