@@ -65,3 +65,16 @@ def test_uploads_over_the_public_size_limit_are_refused(public_app, tmp_path):
     with pytest.raises(ValueError, match="exceeds the maximum file size of 10485760 bytes"):
         client.predict(image=handle_file(str(big)), **fields, api_name="/img2img")
     assert client.predict(**T2I, api_name="/text2img")[1]["seeds"] == [11], "and the app serves the next one"
+
+
+def test_an_unexpected_failure_shows_no_traceback_in_public_mode(public_app, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail at /srv/app/core/studio.py line 42")
+
+    monkeypatch.setattr(public_app.studio, "generate", broken)
+    client = Client(public_app.url, verbose=False)
+    with pytest.raises(AppError) as caught:
+        client.predict(**T2I, api_name="/text2img")
+    message = str(caught.value)
+    assert "Something went wrong (RuntimeError)" in message and "model is still loaded" in message
+    assert "Traceback" not in message and "secret internal detail" not in message and "studio.py" not in message

@@ -33,6 +33,8 @@ def wait_until_running(studio, timeout: float = 30.0) -> None:
 
 def test_stop_ends_the_run_early_and_the_next_run_is_normal(running_app):
     visitor = Client(running_app.url, verbose=False)
+    visitor.predict(**{**LONG, "steps": 2}, api_name="/text2img")  # a 512x512 run's buffers exist once already
+    before = running_app.studio.memory_report()
     job = visitor.submit(**LONG, api_name="/text2img")
     wait_until_running(running_app)
     time.sleep(0.5)
@@ -41,6 +43,10 @@ def test_stop_ends_the_run_early_and_the_next_run_is_normal(running_app):
     _gallery, info = job.result(timeout=60)
     assert info["interrupted"] is True
     assert time.monotonic() - stopped_at < 10, "Stop took effect within a step, not after 150"
+    after = running_app.studio.memory_report()
+    assert after["pool_bytes"] == before["pool_bytes"]
+    grown = after["process_rss_bytes"] - before["process_rss_bytes"]
+    assert grown < 64 * 2**20, f"memory is back to its level before the stopped run (+{grown / 2**20:.0f} MB)"
     _gallery, info = visitor.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
     assert info["interrupted"] is False
 
@@ -96,7 +102,7 @@ def test_stop_during_live_previews_still_delivers_the_stopped_image(running_app)
 
 
 def test_a_full_queue_says_busy_and_the_waiting_runs_still_finish(tmp_path):
-    from gradio_client.utils import QueueError
+    from gradio_client.utils import QueueError, Status
 
     from tests.launch import start_app
 
@@ -106,7 +112,11 @@ def test_a_full_queue_says_busy_and_the_waiting_runs_still_finish(tmp_path):
         running = first.submit(**{**LONG, "steps": 40, "width": 256, "height": 256}, api_name="/text2img")
         wait_until_running(app)
         waiting = second.submit(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while waiting.status().code != Status.IN_QUEUE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = waiting.status()
+        assert status.code == Status.IN_QUEUE and status.rank == 0, "the waiting visitor sees their place"
         with pytest.raises(QueueError, match="Queue is full! Please try again"):  # what the visitor reads
             third.predict(**{**LONG, "steps": 2, "width": 64, "height": 64}, api_name="/text2img")
         assert running.result(timeout=120)[1]["interrupted"] is False
