@@ -49,7 +49,8 @@ def read_image(value: Any, label: str, mode: str) -> tuple[Image.Image, list[str
             ) from e
     elif isinstance(value, Image.Image):
         image = value
-        notes += image.info.get("studio_notes", [])  # what the page's upload already adapted (ui.controls)
+        if "studio_notes" in image.info:  # already read by the page's upload (ui.controls): don't note it twice
+            return (image if image.mode == mode else image.convert(mode)), list(image.info["studio_notes"])
     else:
         raise InvalidRequest(f"The {label} must be an image file, got {type(value).__name__}.")
     if getattr(image, "n_frames", 1) > 1:

@@ -118,6 +118,17 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             send_to_upscale = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
 
     shared = [panel.scheduler, c["num_images"], panel.safety_checker]
+    # What img2img and inpaint take after their image(s), in their API's order.
+    after_image = (
+        [
+            *(c[k] for k in ("prompt", "negative_prompt", "strength", "steps", "guidance_scale", "seed")),
+            *shared,
+            panel.image_prompt,
+            c["preview_every"],
+        ]
+        if task != "text2img"
+        else []
+    )
 
     def stream(req: GenerationRequest, request: gr.Request | None, progress: Any) -> Iterator[tuple]:
         """The gallery shows live previews while the run goes on, then the saved images and their info."""
@@ -231,19 +242,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             )
             yield from stream(req, request, progress)
 
-        inputs = [
-            image,
-            c["prompt"],
-            c["negative_prompt"],
-            c["strength"],
-            c["steps"],
-            c["guidance_scale"],
-            c["seed"],
-            *shared,
-            panel.image_prompt,
-            c["preview_every"],
-        ]
-        event = generate.click(img2img, inputs, [gallery, info], **tail)
+        event = generate.click(img2img, [image, *after_image], [gallery, info], **tail)
     else:
 
         @user_errors
@@ -320,17 +319,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 progress,
             )
 
-        rest = [
-            c["prompt"],
-            c["negative_prompt"],
-            c["strength"],
-            c["steps"],
-            c["guidance_scale"],
-            c["seed"],
-            *shared,
-            panel.image_prompt,
-            c["preview_every"],
-        ]
+        rest = after_image
         # The page paints the mask on the image (gr.ImageMask); API callers send image and mask as two files.
         event = generate.click(
             inpaint_from_editor,
