@@ -40,6 +40,7 @@ class CheckpointFiles:
     variants: tuple[str, ...]  # `default` when un-suffixed weights exist, plus every suffix found
     has_safetensors: bool
     has_pickle: bool
+    file_names: tuple[str, ...] = ()  # every file of the checkpoint (a Hub repo's, before any download)
 
     @property
     def pipeline_class(self) -> str:
@@ -99,6 +100,7 @@ def scan_folder(
         variants=tuple(sorted(variants, key=lambda v: (v != DEFAULT_VARIANT, v))),
         has_safetensors=any(n.endswith(".safetensors") for n in file_names),
         has_pickle=any(n.endswith((".bin", ".ckpt", ".pt", ".pth")) for n in file_names),
+        file_names=tuple(sorted(file_names)),
     )
 
 
@@ -140,7 +142,9 @@ def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
         folder = Path(
             huggingface_hub.snapshot_download(repo_id, allow_patterns=["*.json", "*.txt"], local_files_only=offline)
         )
-        names = _relative_names(folder) if offline else list(huggingface_hub.list_repo_files(repo_id))
+        names = (
+            _relative_names(folder) if offline else list(huggingface_hub.HfApi().list_repo_files(repo_id))
+        )  # a new HfApi reads the endpoint now
     except (RepositoryNotFoundError, GatedRepoError) as e:
         raise LoadError(
             f"The Hub has no repository {repo_id!r} you can read (it may be private or gated: log in with "

@@ -57,7 +57,7 @@ def load_pipeline(
                 "--allow-unsafe."
             )
         use_safetensors = False
-    location = files.source if files.is_hub else str(files.path)
+    location = str(files.path)  # a Hub checkpoint's variant files are in its snapshot folder by now
     # Components the checkpoint declares empty ([null, null], e.g. SD3 saved without its T5 encoder) must be
     # passed as None, or diffusers refuses a pipeline whose signature lists them.
     absent = {

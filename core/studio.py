@@ -20,6 +20,7 @@ from core import (
     describe,
     devices,
     fingerprints,
+    hub,
     loading,
     memory_modes,
     previews,
@@ -92,8 +93,13 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
     def is_loaded(self) -> bool:
         return self._pool is not None
 
-    def load(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
-        """Load a checkpoint into a new pool; on any failure the previous pool stays loaded and serving."""
+    def load(
+        self, source: str, variant: str = "auto", dtype: str = "auto", on_progress: hub.ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """Load a checkpoint into a new pool; on any failure the previous pool stays loaded and serving.
+
+        A Hub checkpoint's files of the chosen variant are downloaded first (`on_progress(done, total)` in bytes).
+        """
         self._check_allowed(source, self.options.allowed_models, "checkpoints")
         with self._load_lock:
             started = time.perf_counter()
@@ -102,7 +108,7 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
                 files = self._resolve(source)
                 chosen = loading.choose_variant(files, variant, torch_dtype)
-                base = self._load_sharing(files, chosen, torch_dtype)
+                base = self._load_sharing(files, chosen, torch_dtype, on_progress)
             finally:
                 self.loading = None
             pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
@@ -117,8 +123,16 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
             self._release()
             return self.model_info()
 
-    def _load_sharing(self, files: checkpoints.CheckpointFiles, variant: str, dtype: torch.dtype) -> DiffusionPipeline:
+    def _load_sharing(
+        self,
+        files: checkpoints.CheckpointFiles,
+        variant: str,
+        dtype: torch.dtype,
+        on_progress: hub.ProgressFn | None = None,
+    ) -> DiffusionPipeline:
         """Load a pipeline, taking every component whose files are identical to one in memory from memory."""
+        if files.is_hub:  # only this variant's files, then diffusers reads the snapshot folder, never the Hub
+            hub.download(files, variant, on_progress, offline=self.options.offline)
         dtype_name, device = devices.dtype_name(dtype), str(self.device)
         reuse = {}
         for name in files.components:
@@ -133,6 +147,14 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
             if key and isinstance(module, torch.nn.Module):
                 self._shared.add(key, dtype_name, device, module)
         return base
+
+    def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
+        """What loading would download and need in memory, with a fits / does not fit verdict; loads nothing."""
+        self._check_allowed(source, self.options.allowed_models, "checkpoints")
+        torch_dtype = devices.resolve_dtype(dtype, self.device)
+        files = self._resolve(source)
+        chosen = loading.choose_variant(files, variant, torch_dtype)
+        return hub.preflight(files, chosen, torch_dtype, self.device, offline=self.options.offline)
 
     def _resolve(self, source: str) -> checkpoints.CheckpointFiles:
         return checkpoints.resolve(source, demo_dir=self.options.cache_dir, offline=self.options.offline)
