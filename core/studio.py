@@ -16,6 +16,7 @@ from diffusers import DiffusionPipeline
 
 from core import (
     adapters,
+    checkpoint_tools,
     checkpoints,
     describe,
     devices,
@@ -57,7 +58,9 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
-class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsMixin):
+class Studio(
+    adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsMixin, checkpoint_tools.CheckpointToolsMixin
+):
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
@@ -147,14 +150,6 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsM
             if key and isinstance(module, torch.nn.Module):
                 self._shared.add(key, dtype_name, device, module)
         return base
-
-    def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
-        """What loading would download and need in memory, with a fits / does not fit verdict; loads nothing."""
-        self._check_allowed(source, self.options.allowed_models, "checkpoints")
-        torch_dtype = devices.resolve_dtype(dtype, self.device)
-        files = self._resolve(source)
-        chosen = loading.choose_variant(files, variant, torch_dtype)
-        return hub.preflight(files, chosen, torch_dtype, self.device, offline=self.options.offline)
 
     def _resolve(self, source: str) -> checkpoints.CheckpointFiles:
         return checkpoints.resolve(source, demo_dir=self.options.cache_dir, offline=self.options.offline)

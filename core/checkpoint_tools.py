@@ -1,0 +1,146 @@
+"""The Studio's checkpoint tools (a mixin): preflight before a download, the local Hub cache, and saving the
+loaded checkpoint as another variant (seed 003, "Checkpoint variants")."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import torch
+
+from core import checkpoints, devices, hub, hub_cache, loading
+from core.checkpoints import DEFAULT_VARIANT, weight_variant
+from core.errors import InvalidRequest
+
+SAVE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+
+
+class CheckpointToolsMixin:
+    """Methods of the Studio; they use its options, device, pool, adapters, _resolve, _check_allowed, _load_lock."""
+
+    _load_lock: threading.RLock
+
+    def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
+        """What loading would download and need in memory, with a fits / tight / does not fit verdict; reads file
+        listings and safetensors headers only, loads nothing."""
+        self._check_allowed(source, self.options.allowed_models, "checkpoints")
+        torch_dtype = devices.resolve_dtype(dtype, self.device)
+        files = self._resolve(source)
+        chosen = loading.choose_variant(files, variant, torch_dtype)
+        return hub.preflight(files, chosen, torch_dtype, self.device, offline=self.options.offline)
+
+    def cached_checkpoints(self) -> list[dict[str, Any]]:
+        """The model repos in the local Hugging Face cache (not offered on a public server)."""
+        self._refuse_in_public("The cache browser")
+        return hub_cache.cached_checkpoints()
+
+    def delete_cached(self, repo_id: str) -> dict[str, Any]:
+        """Delete a repo from the local cache, unless something loaded now came from it."""
+        self._refuse_in_public("Deleting from the cache")
+        repo_id = repo_id.strip()
+        in_use = self._sources_in_use()
+        if repo_id in in_use:
+            raise InvalidRequest(
+                f"{repo_id!r} is loaded now ({in_use[repo_id]}); load another checkpoint first, then delete it."
+            )
+        with self._load_lock:
+            freed = hub_cache.delete_cached(repo_id)
+        return {"deleted": repo_id, "freed_bytes": freed}
+
+    def save_variant(self, folder: str, variant: str = "fp16", dtype: str = "float16") -> dict[str, Any]:
+        """Write the loaded checkpoint's weights as `variant` files in `dtype` (`name.<variant>.safetensors` next to
+        the original files), so `load(folder, variant=variant)` reads them back.
+
+        `folder` empty means the checkpoint's own folder (a local one). Any other folder gets the configs and
+        tokenizer copied first. One component is cast at a time, so the extra memory is one component's copy.
+        """
+        self._refuse_in_public("Saving checkpoints")
+        pool = self.pool
+        if not _VARIANT_NAME.match(variant or "") or variant == DEFAULT_VARIANT:
+            raise InvalidRequest(
+                f"A variant name is letters, digits or _ (e.g. fp16, bf16), not {variant!r} or `default`."
+            )
+        if dtype not in SAVE_DTYPES:
+            raise InvalidRequest(f"Save as one of {', '.join(SAVE_DTYPES)}, not {dtype!r}.")
+        if self.loras.loras or self.ip_adapter is not None:
+            raise InvalidRequest("Unload the LoRAs and the IP-Adapter first: their layers would be saved too.")
+        target = self._save_target(folder, pool)
+        with self._load_lock:
+            _copy_configs(pool.files.path, target)
+            written = []
+            for name in pool.files.components:
+                module = pool.base.components.get(name)
+                if not isinstance(module, torch.nn.Module) or not hasattr(module, "save_pretrained"):
+                    continue
+                cast = copy.deepcopy(module).to(device="cpu", dtype=SAVE_DTYPES[dtype])
+                kwargs: dict[str, Any] = {"variant": variant}
+                if "safe_serialization" in inspect.signature(cast.save_pretrained).parameters:
+                    kwargs["safe_serialization"] = True
+                cast.save_pretrained(target / name, **kwargs)
+                del cast
+                written += [str(p.relative_to(target)) for p in (target / name).iterdir() if _is(p.name, variant)]
+        notes = []
+        if pool.vae_source != "default":
+            notes.append(f"The VAE saved is the one in use: {pool.vae_source}.")
+        if SAVE_DTYPES[dtype].itemsize > pool.dtype.itemsize:
+            notes.append(f"The weights in memory are {devices.dtype_name(pool.dtype)}: {dtype} adds no precision.")
+        return {
+            "folder": str(target),
+            "variant": variant,
+            "dtype": dtype,
+            "files": sorted(written),
+            "bytes": sum((target / f).stat().st_size for f in written),
+            "notes": notes,
+        }
+
+    def _save_target(self, folder: str, pool) -> Path:
+        if not folder.strip():
+            if pool.files.is_hub or pool.files.source.startswith(checkpoints.DEMO):
+                raise InvalidRequest(
+                    "This checkpoint came from the Hub cache or is a demo: give a folder to save the variant into."
+                )
+            return pool.files.path
+        target = Path(folder.strip()).expanduser().resolve()
+        cache = Path(huggingface_hub.constants.HF_HUB_CACHE).resolve()
+        if target == cache or cache in target.parents:
+            raise InvalidRequest(
+                "Don't write into the Hugging Face cache (it is managed by huggingface_hub); pick another folder."
+            )
+        if target.exists() and not target.is_dir():
+            raise InvalidRequest(f"{target} is a file; give a folder.")
+        return target
+
+    def _sources_in_use(self) -> dict[str, str]:
+        used: dict[str, str] = {}
+        if self.is_loaded:
+            used[self.pool.files.source] = "the checkpoint"
+            used[self.pool.vae_source] = "the VAE"
+        for kind, pool in self._companions.items():
+            used[pool.files.source] = f"the {kind} companion"
+        return used
+
+    def _refuse_in_public(self, what: str) -> None:
+        if self.options.public:
+            raise InvalidRequest(f"{what} is not available on a public server.")
+
+
+def _is(name: str, variant: str) -> bool:
+    return weight_variant(name) == variant
+
+
+def _copy_configs(source: Path, target: Path) -> None:
+    """model_index.json, every component's config and tokenizer files; no weights."""
+    if source == target:
+        return
+    for path in source.rglob("*"):
+        if path.is_file() and weight_variant(path.name) is None:
+            dest = target / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)  # through the cache's symlinks: the real file
