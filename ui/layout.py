@@ -8,6 +8,7 @@ import gradio as gr
 
 from ui import companion_tabs, feature_tabs
 from ui.adapters_panel import build_adapters_panel
+from ui.checkpoints_tab import build_checkpoints_tab
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
@@ -49,6 +50,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 feature_tabs.build_animate_tab(ctx, panel)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
+            if not ctx.settings.public:  # the server's cache and disk are the owner's business
+                with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as checkpoints_tab:
+                    build_checkpoints_tab(ctx, panel, checkpoints_tab)
             with gr.Tab("Inspect", id="inspect", elem_id="tab-inspect"):
                 inspect_outputs, inspect_fill = build_inspect_tab(ctx)
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
@@ -86,7 +90,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             )
 
         family_outputs = [*family_controls, *feature_tabs_by_task.values()]
-        panel.loaded[0].success(follow_family, None, family_outputs, api_visibility="private")
+        for event in panel.model_loads:
+            event.success(follow_family, None, family_outputs, api_visibility="private")
         for event in panel.loaded:
             event.then(inspect_fill, None, inspect_outputs, api_visibility="private")
             memory.refresh_after(event)

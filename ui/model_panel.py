@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -11,7 +12,7 @@ import gradio as gr
 from core import schedulers
 from core.checkpoints import VARIANT_CHOICES
 from core.devices import DTYPE_CHOICES
-from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
 
 DEMO_BANNER = (
     "**You are on the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: it "
@@ -39,6 +40,34 @@ class ModelPanel:
     refresh: Callable[[str], tuple]  # the panel's own refresh, for page load and the status timer
     refresh_outputs: list[Any]
     image_prompt: Any = None  # the IP-Adapter's image prompt (set by the adapters panel), an input of every task
+    model_loads: list[Any] = field(default_factory=list)  # the events that load a checkpoint (Load, the cache tab)
+    load_model: Callable[..., dict] | None = None  # the Load button's function (with its download progress)
+
+
+def preflight_markdown(report: dict | None) -> str:
+    """The preflight card: what a load would download and need in memory, and whether it fits."""
+    if not report:
+        return ""
+    icon = {"fits": "✅", "tight": "⚠️", "does not fit": "⛔"}[report["verdict"]]
+    cached = report["total_bytes"] - report["download_bytes"]
+    lines = [
+        f"{icon} **{report['model']}** is a `{report['pipeline']}` with variants {', '.join(report['variants'])}.",
+        f"Variant **{report['variant']}**: download **{fmt_bytes(report['download_bytes'])}**"
+        + (f" ({fmt_bytes(cached)} already cached)" if cached else "")
+        + f"; in {report['dtype']} it needs **{fmt_bytes(report['memory_bytes'])}** on {report['device']}, which has "
+        f"{fmt_bytes(report['free_bytes'])} free: **{report['verdict']}**.",
+        "",
+        "| component | parameters | stored as | in memory |",
+        "| --- | ---: | --- | ---: |",
+        *(
+            f"| {c['name']} | {c['parameters']:,} | {', '.join(c['stored_dtypes']) or 'pickle (not read)'} | "
+            f"{fmt_bytes(c['bytes'])} |"
+            for c in report["components"]
+        ),
+    ]
+    if report["verdict"] == "does not fit":
+        lines.append("\nTry a smaller dtype (bfloat16/float16), the fp16 variant, or a memory mode (offload).")
+    return "\n".join(lines)
 
 
 def status_markdown(ctx: AppContext) -> str:
@@ -93,9 +122,16 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             scale=4,
             elem_id="model-source",
         )
-        variant = gr.Dropdown(list(VARIANT_CHOICES), value=settings.variant, label="Variant", scale=1)
+        variant = gr.Dropdown(
+            list(VARIANT_CHOICES),
+            value=settings.variant,
+            label="Variant",
+            allow_custom_value=True,  # a saved variant (e.g. bf16); the engine checks it against the files
+            scale=1,
+        )
         dtype = gr.Dropdown(list(DTYPE_CHOICES), value=settings.dtype, label="dtype", scale=1)
         load_button = gr.Button("Load", variant="primary", scale=1, elem_id="load-button")
+        check_button = gr.Button("Check size", scale=1, elem_id="check-button")
     with gr.Row(equal_height=True):
         vae = gr.Dropdown(
             ["default", *settings.curated_vaes],
@@ -124,13 +160,30 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             scale=2,
         )
     status = gr.Markdown(status_markdown(ctx), elem_id="model-status")
+    preflight_card = gr.Markdown(visible=False, elem_id="preflight")
     info = gr.JSON(visible=False)
+    preflight_info = gr.JSON(visible=False)
 
     @user_errors
-    def load_model(source: str, variant: str, dtype: str, progress=gr.Progress(track_tqdm=True)) -> dict:
-        """Load a checkpoint (Hub id, local folder or `demo`) with a variant and dtype; returns what loaded."""
+    def load_model(source: str, variant: str, dtype: str, progress=gr.Progress()) -> dict:
+        """Load a checkpoint (Hub id, local folder or `demo`) with a variant and dtype; returns what loaded.
+        A Hub checkpoint's files of that variant are downloaded first, with a progress bar."""
         progress(0, desc=f"Loading {source}…")
-        return ctx.studio.load(source, variant=variant, dtype=dtype)
+        # Gradio finds the running event through context variables; the download reports from its worker threads,
+        # so each report runs in a copy of this thread's context.
+        context = contextvars.copy_context()
+
+        def downloading(done: int, total: int) -> None:
+            desc = f"Downloading {source}: {fmt_bytes(done)} of {fmt_bytes(total)}"
+            context.copy().run(progress, done / total, desc=desc)
+
+        return ctx.studio.load(source, variant=variant, dtype=dtype, on_progress=downloading)
+
+    @user_errors
+    def preflight(source: str, variant: str, dtype: str) -> dict:
+        """Before downloading: the pipeline class, variants, download size of the chosen variant, the memory it
+        needs (from safetensors headers) and whether that fits on this device."""
+        return ctx.studio.preflight(source, variant=variant, dtype=dtype)
 
     @user_errors
     def set_vae(source: str, progress=gr.Progress(track_tqdm=True)) -> dict:
@@ -154,13 +207,19 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         )
 
     refresh_outputs = [status, banner, source, scheduler, variant, safety_checker]
+    check_button.click(preflight, [source, variant, dtype], preflight_info, api_name="preflight").success(
+        lambda report: gr.update(value=preflight_markdown(report), visible=True),
+        preflight_info,
+        preflight_card,
+        api_visibility="private",
+    )
     load_event = load_button.click(
         load_model, [source, variant, dtype], info, api_name="load_model", concurrency_id=GPU_QUEUE
     ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
     vae_event = vae_button.click(set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE).success(
         refresh, scheduler, refresh_outputs, api_visibility="private"
     )
-    return ModelPanel(
+    panel = ModelPanel(
         source,
         variant,
         dtype,
@@ -175,4 +234,7 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         [load_event, vae_event],
         refresh,
         refresh_outputs,
+        model_loads=[load_event],
+        load_model=load_model,
     )
+    return panel

@@ -161,6 +161,10 @@ def test_documented_endpoints_and_parameter_names(client):
         "/unload_ip_adapter": [],
         "/memory": [],
         "/set_memory_modes": ["offload", "attention_slicing", "vae_slicing", "vae_tiling"],
+        "/preflight": ["source", "variant", "dtype"],
+        "/cached_checkpoints": [],
+        "/delete_cached": ["repo_id"],
+        "/save_variant": ["folder", "variant", "dtype"],
     }
     for name, params in expected.items():
         assert name in api, f"{name} missing; have {sorted(api)}"
