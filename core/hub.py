@@ -132,6 +132,7 @@ def preflight(
     )
     return {
         "model": files.source,
+        "hub": files.is_hub,
         "pipeline": files.pipeline_class,
         "variants": list(files.variants),
         "variant": variant,

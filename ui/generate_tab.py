@@ -33,8 +33,8 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
 
 def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[Any, ...]:
     """The tab for `task` (`text2img`, `img2img` or `inpaint`); returns its gallery (for the history to follow),
-    its "upscale the selected image" button, the selected image, and (text2img) the controls that follow the
-    model family: width, height, SAG and PAG sliders, the refiner box."""
+    its "upscale the selected image" button, the selected image, (text2img) the controls that follow the
+    model family: width, height, SAG and PAG sliders, the refiner box; and its inputs by name (for PNG info)."""
     limits = ctx.settings.limits
     with gr.Row():
         with gr.Column(scale=1):
@@ -349,4 +349,4 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
     if task == "inpaint":
         build_companion_box(ctx, ("inpaint",), "optional: a 9-channel inpainting checkpoint repaints better.")
     family = (c["width"], c["height"], c["sag_scale"], c["pag_scale"], c["refiner_box"]) if task == "text2img" else None
-    return gallery, send_to_upscale, selected, family
+    return gallery, send_to_upscale, selected, family, {**c, "image": image or editor}

@@ -16,6 +16,7 @@ from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
 from ui.model_panel import build_model_panel
+from ui.png_info_tab import build_png_info_tab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "Diffusion Studio"
@@ -28,11 +29,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         panel = build_model_panel(ctx)
         panel.image_prompt = build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
-        galleries, senders, family_controls = [], [], None
+        galleries, senders, family_controls, task_inputs = [], [], None, {}
         with gr.Tabs(elem_id="tasks") as tabs:
             for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    gallery, send, selected, controls = build_generate_tab(ctx, panel, task)
+                    gallery, send, selected, controls, task_inputs[task] = build_generate_tab(ctx, panel, task)
                     galleries.append(gallery)
                     senders.append((send, selected))
                     family_controls = controls or family_controls
@@ -50,6 +51,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 feature_tabs.build_animate_tab(ctx, panel)
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
+            with gr.Tab("PNG info", id="png_info", elem_id="tab-png_info"):
+                build_png_info_tab(ctx, panel, tabs, task_inputs)
             if not ctx.settings.public:  # the server's cache and disk are the owner's business
                 with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as checkpoints_tab:
                     build_checkpoints_tab(ctx, panel, checkpoints_tab)

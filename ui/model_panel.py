@@ -53,7 +53,7 @@ def preflight_markdown(report: dict | None) -> str:
     lines = [
         f"{icon} **{report['model']}** is a `{report['pipeline']}` with variants {', '.join(report['variants'])}.",
         f"Variant **{report['variant']}**: download **{fmt_bytes(report['download_bytes'])}**"
-        + (f" ({fmt_bytes(cached)} already cached)" if cached else "")
+        + (f" ({fmt_bytes(cached)} {'already cached' if report['hub'] else 'on disk'})" if cached else "")
         + f"; in {report['dtype']} it needs **{fmt_bytes(report['memory_bytes'])}** on {report['device']}, which has "
         f"{fmt_bytes(report['free_bytes'])} free: **{report['verdict']}**.",
         "",

@@ -165,6 +165,7 @@ def test_documented_endpoints_and_parameter_names(client):
         "/cached_checkpoints": [],
         "/delete_cached": ["repo_id"],
         "/save_variant": ["folder", "variant", "dtype"],
+        "/png_info": ["image"],
     }
     for name, params in expected.items():
         assert name in api, f"{name} missing; have {sorted(api)}"

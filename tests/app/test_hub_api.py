@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 from tests.fake_hub import serving
@@ -70,3 +71,31 @@ def test_save_a_variant_and_load_it_back(client, tmp_path, back_to_demo):
         api_name="/text2img",
     )
     assert run["variant"] == "bf16" and len(images) == 1
+
+
+def test_png_info_reads_back_a_generated_image(client):
+    images, _info = client.predict(
+        prompt="a quiet harbour",
+        negative_prompt="people",
+        steps=2,
+        guidance_scale=6.0,
+        width=64,
+        height=64,
+        seed=1234,
+        scheduler="Euler a",
+        num_images=1,
+        safety_checker=False,
+        api_name="/text2img",
+    )
+    found = client.predict(handle_file(images[0]["image"]), api_name="/png_info")
+    assert found["found"] == "diffusion-studio" and found["task"] == "text2img"
+    assert found["fields"]["prompt"] == "a quiet harbour" and found["fields"]["seed"] == 1234
+    assert found["fields"]["scheduler"] == "Euler a"
+    assert "Seed: 1234" in found["text"]
+
+
+def test_png_info_of_a_file_that_is_not_an_image(client, tmp_path):
+    junk = tmp_path / "notes.png"
+    junk.write_text("not a png at all")
+    with pytest.raises(AppError, match="not an image"):
+        client.predict(handle_file(str(junk)), api_name="/png_info")

@@ -1,0 +1,66 @@
+"""Hub and tool-world features in a real browser: the size check, PNG info sent to a tab, the cache browser."""
+
+from __future__ import annotations
+
+from PIL import Image, PngImagePlugin
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_page import shot
+
+WEBUI = (
+    "a lighthouse at dusk\nNegative prompt: blurry\n"
+    "Steps: 7, Sampler: Euler a, CFG scale: 4.5, Seed: 31337, Size: 128x192, Model: v1-5"
+)
+
+
+def open_tab(page: Page, label: str) -> None:
+    tab = page.get_by_role("tab", name=label, exact=True)
+    if tab.is_visible():
+        tab.click()
+        return
+    page.locator(".overflow-menu button").first.click()  # gradio folds tabs that don't fit into a menu
+    page.locator(".overflow-dropdown button").filter(has_text=label).first.click()
+
+
+def test_check_size_before_loading(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#check-button").click()
+    card = page.locator("#preflight")
+    expect(card).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    expect(card).to_contain_text("fits")
+    expect(card).to_contain_text("unet")
+    shot(page, "preflight")
+
+
+def test_png_info_reads_a_web_ui_png_and_sends_it_to_text_to_image(page: Page, tmp_path):
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("parameters", WEBUI)
+    png = tmp_path / "webui.png"
+    Image.new("RGB", (128, 192), (90, 60, 30)).save(png, pnginfo=meta)
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "PNG info")
+    page.locator("#png-info-upload input[type=file]").set_input_files(str(png))
+    expect(page.locator("#png-info-summary")).to_contain_text("web UI", timeout=30_000)
+    expect(page.locator("#png-info-summary")).to_contain_text("seed 31337")
+    shot(page, "png-info")
+
+    page.locator("#png-info-to-text2img").click()
+    expect(page.locator("#text2img-prompt textarea")).to_have_value("a lighthouse at dusk", timeout=10_000)
+    expect(page.locator("#tab-text2img").locator("input[type=number]").first).to_have_value("7")
+    expect(page.locator("#scheduler input")).to_have_value("Euler a")
+    shot(page, "png-info-sent")
+
+
+def test_checkpoints_tab_lists_the_cache_and_asks_before_deleting(page: Page, hub_cache, demo_dir):
+    hub_cache(demo_dir, "browsertest/cached")
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "Checkpoints")
+    expect(page.locator("#cache-table")).to_contain_text("browsertest/cached", timeout=30_000)
+    expect(page.locator("#cache-table")).to_contain_text("default, fp16, non_ema")
+    page.locator("#cache-choice input").fill("browsertest/cached")
+    page.locator("#cache-choice input").press("Enter")
+    page.locator("#cache-delete").click()
+    expect(page.locator("#cache-confirm")).to_contain_text("browsertest/cached")
+    shot(page, "cache-confirm")
+    page.locator("#cache-confirm-delete").click()
+    expect(page.locator("#cache-table")).not_to_contain_text("browsertest/cached", timeout=30_000)

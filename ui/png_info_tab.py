@@ -1,0 +1,93 @@
+"""The PNG info tab: drop a PNG made by this studio or a Stable Diffusion web UI, read its parameters, and send
+them (and, for image-to-image and inpainting, the image itself) to a task tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
+
+from core.errors import InvalidRequest
+from core.png_info import read_png_info
+from ui.common import AppContext, user_errors
+from ui.model_panel import ModelPanel
+
+TARGETS = (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint"))
+# The inputs a PNG's parameters fill, in the order the send buttons write them.
+SENT = ("prompt", "negative_prompt", "steps", "guidance_scale", "seed", "width", "height", "strength")
+
+
+def summary_markdown(found: dict[str, Any]) -> str:
+    if not found.get("found"):
+        return "This image carries no generation parameters (no `parameters` text chunk)."
+    source = "this studio" if found["found"] == "diffusion-studio" else "a Stable Diffusion web UI"
+    f = found["fields"]
+    parts = [f"Made by **{source}**" + (f" ({found['task']})" if found.get("task") else "") + "."]
+    if f.get("prompt"):
+        parts.append(f"Prompt: *{f['prompt']}*")
+    keys = ("steps", "guidance_scale", "seed", "scheduler", "width", "height", "strength")
+    parts.append(" · ".join(f"{k} **{f[k]}**" for k in keys if k in f))
+    return "\n\n".join(parts)
+
+
+def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict]) -> None:
+    """`inputs`: each generate tab's input components by name (from build_generate_tab)."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="A PNG with parameters", file_types=["image"], elem_id="png-info-upload")
+            preview = gr.Image(label="Image", interactive=False, height=260)
+        with gr.Column(scale=1):
+            summary = gr.Markdown(elem_id="png-info-summary")
+            text = gr.Textbox(label="parameters", lines=4, interactive=False, buttons=["copy"])
+            found = gr.JSON(label="Read as", elem_id="png-info-json")
+            with gr.Row():
+                send_buttons = {
+                    task: gr.Button(f"Send to {label}", elem_id=f"png-info-to-{task}") for task, label in TARGETS
+                }
+
+    @user_errors
+    def png_info(image: str | None) -> dict[str, Any]:
+        """The generation parameters in a PNG (this studio's, or a web UI's plain-text `parameters`)."""
+        if not image:
+            raise InvalidRequest("Upload a PNG first.")
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                return read_png_info(opened)
+        except (UnidentifiedImageError, OSError) as e:
+            raise InvalidRequest("That file is not an image this studio can read; upload a PNG.") from e
+
+    def shown(path: str | None, result: dict) -> tuple:
+        return path, summary_markdown(result), result.get("text", "")
+
+    upload.upload(png_info, upload, found, api_name="png_info").success(
+        shown, [upload, found], [preview, summary, text], api_visibility="private"
+    )
+
+    for task, button in send_buttons.items():
+        fields = inputs[task]
+        targets = [fields.get(name) for name in SENT]
+        present = [(name, comp) for name, comp in zip(SENT, targets, strict=True) if comp is not None]
+
+        def send(result: dict | None, path: str | None, _task=task, _present=present) -> tuple:
+            if not result or not result.get("found"):
+                raise gr.Error("Upload a PNG with parameters first.")
+            values = result["fields"]
+            updates = [gr.update(value=values[name]) if name in values else gr.update() for name, _ in _present]
+            scheduler = values.get("scheduler")
+            usable = ctx.studio.model_info()["schedulers"] if ctx.studio.is_loaded else []
+            image = gr.update()
+            if _task != "text2img" and path:
+                image = gr.update(
+                    value=path if _task == "img2img" else {"background": path, "layers": [], "composite": path}
+                )
+            return (
+                *updates,
+                gr.update(value=scheduler) if scheduler in usable else gr.update(),
+                image,
+                gr.Tabs(selected=_task),
+            )
+
+        outputs = [comp for _, comp in present] + [panel.scheduler, fields["image"] or preview, tabs]
+        button.click(send, [found, upload], outputs, api_visibility="private", queue=False)
