@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+import core.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
 from core import settings as settings_module
 from core.checkpoints import DEMO
 from core.errors import StudioError
@@ -42,6 +43,7 @@ def build_app(settings: Settings):
     if settings.public:
         os.environ["DIFFUSERS_DISABLE_REMOTE_CODE"] = "1"  # public servers never run code from a repo
     studio = Studio(settings.studio_options())
+    core.zerogpu.bind(studio)
     ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
     return studio, ctx, build_ui(ctx)
 
@@ -97,9 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_module.from_args(argv)
     _studio, ctx, app = build_app(settings)
     ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
+    if core.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
+        load_initial_model(ctx, settings, background=False)
     launch(settings, app, prevent_thread_lock=True)
-    # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
-    load_initial_model(ctx, settings, background=True)
+    if not core.zerogpu.ON_ZERO_GPU:
+        # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
+        load_initial_model(ctx, settings, background=True)
     try:
         ctx.worker.serve()
     except KeyboardInterrupt:

@@ -97,22 +97,29 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
 
 
+def _read_cuda(device: torch.device, rss: int) -> DeviceMemory:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    free, total = torch.cuda.mem_get_info(index)
+    return DeviceMemory(
+        device=f"cuda:{index}",
+        device_name=torch.cuda.get_device_name(index),
+        total_bytes=total,
+        free_bytes=free,
+        allocated_bytes=torch.cuda.memory_allocated(index),
+        reserved_bytes=torch.cuda.memory_reserved(index),
+        peak_bytes=torch.cuda.max_memory_allocated(index),
+        process_rss_bytes=rss,
+    )
+
+
 def read_memory(device: torch.device) -> DeviceMemory:
     """Read the device's memory now: torch's allocator on accelerators, the process and system RAM on CPU."""
     rss = psutil.Process().memory_info().rss
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        free, total = torch.cuda.mem_get_info(index)
-        return DeviceMemory(
-            device=f"cuda:{index}",
-            device_name=torch.cuda.get_device_name(index),
-            total_bytes=total,
-            free_bytes=free,
-            allocated_bytes=torch.cuda.memory_allocated(index),
-            reserved_bytes=torch.cuda.memory_reserved(index),
-            peak_bytes=torch.cuda.max_memory_allocated(index),
-            process_rss_bytes=rss,
-        )
+        try:
+            return _read_cuda(device, rss)
+        except (RuntimeError, AssertionError):
+            pass  # e.g. ZeroGPU's main process, where the GPU is attached only inside a GPU task: read the host
     if device.type == "mps":
         total = torch.mps.recommended_max_memory()
         allocated = torch.mps.current_allocated_memory()

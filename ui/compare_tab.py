@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from core import schedulers as catalog
+from core import zerogpu
 from core.compare import compare as run_compare
 from core.compare import parse_values
 from core.generation import GenerationRequest
@@ -85,17 +86,20 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         session = session_of(request)
         flag = ctx.cancel_flags.start(session)
         try:
-            result = ctx.worker.call(
-                run_compare,
-                ctx.studio,
-                base,
-                list(schedulers or []),
-                axis,
-                numbers,
-                session=session,
-                cancel=flag,
-                on_cell=lambda i, n: progress((i, n), desc=f"Image {i} of {n}", unit="images"),
-            )
+            if zerogpu.ON_ZERO_GPU:
+                result = ctx.worker.call(zerogpu.run_compare, base, list(schedulers or []), axis, numbers, session)
+            else:
+                result = ctx.worker.call(
+                    run_compare,
+                    ctx.studio,
+                    base,
+                    list(schedulers or []),
+                    axis,
+                    numbers,
+                    session=session,
+                    cancel=flag,
+                    on_cell=lambda i, n: progress((i, n), desc=f"Image {i} of {n}", unit="images"),
+                )
         finally:
             ctx.cancel_flags.finish(session, flag)
         return result.info.get("grid_path") or result.grid, result.images, result.info

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from core import schedulers
+from core import schedulers, zerogpu
 from core.checkpoints import VARIANT_CHOICES
 from core.devices import DTYPE_CHOICES
 from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
@@ -18,6 +18,11 @@ DEMO_BANNER = (
     "**You are on the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: it "
     "is here to show how the studio works without a download. To make real images, pick a real model above "
     "(for example `stable-diffusion-v1-5/stable-diffusion-v1-5`) and press **Load** while online."
+)
+
+ZERO_GPU_NOTE = (
+    "**Running on ZeroGPU**: a GPU is lent for each generation, so Stop and live previews are off here, and a "
+    "queue may form. Run the studio locally for the full set."
 )
 
 
@@ -96,6 +101,8 @@ def banner_markdown(ctx: AppContext) -> str:
     notes = [ctx.startup_notice] if ctx.startup_notice else []
     if studio.is_loaded and studio.model_info()["is_demo"]:
         notes.append(DEMO_BANNER)
+    if zerogpu.ON_ZERO_GPU:
+        notes.append(ZERO_GPU_NOTE)
     return "\n\n".join(notes)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from core import zerogpu
 from core.generation import GenerationRequest, GenerationResult
 from ui.common import AppContext
 
@@ -71,6 +72,8 @@ def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress:
     def run() -> GenerationResult:
         try:
             progress(0, desc="Starting…")
+            if zerogpu.ON_ZERO_GPU:  # in a forked GPU worker: no step callbacks, Stop or previews cross over
+                return zerogpu.run_generation(request, session)
             return ctx.studio.generate(
                 request,
                 session=session,
