@@ -93,10 +93,10 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> int:
     """`python app.py [flags]`; see `--help`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = settings_module.from_args(argv)
+    settings = settings_module.from_args(argv, open_browser_default=open_browser)
     _studio, ctx, app = build_app(settings)
     ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
     if core.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
@@ -111,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Stopping the server.")
         app.close()
     return 0
+
+
+def cli() -> int:
+    """The `diffusion-studio` console command: the same app, opening a browser tab on it (`--no-browser`: not)."""
+    return main(open_browser=True)
 
 
 if __name__ == "__main__":

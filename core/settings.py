@@ -87,9 +87,7 @@ def read_config(path: Path = CONFIG_FILE) -> dict[str, Any]:
 
 
 def build_parser(default_model: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="app.py", description="Diffusion Studio: run diffusers pipelines in the browser."
-    )
+    parser = argparse.ArgumentParser(description="Diffusion Studio: run diffusers pipelines in the browser.")
     parser.add_argument("--model", default=None, help=f"Hub id, local folder or `demo` (default: {default_model})")
     parser.add_argument("--variant", default="auto", choices=VARIANT_CHOICES)
     parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
@@ -148,7 +146,7 @@ def from_args(
         allow_unsafe=args.allow_unsafe,
         outputs=Path(args.outputs or env.get("STUDIO_OUTPUTS", "outputs")),
         offline=args.offline or env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"),
-        open_browser=open_browser_default and not args.no_browser,
+        open_browser=open_browser_default and not args.no_browser and not on_spaces,
         on_spaces=on_spaces,
         curated_models=curated,
         curated_vaes=tuple(config.get("vaes", [])),

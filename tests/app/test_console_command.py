@@ -1,0 +1,64 @@
+"""The `diffusion-studio` console command: starts the app and opens a browser tab on it; `--no-browser` doesn't."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core import settings as settings_module
+from tests.launch import free_port
+
+COMMAND = Path(sys.executable).parent / "diffusion-studio"  # installed by `pip install -e .`
+
+
+def _run(tmp_path: Path, *flags: str) -> tuple[str, Path]:
+    """Start the command with a stand-in browser (python's webbrowser honours $BROWSER) until the page answers."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    port = free_port()
+    env = {**os.environ, "BROWSER": str(browser)}
+    env.pop("SPACE_ID", None)
+    args = [str(COMMAND), "--model", "demo", "--dtype", "float32", "--port", str(port), "--outputs", str(tmp_path)]
+    process = subprocess.Popen([*args, *flags], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).read(100)
+                break
+            except OSError:
+                if process.poll() is not None or time.time() > deadline:
+                    pytest.fail("diffusion-studio did not start")
+                time.sleep(0.3)
+        time.sleep(1.5)  # the browser is opened right after the server starts
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return url, opened
+
+
+def test_the_command_opens_the_page_in_a_browser(tmp_path):
+    assert COMMAND.exists(), "pip install -e . installs the console command"
+    url, opened = _run(tmp_path)
+    assert opened.read_text().split() == [url]
+
+
+def test_no_browser_keeps_it_closed(tmp_path):
+    _url, opened = _run(tmp_path, "--no-browser")
+    assert not opened.exists()
+
+
+def test_only_the_command_opens_a_browser_and_never_on_spaces():
+    assert settings_module.from_args([], env={}, open_browser_default=True).open_browser
+    assert not settings_module.from_args([], env={}).open_browser  # `python app.py`
+    assert not settings_module.from_args(["--no-browser"], env={}, open_browser_default=True).open_browser
+    assert not settings_module.from_args([], env={"SPACE_ID": "a/b"}, open_browser_default=True).open_browser
