@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
+from core import single_file
 from core.errors import LoadError
 
 DEMO = "demo"
@@ -41,6 +43,8 @@ class CheckpointFiles:
     has_safetensors: bool
     has_pickle: bool
     file_names: tuple[str, ...] = ()  # every file of the checkpoint (a Hub repo's, before any download)
+    single_file: Path | None = None  # a single-file checkpoint; `path` is then its diffusers config folder
+    config_source: str | None = None  # where that config folder came from: a folder or a Hub id
 
     @property
     def pipeline_class(self) -> str:
@@ -120,9 +124,14 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
         if kind in COMPANIONS:
             return scan_folder(companion_path(kind, demo_dir), source=source)
     path = Path(source).expanduser()
+    if path.is_file() and path.suffix in single_file.SUFFIXES:
+        return single_file_checkpoint(path.resolve(), source=source, offline=offline)
     if path.exists():
         if not path.is_dir():
-            raise LoadError(f"{source!r} is a file, not a checkpoint folder; give the folder with model_index.json.")
+            raise LoadError(
+                f"{source!r} is a file, not a checkpoint: give a folder with model_index.json, or a single-file "
+                ".safetensors checkpoint."
+            )
         return scan_folder(path.resolve(), source=source)
     if not looks_like_repo_id(source):
         raise LoadError(
@@ -131,6 +140,21 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
         )
     folder, names = hub_file_names(source, offline=offline)
     return scan_folder(folder, source=source, is_hub=True, file_names=names)
+
+
+def single_file_checkpoint(path: Path, *, source: str, offline: bool) -> CheckpointFiles:
+    """A single-file checkpoint, described by the diffusers config folder it will be loaded against."""
+    config, origin = single_file.config_location(path, offline=offline)
+    described = scan_folder(config, source=source, file_names=[])
+    return dataclasses.replace(
+        described,
+        variants=(DEFAULT_VARIANT,),
+        has_safetensors=path.suffix == ".safetensors",
+        has_pickle=path.suffix != ".safetensors",
+        file_names=(path.name,),
+        single_file=path,
+        config_source=origin,
+    )
 
 
 def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:

@@ -24,7 +24,7 @@ def model_info(studio: Studio) -> dict[str, Any]:
     pool = studio.pool
     return {
         "model": pool.files.source,
-        "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
+        "model_path": _model_path(pool),
         "pipeline": pool.files.pipeline_class,
         "variant": pool.variant,
         "variants": list(pool.files.variants),
@@ -63,7 +63,7 @@ def run_info(
         "task": request.task,
         "pipeline": type(pipe).__name__,
         "model": pool.files.source,
-        "model_path": pool.files.source if pool.files.is_hub else str(pool.files.path),
+        "model_path": _model_path(pool),
         "variant": pool.variant,
         "dtype": devices.dtype_name(pool.dtype),
         "device": str(studio.device),
@@ -144,6 +144,8 @@ def run_snippet(
         call_arguments=call,
         output="frames[0]" if task.name == "animate" else "rgbd" if task.name == "rgbd" else "images[0]",
     )
+    if pool.files.single_file is not None:
+        _single_file(snippet, pool, pipe, load)
     if pool.vae_source != "default":
         snippet.imports.append("AutoencoderKL")
         snippet.before_load.append(
@@ -169,6 +171,29 @@ def run_snippet(
         )
         load["motion_adapter"] = Code("adapter")
     return snippet
+
+
+def _model_path(pool: Pool) -> str:
+    if pool.files.single_file is not None:
+        return str(pool.files.single_file)
+    return pool.files.source if pool.files.is_hub else str(pool.files.path)
+
+
+def _single_file(snippet: Snippet, pool: Pool, pipe: DiffusionPipeline, load: dict[str, Any]) -> None:
+    """A single-file checkpoint: loaded with its config; its safety checker (never in the file) from there too."""
+    snippet.single_file, snippet.base_class = str(pool.files.single_file), pool.files.pipeline_class
+    snippet.model_path = pool.files.config_source or str(pool.files.path)
+    if snippet.pipeline_class != snippet.base_class:
+        snippet.imports.append(snippet.base_class)
+    if pipe.components.get("safety_checker") is not None:
+        snippet.before_load.append(
+            "from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker"
+        )
+        snippet.before_load.append(
+            f"safety_checker = StableDiffusionSafetyChecker.from_pretrained({snippet.model_path!r}, "
+            f"subfolder='safety_checker', dtype=torch.{snippet.dtype})"
+        )
+        load["safety_checker"] = Code("safety_checker")
 
 
 def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, seed: int) -> None:

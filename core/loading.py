@@ -9,7 +9,7 @@ import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices
+from core import checkpoints, devices, single_file
 from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles
 from core.errors import InvalidRequest, LoadError, StudioError
 
@@ -66,15 +66,18 @@ def load_pipeline(
         if isinstance(spec, list) and spec and spec[0] is None and name not in (reuse or {})
     }
     try:
-        base = DiffusionPipeline.from_pretrained(
-            location,
-            dtype=dtype,
-            variant=None if variant == DEFAULT_VARIANT else variant,
-            use_safetensors=use_safetensors,
-            local_files_only=options.offline,
-            **absent,
-            **(reuse or {}),
-        )
+        if files.single_file is not None:
+            base = single_file.load(files, dtype, reuse)
+        else:
+            base = DiffusionPipeline.from_pretrained(
+                location,
+                dtype=dtype,
+                variant=None if variant == DEFAULT_VARIANT else variant,
+                use_safetensors=use_safetensors,
+                local_files_only=options.offline,
+                **absent,
+                **(reuse or {}),
+            )
         base = base.to(device)
         unet = getattr(base, "unet", None)
         if unet is not None and devices.prefers_channels_last(device):

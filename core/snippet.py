@@ -35,6 +35,8 @@ class Snippet:
     call_arguments: dict[str, Any] = field(default_factory=dict)
     after_call: list[str] = field(default_factory=list)  # a second stage working on `result`
     output: str = "images[0]"
+    single_file: str | None = None  # load `base_class` from this file, with `model_path` as its config
+    base_class: str | None = None
 
     def render(self) -> str:
         names = [self.pipeline_class, *self.imports]
@@ -54,13 +56,31 @@ class Snippet:
                 f"{overrides})"
             )
             load["scheduler"] = Code("scheduler")
-        lines.append(f"pipe = {self.pipeline_class}.from_pretrained({self.model_path!r}, {_kwargs(load)})")
+        if self.single_file:
+            lines += self._single_file_load(load)
+        else:
+            lines.append(f"pipe = {self.pipeline_class}.from_pretrained({self.model_path!r}, {_kwargs(load)})")
         lines.append(f"pipe = pipe.to({self.device!r})")
         lines += self.after_load
         lines += inputs
         lines.append(f"result = pipe({_kwargs(call)})")
         lines += self.after_call
         return "\n".join(lines) + "\n" + self._save() + "\n"
+
+    def _single_file_load(self, load: dict[str, Any]) -> list[str]:
+        """`from_single_file` takes the components; the task's class and its options come with `from_pipe`."""
+        components = {"torch_dtype": load["dtype"]}
+        components.update({k: v for k, v in load.items() if k in ("scheduler", "vae", "safety_checker")})
+        options = {k: v for k, v in load.items() if k not in (*components, "dtype", "use_safetensors", "variant")}
+        lines = [
+            f"pipe = {self.base_class}.from_single_file({self.single_file!r}, config={self.model_path!r}, "
+            f"{_kwargs(components)})"
+        ]
+        if self.pipeline_class != self.base_class or options:
+            lines.append(
+                f"pipe = {self.pipeline_class}.from_pipe(pipe{''.join(f', {k}={v!r}' for k, v in options.items())})"
+            )
+        return lines
 
     def _inputs(self) -> tuple[list[str], dict[str, Any]]:
         lines, call = [], {}

@@ -124,7 +124,9 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             model_choices,
             value=settings.model,
             label="Checkpoint",
-            info="A curated model" if public else "A curated model, or type a Hub id (org/name) or a local folder",
+            info="A curated model"
+            if public
+            else "A curated model, or type a Hub id (org/name), a local folder or a single .safetensors file",
             allow_custom_value=not public,
             scale=4,
             elem_id="model-source",

@@ -3,6 +3,7 @@ cache browser, saving a variant. The Hub is a fake one on 127.0.0.1 (tests/fake_
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -99,3 +100,26 @@ def test_png_info_of_a_file_that_is_not_an_image(client, tmp_path):
     junk.write_text("not a png at all")
     with pytest.raises(AppError, match="not an image"):
         client.predict(handle_file(str(junk)), api_name="/png_info")
+
+
+def test_a_single_file_checkpoint_through_the_api(client, demo_dir, tmp_path, back_to_demo):
+    from tests.ldm_checkpoint import write_ldm_checkpoint
+
+    target = write_ldm_checkpoint(demo_dir, tmp_path / "webui-model.safetensors")
+    shutil.copytree(demo_dir, tmp_path / "webui-model")  # its configs, beside it
+    info = client.predict(str(target), "auto", "float32", api_name="/load_model")
+    assert info["pipeline"] == "StableDiffusionPipeline" and info["model_path"] == str(target)
+    images, run = client.predict(
+        prompt="a mill",
+        negative_prompt="",
+        steps=2,
+        guidance_scale=7.0,
+        width=64,
+        height=64,
+        seed=2,
+        scheduler="default",
+        num_images=1,
+        safety_checker=True,
+        api_name="/text2img",
+    )
+    assert len(images) == 1 and ".from_single_file(" in run["code"]
