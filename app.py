@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import core.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
 from core import settings as settings_module
@@ -71,9 +73,28 @@ def load_initial_model(ctx, settings: Settings, *, background: bool) -> threadin
     return thread
 
 
+def outputs_warning(settings: Settings) -> str:
+    """Public mode hands out saved images through Gradio, which serves files only from the working folder and the
+    temp folder when no path is explicitly allowed; an outputs folder elsewhere would fail every gallery."""
+    if not settings.public:
+        return ""
+    outputs = settings.outputs.resolve()
+    servable = [Path.cwd().resolve(), Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()).resolve()]
+    if any(outputs == root or root in outputs.parents for root in servable):
+        return ""
+    return (
+        f"--outputs {outputs} is outside the working folder and the temp folder; in public mode Gradio will not hand "
+        "images out from there. Pick an --outputs folder under the working folder."
+    )
+
+
 def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
     """Start the server with the settings' address, sharing, login and public-mode rules."""
     from ui.layout import css
+
+    warning = outputs_warning(settings)
+    if warning:
+        logger.warning("%s", warning)
 
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
     return app.launch(

@@ -132,8 +132,8 @@ def load_vae(
             except (OSError, ValueError):
                 pass  # no file for this variant: the default weights, cast to dtype, are the same VAE
         return cls.from_pretrained(location, **common)
-    except StudioError:
-        raise
+    except (StudioError, torch.OutOfMemoryError):
+        raise  # out of memory: the caller frees what the attempt held and says what to do
     except Exception as e:  # any library failure here means "this VAE can't be loaded"
         raise LoadError(f"Loading the VAE {label!r} failed: {type(e).__name__}: {e}") from e
 

@@ -96,3 +96,12 @@ def load(
     return cls.from_single_file(
         str(files.single_file), config=str(files.path), torch_dtype=dtype, local_files_only=True, **extra
     )
+
+
+def load_vae(files: Any, dtype: torch.dtype) -> torch.nn.Module:
+    """The file's own VAE again (after another VAE was in use)."""
+    import diffusers
+
+    return diffusers.AutoencoderKL.from_single_file(
+        str(files.single_file), config=str(files.path), subfolder="vae", torch_dtype=dtype, local_files_only=True
+    )

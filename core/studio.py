@@ -27,6 +27,7 @@ from core import (
     previews,
     runs,
     schedulers,
+    single_file,
     uploads,
     views,
 )
@@ -179,19 +180,36 @@ class Studio(
             pool = self.pool
             if source == pool.vae_source:
                 return self.model_info()
-            if source == "default":
-                location, subfolder, label = str(pool.files.path), "vae", "the checkpoint's own VAE"
-            else:
-                (location, subfolder), label = loading.find_vae(source, self.options), source
-            vae = loading.load_vae(
-                location, subfolder, variant=pool.variant, dtype=pool.dtype, options=self.options, label=label
-            )
-            base = type(pool.base).from_pipe(pool.base, vae=vae.to(self.device), dtype=pool.dtype)
+            label = "the checkpoint's own VAE" if source == "default" else source
+            vae = base = None
+            try:
+                vae = self._load_vae(source, pool, label)
+                base = type(pool.base).from_pipe(pool.base, vae=vae.to(self.device), dtype=pool.dtype)
+            except torch.OutOfMemoryError:
+                pass  # handled below, outside the except: its traceback would keep the half-loaded VAE alive
+            if base is None:
+                vae = None
+                self._release()
+                raise OutOfMemory(
+                    f"Not enough {self.device.type} memory to load {label}; the current VAE stays in use. Free some "
+                    "(unload a companion or an adapter, or turn on a memory mode such as model offload) and retry."
+                )
             self.memory.apply([base], self.memory.modes, self.device)
             self._pool = dataclasses.replace(pool, base=base, vae_source=source)
             del pool, base, vae
             self._release()
             return self.model_info()
+
+    def _load_vae(self, source: str, pool: Pool, label: str) -> torch.nn.Module:
+        if source == "default" and pool.files.single_file is not None:
+            return single_file.load_vae(pool.files, pool.dtype)
+        if source == "default":
+            location, subfolder = str(pool.files.path), "vae"
+        else:
+            location, subfolder = loading.find_vae(source, self.options)
+        return loading.load_vae(
+            location, subfolder, variant=pool.variant, dtype=pool.dtype, options=self.options, label=label
+        )
 
     def load_companion(self, kind: str, source: str) -> dict[str, Any]:
         """Load the checkpoint a task needs beside the main one (`demo-<kind>` for the offline demo's)."""

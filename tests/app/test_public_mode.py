@@ -78,3 +78,18 @@ def test_an_unexpected_failure_shows_no_traceback_in_public_mode(public_app, mon
     message = str(caught.value)
     assert "Something went wrong (RuntimeError)" in message and "model is still loaded" in message
     assert "Traceback" not in message and "secret internal detail" not in message and "studio.py" not in message
+
+
+def test_a_public_outputs_folder_gradio_cannot_serve_is_warned_about(tmp_path, monkeypatch):
+    import app as app_module
+    from core import settings as settings_module
+
+    monkeypatch.chdir(tmp_path)
+    inside = settings_module.from_args(["--public", "--outputs", str(tmp_path / "out")], env={})
+    assert app_module.outputs_warning(inside) == ""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio-tmp"))
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
+    elsewhere = settings_module.from_args(["--public", "--outputs", "/srv/studio-images"], env={})
+    assert "will not hand images out from there" in app_module.outputs_warning(elsewhere)
+    local = settings_module.from_args(["--outputs", "/srv/studio-images"], env={})
+    assert app_module.outputs_warning(local) == ""  # locally the folder itself is allowed

@@ -77,3 +77,23 @@ def test_a_load_out_of_memory_leaves_the_previous_model_serving(studio, monkeypa
     with pytest.raises(LoadError, match=r"Not enough cpu memory to load 'demo-sdxl'.*half-precision dtype"):
         studio.load("demo-sdxl", dtype="float32")
     assert studio.pool is pool and first_image(studio) == before
+
+
+def test_out_of_memory_while_swapping_the_vae_keeps_the_current_one(studio, monkeypatch, demo_dir):
+    import diffusers
+
+    before, pool = first_image(studio), studio.pool
+    held: list[weakref.ref] = []
+
+    def exhausted(*args, **kwargs):
+        scratch = torch.empty(4_000_000)  # what the half-done load held
+        held.append(weakref.ref(scratch))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 160.00 MiB")
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "from_pretrained", exhausted)
+    with pytest.raises(OutOfMemory, match=r"load .*; the current VAE stays in use\. Free some") as caught:
+        studio.set_vae(str(demo_dir / "vae"))
+    assert caught.value.__context__ is None
+    gc.collect()
+    assert held and held[0]() is None
+    assert studio.pool is pool and studio.model_info()["vae"] == "default" and first_image(studio) == before

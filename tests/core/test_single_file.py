@@ -88,3 +88,14 @@ def test_a_damaged_or_foreign_file_is_refused_clearly(tmp_path):
     broken.write_bytes(b"not safetensors")
     with pytest.raises(LoadError, match="not a single-file checkpoint diffusers recognises"):
         Studio().load(str(broken), dtype="float32")
+
+
+def test_the_files_own_vae_comes_back_after_another(single_file, demo_dir):
+    studio = Studio()
+    studio.load(str(single_file), dtype="float32")
+    before = studio.generate(GenerationRequest(task="text2img", **REQUEST)).images[0].tobytes()
+    own = studio.pool.base.vae
+    assert studio.set_vae(str(demo_dir / "vae"))["vae"] == str(demo_dir / "vae")
+    assert studio.set_vae("default")["vae"] == "default"
+    assert studio.pool.base.vae is not own  # read from the single file again
+    assert studio.generate(GenerationRequest(task="text2img", **REQUEST)).images[0].tobytes() == before
