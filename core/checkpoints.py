@@ -162,6 +162,7 @@ def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
 
     diffusers' `from_pretrained(repo_id, variant=...)` later downloads only the chosen variant's weights.
     """
+    offline = offline or huggingface_hub.constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE=1 means --offline too
     try:
         folder = Path(
             huggingface_hub.snapshot_download(repo_id, allow_patterns=["*.json", "*.txt"], local_files_only=offline)

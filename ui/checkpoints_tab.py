@@ -50,6 +50,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
         confirm_button = gr.Button("Yes, delete it", variant="stop", elem_id="cache-confirm-delete")
         cancel_button = gr.Button("Cancel")
     deleted = gr.JSON(visible=False)
+    rows_state = gr.JSON(visible=False)  # the last listing, for the table, the picker and the confirmation
 
     @user_errors
     def list_cache() -> list[dict]:
@@ -59,8 +60,6 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     def show(rows: list[dict], current: str | None) -> tuple:
         ids = [r["id"] for r in rows]
         return cache_table(rows), gr.update(choices=ids, value=current if current in ids else None)
-
-    rows_state = gr.JSON(visible=False)
 
     def ask(repo_id: str | None, rows: list[dict]) -> tuple:
         if not repo_id:
@@ -74,7 +73,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
         return studio.delete_cached(repo_id or "")
 
     @user_errors
-    def load_cached(repo_id: str, variant: str, dtype: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+    def load_cached(repo_id: str, variant: str, dtype: str, progress=gr.Progress()) -> dict:
         if not repo_id:
             raise gr.Error("Pick a cached checkpoint first.")
         return panel.load_model(repo_id, variant, dtype, progress)
@@ -130,7 +129,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     ).success(saved_markdown, saved, [saved_text, load_saved], api_visibility="private")
 
     @user_errors
-    def load_saved_variant(result: dict, dtype: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+    def load_saved_variant(result: dict, dtype: str, progress=gr.Progress()) -> dict:
         return panel.load_model(result["folder"], result["variant"], dtype, progress)
 
     reload_event = load_saved.click(

@@ -5,21 +5,12 @@ from __future__ import annotations
 from PIL import Image, PngImagePlugin
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_page import shot
+from tests.browser.test_page import open_tab, shot
 
 WEBUI = (
     "a lighthouse at dusk\nNegative prompt: blurry\n"
     "Steps: 7, Sampler: Euler a, CFG scale: 4.5, Seed: 31337, Size: 128x192, Model: v1-5"
 )
-
-
-def open_tab(page: Page, label: str) -> None:
-    tab = page.get_by_role("tab", name=label, exact=True)
-    if tab.is_visible():
-        tab.click()
-        return
-    page.locator(".overflow-menu button").first.click()  # gradio folds tabs that don't fit into a menu
-    page.locator(".overflow-dropdown button").filter(has_text=label).first.click()
 
 
 def test_check_size_before_loading(page: Page):
@@ -51,7 +42,7 @@ def test_png_info_reads_a_web_ui_png_and_sends_it_to_text_to_image(page: Page, t
     shot(page, "png-info-sent")
 
 
-def test_checkpoints_tab_lists_the_cache_and_asks_before_deleting(page: Page, hub_cache, demo_dir):
+def test_checkpoints_tab_lists_loads_and_asks_before_deleting(page: Page, hub_cache, demo_dir, browser_app):
     hub_cache(demo_dir, "browsertest/cached")
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     open_tab(page, "Checkpoints")
@@ -59,8 +50,33 @@ def test_checkpoints_tab_lists_the_cache_and_asks_before_deleting(page: Page, hu
     expect(page.locator("#cache-table")).to_contain_text("default, fp16, non_ema")
     page.locator("#cache-choice input").fill("browsertest/cached")
     page.locator("#cache-choice input").press("Enter")
+    page.locator("#cache-load").click()  # one click loads it, with the variant and dtype of the model panel
+    try:
+        expect(page.locator("#model-status")).to_contain_text("browsertest/cached", timeout=60_000)
+        page.locator("#cache-delete").click()
+        page.locator("#cache-confirm-delete").click()
+        expect(page.get_by_text("load another checkpoint first")).to_be_visible()  # not while it is loaded
+    finally:
+        browser_app.studio.load("demo", variant="default", dtype="float32")
     page.locator("#cache-delete").click()
     expect(page.locator("#cache-confirm")).to_contain_text("browsertest/cached")
     shot(page, "cache-confirm")
     page.locator("#cache-confirm-delete").click()
     expect(page.locator("#cache-table")).not_to_contain_text("browsertest/cached", timeout=30_000)
+
+
+def test_loading_a_hub_checkpoint_shows_its_download_progress(page: Page, demo_dir, monkeypatch, browser_app):
+    from tests.fake_hub import serving
+
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    with serving({"browserhub/sd": demo_dir}, monkeypatch, bytes_per_second=600_000):
+        source = page.locator("#model-source input")
+        source.fill("browserhub/sd")
+        source.press("Enter")
+        try:
+            page.locator("#load-button").click()
+            expect(page.get_by_text("Downloading browserhub/sd:").first).to_be_visible(timeout=30_000)
+            shot(page, "download-progress")
+            expect(page.locator("#model-status")).to_contain_text("browserhub/sd", timeout=90_000)
+        finally:
+            browser_app.studio.load("demo", variant="default", dtype="float32")

@@ -103,3 +103,13 @@ def _request():
     from core.generation import GenerationRequest
 
     return GenerationRequest(task="text2img", prompt="a lighthouse", steps=2, width=64, height=64, seed=3)
+
+
+def test_hf_hub_offline_alone_is_enough_to_load_from_the_cache(demo_dir, hub_cache, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # the environment variable, without --offline
+    hub_cache(demo_dir, "cachetest/env-offline")
+    assert (
+        Studio().load("cachetest/env-offline", variant="default", dtype="float32")["model"] == "cachetest/env-offline"
+    )
