@@ -92,6 +92,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
         panel.info,
         api_visibility="private",
         concurrency_id=GPU_QUEUE,
+        show_progress_on=panel.status,
     )
     load_event.success(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
     panel.model_loads.append(load_event)
@@ -133,7 +134,12 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
         return panel.load_model(result["folder"], result["variant"], dtype, progress)
 
     reload_event = load_saved.click(
-        load_saved_variant, [saved, panel.dtype], panel.info, api_visibility="private", concurrency_id=GPU_QUEUE
+        load_saved_variant,
+        [saved, panel.dtype],
+        panel.info,
+        api_visibility="private",
+        concurrency_id=GPU_QUEUE,
+        show_progress_on=panel.status,
     )
     reload_event.success(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
     panel.model_loads.append(reload_event)

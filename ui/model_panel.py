@@ -223,11 +223,16 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         api_visibility="private",
     )
     load_event = load_button.click(
-        load_model, [source, variant, dtype], info, api_name="load_model", concurrency_id=GPU_QUEUE
+        load_model,
+        [source, variant, dtype],
+        info,
+        api_name="load_model",
+        concurrency_id=GPU_QUEUE,
+        show_progress_on=status,  # `info` is hidden: the download and load progress shows on the status line
     ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
-    vae_event = vae_button.click(set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE).success(
-        refresh, scheduler, refresh_outputs, api_visibility="private"
-    )
+    vae_event = vae_button.click(
+        set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE, show_progress_on=status
+    ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
     panel = ModelPanel(
         source,
         variant,
