@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import core.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
+import ui.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
 from core import settings as settings_module
 from core.checkpoints import DEMO
 from core.errors import StudioError
@@ -45,7 +45,7 @@ def build_app(settings: Settings):
     if settings.public:
         os.environ["DIFFUSERS_DISABLE_REMOTE_CODE"] = "1"  # public servers never run code from a repo
     studio = Studio(settings.studio_options())
-    core.zerogpu.bind(studio)
+    ui.zerogpu.bind(studio)
     ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
     return studio, ctx, build_ui(ctx)
 
@@ -120,10 +120,10 @@ def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> in
     settings = settings_module.from_args(argv, open_browser_default=open_browser)
     _studio, ctx, app = build_app(settings)
     ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
-    if core.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
+    if ui.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
         load_initial_model(ctx, settings, background=False)
     launch(settings, app, prevent_thread_lock=True)
-    if not core.zerogpu.ON_ZERO_GPU:
+    if not ui.zerogpu.ON_ZERO_GPU:
         # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
         load_initial_model(ctx, settings, background=True)
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gradio as gr
 
 from core import schedulers as catalog
-from core import zerogpu
 from core.compare import compare as run_compare
 from core.compare import parse_values
 from core.generation import GenerationRequest
+from ui import zerogpu
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
 from ui.controls import wire_stop
 from ui.model_panel import ModelPanel

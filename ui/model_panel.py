@@ -9,9 +9,10 @@ from typing import Any
 
 import gradio as gr
 
-from core import schedulers, zerogpu
+from core import schedulers
 from core.checkpoints import VARIANT_CHOICES
 from core.devices import DTYPE_CHOICES
+from ui import zerogpu
 from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
 
 DEMO_BANNER = (

@@ -11,8 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from core import zerogpu
 from core.generation import GenerationRequest, GenerationResult
+from ui import zerogpu
 from ui.common import AppContext
 
 

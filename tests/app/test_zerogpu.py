@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core import zerogpu
 from core.generation import GenerationRequest
 from tests.launch import free_port
+from ui import zerogpu
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_SPACES = ROOT / "tests" / "fake_spaces"
@@ -91,7 +91,7 @@ def test_on_zero_gpu_spaces_comes_first_models_load_before_launch_and_generation
 def test_off_spaces_nothing_of_spaces_is_needed_or_used(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("SPACE_ID", "SPACES_ZERO_GPU")}
     code = "import sys, app; app.build_app(app.settings_module.from_args(['--model', 'demo'], env={})); "
-    code += "print('spaces' in sys.modules, app.core.zerogpu.ON_ZERO_GPU)"
+    code += "print('spaces' in sys.modules, app.ui.zerogpu.ON_ZERO_GPU)"
     env["PYTHONPATH"] = str(ROOT)  # no `spaces` package at all: the app builds without it
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False False"

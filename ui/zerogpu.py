@@ -1,10 +1,11 @@
 """Hugging Face ZeroGPU: a GPU is attached only while a `spaces.GPU`-decorated function runs.
 
 `app.py` imports this module before anything that imports torch: on ZeroGPU, `spaces` must be imported before
-CUDA is initialised. Off ZeroGPU nothing here imports `spaces` and `run_generation` / `run_compare` just call the
-studio. On ZeroGPU they run in a forked GPU worker: arguments and results are pickled (a request, a result), and
-changes made there (a scheduler swap, a loaded LoRA) do not come back, which is why only generations run there.
-Stop and live previews need the main process's callbacks, so they are not offered on ZeroGPU.
+CUDA is initialised (it lives in ui/ because core/ imports no UI or Spaces library). Off ZeroGPU nothing here
+imports `spaces` and `run_generation` / `run_compare` just call the studio. On ZeroGPU they run in a forked GPU
+worker: arguments and results are pickled (a request, a result), and changes made there (a scheduler swap, a
+loaded LoRA) do not come back, which is why only generations run there. Stop and live previews need the main
+process's callbacks, so they are not offered on ZeroGPU.
 """
 
 from __future__ import annotations
