@@ -26,6 +26,7 @@ from core.errors import LoadError
 
 # safetensors dtype names -> bytes per element
 _ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2}
+_ITEMSIZE.update({"I8": 1, "U8": 1, "BOOL": 1})
 _FLOATS = {"F64", "F32", "F16", "BF16"}
 HEADROOM = 1.2  # weights plus room for activations and the decoder: what "fits" asks for
 
@@ -89,6 +90,15 @@ def preflight(
 ) -> dict:
     """What loading `variant` of the checkpoint in `dtype` on `device` takes: files, download size, memory, and a
     fits / tight / does not fit verdict. Reads headers only."""
+    if files.single_file is not None:  # one local file holds every component's weights
+        return _report(
+            files,
+            variant,
+            dtype,
+            device,
+            {files.single_file.name: (files.single_file.stat().st_size, True)},
+            [_component("checkpoint", [files.single_file.name], _local_counts(files.single_file), dtype)],
+        )
     wanted = needed_files(files, variant)
     sizes: dict[str, tuple[int, bool]] = {}  # file -> (bytes, already on disk)
     if files.is_hub and not (offline or huggingface_hub.constants.HF_HUB_OFFLINE):
@@ -116,15 +126,28 @@ def preflight(
                 )
             for kind, n in found.items():
                 counts[kind] = counts.get(kind, 0) + n
-        components.append(
-            {
-                "name": component,
-                "files": group,
-                "parameters": sum(counts.values()),
-                "stored_dtypes": sorted(counts),
-                "bytes": _tensor_bytes(counts, dtype),
-            }
-        )
+        components.append(_component(component, group, counts, dtype))
+    return _report(files, variant, dtype, device, sizes, components)
+
+
+def _component(name: str, group: list[str], counts: dict[str, int], dtype: torch.dtype) -> dict:
+    return {
+        "name": name,
+        "files": group,
+        "parameters": sum(counts.values()),
+        "stored_dtypes": sorted(counts),
+        "bytes": _tensor_bytes(counts, dtype),
+    }
+
+
+def _report(
+    files: CheckpointFiles,
+    variant: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    sizes: dict[str, tuple[int, bool]],
+    components: list[dict],
+) -> dict:
     need = sum(c["bytes"] for c in components)
     memory = devices.read_memory(device)
     verdict = (

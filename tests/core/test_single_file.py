@@ -99,3 +99,21 @@ def test_the_files_own_vae_comes_back_after_another(single_file, demo_dir):
     assert studio.set_vae("default")["vae"] == "default"
     assert studio.pool.base.vae is not own  # read from the single file again
     assert studio.generate(GenerationRequest(task="text2img", **REQUEST)).images[0].tobytes() == before
+
+
+def test_preflight_of_a_single_file_counts_its_tensors(single_file):
+    from safetensors import safe_open
+
+    with safe_open(str(single_file), framework="pt") as f:
+        numel = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    report = Studio().preflight(str(single_file), dtype="bfloat16")
+    assert report["files"] == [{"file": "model.safetensors", "bytes": single_file.stat().st_size, "cached": True}]
+    assert report["download_bytes"] == 0 and report["memory_bytes"] == 2 * numel
+    assert report["pipeline"] == "StableDiffusionPipeline" and report["verdict"] == "fits"
+
+
+def _numel(shape) -> int:
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
