@@ -86,17 +86,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     confirm_button.click(delete_cached, chosen, deleted, api_name="delete_cached", concurrency_id=GPU_QUEUE).then(
         lambda: gr.update(visible=False), None, confirm_row, api_visibility="private"
     ).then(list_cache, None, rows_state, api_visibility="private").then(**listed)
-    load_event = load_button.click(
-        load_cached,
-        [chosen, panel.variant, panel.dtype],
-        panel.info,
-        api_visibility="private",
-        concurrency_id=GPU_QUEUE,
-        show_progress_on=panel.status,
-    )
-    load_event.success(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
-    panel.model_loads.append(load_event)
-    panel.loaded.append(load_event)
+    panel.wire_load(load_button.click, load_cached, [chosen, panel.variant, panel.dtype])
 
     gr.Markdown(
         "### Save the loaded checkpoint as a variant\nWrites `name.<variant>.safetensors` beside each component's "
@@ -133,14 +123,4 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     def load_saved_variant(result: dict, dtype: str, progress=gr.Progress()) -> dict:
         return panel.load_model(result["folder"], result["variant"], dtype, progress)
 
-    reload_event = load_saved.click(
-        load_saved_variant,
-        [saved, panel.dtype],
-        panel.info,
-        api_visibility="private",
-        concurrency_id=GPU_QUEUE,
-        show_progress_on=panel.status,
-    )
-    reload_event.success(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
-    panel.model_loads.append(reload_event)
-    panel.loaded.append(reload_event)
+    panel.wire_load(load_saved.click, load_saved_variant, [saved, panel.dtype])

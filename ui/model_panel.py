@@ -49,6 +49,16 @@ class ModelPanel:
     model_loads: list[Any] = field(default_factory=list)  # the events that load a checkpoint (Load, the cache tab)
     load_model: Callable[..., dict] | None = None  # the Load button's function (with its download progress)
 
+    def wire_load(self, trigger: Callable[..., Any], fn: Callable[..., dict], inputs: list[Any]) -> None:
+        """Another button that loads a checkpoint: the model queue, progress on the status line, the panel's refresh,
+        and whatever the page refreshes after a load."""
+        event = trigger(
+            fn, inputs, self.info, api_visibility="private", concurrency_id=GPU_QUEUE, show_progress_on=self.status
+        )
+        event.success(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
+        self.model_loads.append(event)
+        self.loaded.append(event)
+
 
 def preflight_markdown(report: dict | None) -> str:
     """The preflight card: what a load would download and need in memory, and whether it fits."""

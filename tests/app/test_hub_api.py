@@ -12,6 +12,19 @@ from gradio_client.exceptions import AppError
 
 from tests.fake_hub import serving
 
+T2I = dict(
+    prompt="a harbour",
+    negative_prompt="",
+    steps=2,
+    guidance_scale=7.0,
+    width=64,
+    height=64,
+    seed=4,
+    scheduler="default",
+    num_images=1,
+    safety_checker=False,
+)
+
 
 @pytest.fixture
 def back_to_demo(client):
@@ -58,36 +71,13 @@ def test_save_a_variant_and_load_it_back(client, tmp_path, back_to_demo):
     assert saved["variant"] == "bf16" and saved["files"]
     info = client.predict(str(tmp_path / "bf16"), "bf16", "float32", api_name="/load_model")
     assert info["variants"] == ["bf16"] and info["variant"] == "bf16"
-    images, run = client.predict(
-        prompt="a harbour",
-        negative_prompt="",
-        steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        seed=4,
-        scheduler="default",
-        num_images=1,
-        safety_checker=False,
-        api_name="/text2img",
-    )
+    images, run = client.predict(**T2I, api_name="/text2img")
     assert run["variant"] == "bf16" and len(images) == 1
 
 
 def test_png_info_reads_back_a_generated_image(client):
-    images, _info = client.predict(
-        prompt="a quiet harbour",
-        negative_prompt="people",
-        steps=2,
-        guidance_scale=6.0,
-        width=64,
-        height=64,
-        seed=1234,
-        scheduler="Euler a",
-        num_images=1,
-        safety_checker=False,
-        api_name="/text2img",
-    )
+    request = {**T2I, "prompt": "a quiet harbour", "seed": 1234, "scheduler": "Euler a"}
+    images, _info = client.predict(**request, api_name="/text2img")
     found = client.predict(handle_file(images[0]["image"]), api_name="/png_info")
     assert found["found"] == "diffusion-studio" and found["task"] == "text2img"
     assert found["fields"]["prompt"] == "a quiet harbour" and found["fields"]["seed"] == 1234
@@ -109,17 +99,5 @@ def test_a_single_file_checkpoint_through_the_api(client, demo_dir, tmp_path, ba
     shutil.copytree(demo_dir, tmp_path / "webui-model")  # its configs, beside it
     info = client.predict(str(target), "auto", "float32", api_name="/load_model")
     assert info["pipeline"] == "StableDiffusionPipeline" and info["model_path"] == str(target)
-    images, run = client.predict(
-        prompt="a mill",
-        negative_prompt="",
-        steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        seed=2,
-        scheduler="default",
-        num_images=1,
-        safety_checker=True,
-        api_name="/text2img",
-    )
+    images, run = client.predict(**{**T2I, "safety_checker": True}, api_name="/text2img")
     assert len(images) == 1 and ".from_single_file(" in run["code"]
