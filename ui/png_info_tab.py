@@ -59,10 +59,12 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
             raise InvalidRequest("That file is not an image this studio can read; upload a PNG.") from e
 
     def shown(path: str | None, result: dict) -> tuple:
-        return path, summary_markdown(result), result.get("text", "")
+        # The tab the image was made in gets the primary button.
+        buttons = [gr.update(variant="primary" if task == result.get("task") else "secondary") for task in send_buttons]
+        return path, summary_markdown(result), result.get("text", ""), *buttons
 
     upload.upload(png_info, upload, found, api_name="png_info").success(
-        shown, [upload, found], [preview, summary, text], api_visibility="private"
+        shown, [upload, found], [preview, summary, text, *send_buttons.values()], api_visibility="private"
     )
 
     for task, button in send_buttons.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from PIL import Image, PngImagePlugin
 from playwright.sync_api import Page, expect
 
@@ -33,6 +35,8 @@ def test_png_info_reads_a_web_ui_png_and_sends_it_to_text_to_image(page: Page, t
     page.locator("#png-info-upload input[type=file]").set_input_files(str(png))
     expect(page.locator("#png-info-summary")).to_contain_text("web UI", timeout=30_000)
     expect(page.locator("#png-info-summary")).to_contain_text("seed 31337")
+    expect(page.locator("#png-info-to-text2img")).to_have_class(re.compile(r"\bprimary\b"))  # where it was made
+    expect(page.locator("#png-info-to-img2img")).not_to_have_class(re.compile(r"\bprimary\b"))
     shot(page, "png-info")
 
     page.locator("#png-info-to-text2img").click()
