@@ -134,8 +134,9 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
             )
         return scan_folder(path.resolve(), source=source)
     if not looks_like_repo_id(source):
+        what = "an existing file" if path.suffix in single_file.SUFFIXES else "an existing folder"
         raise LoadError(
-            f"{source!r} is neither an existing folder nor a Hub id of the form org/name. "
+            f"{source!r} is neither {what} nor a Hub id of the form org/name. "
             "Check the path, or type a Hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5."
         )
     folder, names = hub_file_names(source, offline=offline)

@@ -117,3 +117,8 @@ def _numel(shape) -> int:
     for dim in shape:
         n *= dim
     return n
+
+
+def test_a_missing_single_file_is_called_a_file(tmp_path):
+    with pytest.raises(LoadError, match="neither an existing file nor a Hub id"):
+        Studio().load(str(tmp_path / "gone.safetensors"))
