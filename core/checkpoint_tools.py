@@ -71,6 +71,8 @@ class CheckpointToolsMixin:
             raise InvalidRequest(f"Save as one of {', '.join(SAVE_DTYPES)}, not {dtype!r}.")
         if self.loras.loras or self.ip_adapter is not None:
             raise InvalidRequest("Unload the LoRAs and the IP-Adapter first: their layers would be saved too.")
+        if self.memory.modes.offload == "sequential":  # its weights sit on the meta device between uses
+            raise InvalidRequest("Turn sequential CPU offload off before saving (Memory modes), then save again.")
         target = self._save_target(folder, pool)
         with self._load_lock:
             _copy_configs(pool.files.path, target)
@@ -101,13 +103,16 @@ class CheckpointToolsMixin:
         }
 
     def _save_target(self, folder: str, pool) -> Path:
+        files = pool.files
         if not folder.strip():
-            if pool.files.is_hub or pool.files.source.startswith(checkpoints.DEMO):
+            if files.is_hub or files.source.startswith(checkpoints.DEMO) or files.single_file is not None:
                 raise InvalidRequest(
-                    "This checkpoint came from the Hub cache or is a demo: give a folder to save the variant into."
+                    "This checkpoint is in the Hub cache, a demo or a single file: give a folder to save the variant "
+                    "into (for a single file, that makes a diffusers folder of it)."
                 )
-            return pool.files.path
-        target = Path(folder.strip()).expanduser().resolve()
+            target = files.path.resolve()
+        else:
+            target = Path(folder.strip()).expanduser().resolve()
         cache = Path(huggingface_hub.constants.HF_HUB_CACHE).resolve()
         if target == cache or cache in target.parents:
             raise InvalidRequest(

@@ -10,7 +10,7 @@ import torch
 from huggingface_hub import constants
 from PIL import Image
 
-from core.errors import LoadError
+from core.errors import InvalidRequest, LoadError
 from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions
 from tests.ldm_checkpoint import write_ldm_checkpoint
@@ -122,3 +122,17 @@ def _numel(shape) -> int:
 def test_a_missing_single_file_is_called_a_file(tmp_path):
     with pytest.raises(LoadError, match="neither an existing file nor a Hub id"):
         Studio().load(str(tmp_path / "gone.safetensors"))
+
+
+def test_saving_a_single_file_as_a_variant_makes_a_diffusers_folder_of_it(single_file, tmp_path):
+    studio = Studio()
+    studio.load(str(single_file), dtype="float32")
+    with pytest.raises(InvalidRequest, match="give a folder"):
+        studio.save_variant("", "fp32", "float32")  # never into the config folder beside it
+    before = studio.generate(GenerationRequest(task="text2img", **REQUEST)).images[0].tobytes()
+    studio.save_variant(str(tmp_path / "as-diffusers"), "fp32", "float32")
+
+    again = Studio()
+    info = again.load(str(tmp_path / "as-diffusers"), variant="fp32", dtype="float32")
+    assert info["variants"] == ["fp32"] and info["model_path"] == str(tmp_path / "as-diffusers")
+    assert again.generate(GenerationRequest(task="text2img", **REQUEST)).images[0].tobytes() == before
