@@ -220,7 +220,11 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             status_markdown(ctx),
             _banner(ctx),
             gr.update(value=info["model"]),  # after a fallback to the demo, the picker says so too
-            gr.update(choices=schedulers, value=current_scheduler if current_scheduler in schedulers else "default"),
+            # The value only when it must change: this also runs on a timer, and writing back the value it read
+            # would undo a choice made meanwhile (e.g. by PNG info's Send).
+            gr.update(choices=schedulers)
+            if current_scheduler in schedulers
+            else gr.update(choices=schedulers, value="default"),
             gr.update(choices=["auto", *info["variants"]]),
             # A model without a checker (SDXL) gets no toggle rather than one that does nothing.
             gr.update(visible=info["safety_checker"], interactive=not public, value=True),
