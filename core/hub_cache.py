@@ -1,7 +1,7 @@
 """The checkpoints already in the local Hugging Face cache: listed with their sizes and variants, and deletable.
 
-huggingface_hub's `scan_cache_dir` does the scanning and `delete_revisions` the deleting (it removes blobs no other
-revision uses); this module only reads diffusers' meaning into the file names.
+huggingface_hub's `scan_cache_dir` does the scanning and its `DeleteCacheStrategy` the deleting; this module reads
+diffusers' meaning into the file names.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from huggingface_hub import scan_cache_dir
+from huggingface_hub import DeleteCacheStrategy, scan_cache_dir
 from huggingface_hub.errors import CacheNotFound
 
 from core.checkpoints import DEFAULT_VARIANT, weight_variant
@@ -68,6 +68,14 @@ def delete_cached(repo_id: str, cache_dir: Path | None = None) -> int:
     repo = next((r for r in info.repos if r.repo_id == repo_id and r.repo_type == "model"), None) if info else None
     if repo is None:
         raise InvalidRequest(f"{repo_id!r} is not in the local Hugging Face cache; refresh the list.")
-    strategy = info.delete_revisions(*(r.commit_hash for r in repo.revisions))
+    # Not `info.delete_revisions(...)`: it selects revisions by commit hash across the whole cache, so a repo that
+    # shares commits with this one (a mirror or a copy of it) would be deleted too. This strategy names one folder.
+    strategy = DeleteCacheStrategy(
+        expected_freed_size=repo.size_on_disk,
+        blobs=frozenset(),
+        refs=frozenset(),
+        repos=frozenset({repo.repo_path}),
+        snapshots=frozenset(),
+    )
     strategy.execute()
     return strategy.expected_freed_size

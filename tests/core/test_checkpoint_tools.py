@@ -113,3 +113,14 @@ def test_hf_hub_offline_alone_is_enough_to_load_from_the_cache(demo_dir, hub_cac
     assert (
         Studio().load("cachetest/env-offline", variant="default", dtype="float32")["model"] == "cachetest/env-offline"
     )
+
+
+def test_deleting_a_repo_leaves_one_that_shares_its_commits(demo_dir, hub_cache):
+    # put_in_hub_cache gives every repo the same commit hash, as a mirror or copy of a repo has on the real Hub.
+    hub_cache(demo_dir, "cachetest/original")
+    hub_cache(demo_dir, "cachetest/mirror")
+    studio = Studio(StudioOptions(offline=True))
+    studio.delete_cached("cachetest/original")
+    listed = {r["id"] for r in studio.cached_checkpoints()}
+    assert "cachetest/original" not in listed and "cachetest/mirror" in listed
+    assert studio.load("cachetest/mirror", variant="default", dtype="float32")["model"] == "cachetest/mirror"
