@@ -39,7 +39,10 @@ def _run(tmp_path: Path, *flags: str) -> tuple[str, Path]:
                 if process.poll() is not None or time.time() > deadline:
                     pytest.fail("diffusion-studio did not start")
                 time.sleep(0.3)
-        time.sleep(1.5)  # the browser is opened right after the server starts
+        # The browser is opened right after the server starts: wait for it (or, with --no-browser, long enough).
+        waited = time.time() + (10 if "--no-browser" not in flags else 3)
+        while time.time() < waited and not opened.exists():
+            time.sleep(0.2)
     finally:
         process.terminate()
         process.wait(timeout=30)
