@@ -47,6 +47,12 @@ class CheckpointFiles:
     config_source: str | None = None  # where that config folder came from: a folder or a Hub id
 
     @property
+    def component_folders(self) -> Path | None:
+        """Where each component's weights live (`<path>/<name>/`), for content fingerprints; None for a single
+        file, whose config folder holds no weights of its own."""
+        return self.path if self.single_file is None else None
+
+    @property
     def pipeline_class(self) -> str:
         return self.model_index.get("_class_name", "?")
 
@@ -158,12 +164,15 @@ def single_file_checkpoint(path: Path, *, source: str, offline: bool) -> Checkpo
     )
 
 
-def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
-    """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet.
+def hub_offline(offline: bool) -> bool:
+    """Whether to stay off the Hub: `--offline`, or HF_HUB_OFFLINE=1 (which huggingface_hub read at import)."""
+    return offline or huggingface_hub.constants.HF_HUB_OFFLINE
 
-    diffusers' `from_pretrained(repo_id, variant=...)` later downloads only the chosen variant's weights.
-    """
-    offline = offline or huggingface_hub.constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE=1 means --offline too
+
+def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
+    """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet (core.hub
+    downloads the chosen variant's weights before loading)."""
+    offline = hub_offline(offline)
     try:
         folder = Path(
             huggingface_hub.snapshot_download(repo_id, allow_patterns=["*.json", "*.txt"], local_files_only=offline)

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from core import devices
-from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, weight_variant
+from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, hub_offline, weight_variant
 from core.errors import LoadError
 
 # safetensors dtype names -> bytes per element
@@ -101,7 +101,7 @@ def preflight(
         )
     wanted = needed_files(files, variant)
     sizes: dict[str, tuple[int, bool]] = {}  # file -> (bytes, already on disk)
-    if files.is_hub and not (offline or huggingface_hub.constants.HF_HUB_OFFLINE):
+    if files.is_hub and not hub_offline(offline):
         for entry in _hub_call(
             files.source, lambda: huggingface_hub.snapshot_download(files.source, allow_patterns=wanted, dry_run=True)
         ):
@@ -183,7 +183,7 @@ def download(
             files.source,
             allow_patterns=wanted,
             tqdm_class=bar_class,
-            local_files_only=offline or huggingface_hub.constants.HF_HUB_OFFLINE,
+            local_files_only=hub_offline(offline),
         ),
     )
     return Path(folder)
@@ -194,7 +194,7 @@ def _progress_bar(on_progress: ProgressFn) -> type:
 
     class Bar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = False
+            kwargs["disable"] = False  # huggingface_hub disables its bars at some log levels; the page needs them
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:

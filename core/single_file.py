@@ -10,12 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
 
 from core.errors import LoadError
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+    from core.checkpoints import CheckpointFiles
 
 SUFFIXES = (".safetensors", ".ckpt")
 
@@ -75,8 +80,8 @@ def config_location(path: Path, *, offline: bool) -> tuple[Path, str]:
 
 
 def load(
-    files: Any, dtype: torch.dtype, reuse: dict[str, torch.nn.Module] | None = None
-) -> Any:  # -> DiffusionPipeline
+    files: CheckpointFiles, dtype: torch.dtype, reuse: dict[str, torch.nn.Module] | None = None
+) -> DiffusionPipeline:
     """The pipeline class of the config folder, built from the single file; its safety checker (not part of such
     files) comes from the config folder when that holds its weights, else there is none."""
     import diffusers
@@ -98,7 +103,7 @@ def load(
     )
 
 
-def load_vae(files: Any, dtype: torch.dtype) -> torch.nn.Module:
+def load_vae(files: CheckpointFiles, dtype: torch.dtype) -> torch.nn.Module:
     """The file's own VAE again (after another VAE was in use)."""
     import diffusers
 

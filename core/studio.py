@@ -139,21 +139,16 @@ class Studio(
             hub.download(files, variant, on_progress, offline=self.options.offline)
         dtype_name, device = devices.dtype_name(dtype), str(self.device)
         reuse = {}
-        # A single file's components live in the file, not in the config folder's component folders.
-        fingerprint = (
-            (lambda name: None)
-            if files.single_file is not None
-            else (lambda name: fingerprints.component_fingerprint(files.path, name, variant, self._hashes))
-        )
+        folders = files.component_folders
         for name in files.components:
-            key = fingerprint(name)
+            key = fingerprints.component_fingerprint(folders, name, variant, self._hashes) if folders else None
             module = self._shared.find(key, dtype_name, device) if key else None
             if module is not None:
                 reuse[name] = module
         base = loading.load_pipeline(files, variant, dtype, self.device, self.options, reuse=reuse)
         for name in files.components:  # after loading, a Hub checkpoint's weight files are in the cache
             module = base.components.get(name)
-            key = fingerprint(name)
+            key = fingerprints.component_fingerprint(folders, name, variant, self._hashes) if folders else None
             if key and isinstance(module, torch.nn.Module):
                 self._shared.add(key, dtype_name, device, module)
         return base

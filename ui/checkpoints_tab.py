@@ -10,6 +10,7 @@ import huggingface_hub
 import pandas as pd
 
 from core.checkpoint_tools import SAVE_DTYPES
+from core.checkpoints import hub_offline
 from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
 from ui.model_panel import ModelPanel
 
@@ -34,7 +35,7 @@ def cache_table(rows: list[dict]) -> pd.DataFrame:
 
 def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> None:
     studio = ctx.studio
-    offline = ctx.settings.offline or huggingface_hub.constants.HF_HUB_OFFLINE
+    offline = hub_offline(ctx.settings.offline)
     gr.Markdown(
         f"### In the local Hugging Face cache\n`{huggingface_hub.constants.HF_HUB_CACHE}`"
         + (" · **offline**: only these can be loaded" if offline else "")

@@ -72,24 +72,20 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
         targets = [fields.get(name) for name in SENT]
         present = [(name, comp) for name, comp in zip(SENT, targets, strict=True) if comp is not None]
 
-        def send(result: dict | None, path: str | None, _task=task, _present=present) -> tuple:
+        def send(result: dict | None, path: str | None, _task=task, _present=present, fields=fields) -> tuple:
             if not result or not result.get("found"):
                 raise gr.Error("Upload a PNG with parameters first.")
             values = result["fields"]
             updates = [gr.update(value=values[name]) if name in values else gr.update() for name, _ in _present]
             scheduler = values.get("scheduler")
             usable = ctx.studio.model_info()["schedulers"] if ctx.studio.is_loaded else []
-            image = gr.update()
-            if _task != "text2img" and path:
-                image = gr.update(
-                    value=path if _task == "img2img" else {"background": path, "layers": [], "composite": path}
-                )
-            return (
-                *updates,
-                gr.update(value=scheduler) if scheduler in usable else gr.update(),
-                image,
-                gr.Tabs(selected=_task),
-            )
+            images = []
+            if fields["image"] is not None:  # image to image and inpainting also get the image itself
+                value = path if _task == "img2img" else {"background": path, "layers": [], "composite": path}
+                images.append(gr.update(value=value) if path else gr.update())
+            scheduler_update = gr.update(value=scheduler) if scheduler in usable else gr.update()
+            return (*updates, scheduler_update, *images, gr.Tabs(selected=_task))
 
-        outputs = [comp for _, comp in present] + [panel.scheduler, fields["image"] or preview, tabs]
+        image_output = [fields["image"]] if fields["image"] is not None else []
+        outputs = [comp for _, comp in present] + [panel.scheduler, *image_output, tabs]
         button.click(send, [found, upload], outputs, api_visibility="private", queue=False)
