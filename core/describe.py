@@ -12,7 +12,7 @@ from diffusers import DiffusionPipeline
 from core import checkpoints, devices, schedulers
 from core.generation import GenerationRequest
 from core.pool import Pool, module_bytes, module_device, module_dtype
-from core.snippet import Code, Snippet
+from core.snippet import Code, Snippet, generators
 from core.tasks import Task, family_of, get_task
 
 if TYPE_CHECKING:
@@ -112,14 +112,15 @@ def run_snippet(
     arguments: dict[str, Any],
     seeds: list[int],
 ) -> Snippet:
-    """The script that makes the run's first image with diffusers alone."""
+    """The script that makes the run again with diffusers alone: the whole batch, with the same generators."""
     cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
-    call = {k: v for k, v in arguments.items() if k not in ("generator", "num_images_per_prompt", "depth_map")}
-    call["generator"] = Code(f"torch.Generator('cpu').manual_seed({seeds[0]})")
+    counts = ("num_images_per_prompt", "num_videos_per_prompt")
+    call = {k: v for k, v in arguments.items() if k not in ("generator", "depth_map", *counts)}
+    call["generator"] = generators(seeds)
+    if len(seeds) > 1:  # a batch is made again as a batch: single calls round differently (see core.snippet)
+        call.update({k: arguments[k] for k in counts if k in arguments})
     if "depth_map" in arguments and request.depth_map is not None:
         call["depth_map"] = request.depth_map
-    if "num_videos_per_prompt" in call:
-        call.pop("num_videos_per_prompt")
     load: dict[str, Any] = {}
     if pool.variant != "default":
         load["variant"] = pool.variant
@@ -142,7 +143,8 @@ def run_snippet(
         scheduler_overrides=overrides,
         load_arguments=load,
         call_arguments=call,
-        output="frames[0]" if task.name == "animate" else "rgbd" if task.name == "rgbd" else "images[0]",
+        output="frames" if task.name == "animate" else "rgbd" if task.name == "rgbd" else "images",
+        count=len(seeds),
     )
     if pool.files.single_file is not None:
         _single_file(snippet, pool, pipe, load)
@@ -163,7 +165,7 @@ def run_snippet(
         snippet.pipeline_class = "AutoPipelineForText2Image"
         load.update(enable_pag=True, pag_applied_layers=["mid"])
     if request.refiner_switch > 0 and task.name == "text2img":
-        _second_stage(snippet, studio, request, seeds[0])
+        _second_stage(snippet, studio, request, seeds)
     if task.name == "animate" and studio.motion is not None:
         snippet.imports.append("MotionAdapter")
         snippet.before_load.append(
@@ -196,7 +198,7 @@ def _single_file(snippet: Snippet, pool: Pool, pipe: DiffusionPipeline, load: di
         load["safety_checker"] = Code("safety_checker")
 
 
-def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, seed: int) -> None:
+def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, seeds: list[int]) -> None:
     """The refiner lines of a two-stage SDXL run: it reuses the base's second text encoder and VAE."""
     refiner = studio.companion("refiner")
     assert refiner is not None
@@ -219,8 +221,10 @@ def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, 
         "num_inference_steps": request.steps,
         "denoising_start": request.refiner_switch,
         "guidance_scale": request.guidance_scale,
-        "generator": Code(f"torch.Generator('cpu').manual_seed({seed})"),
+        "generator": generators(seeds),
     }
+    if len(seeds) > 1:
+        call["num_images_per_prompt"] = len(seeds)
     lines.append(f"result = refiner({', '.join(f'{k}={v!r}' for k, v in call.items())})")
     snippet.after_call += lines
 

@@ -62,7 +62,26 @@ def _from_our_info(info: dict[str, Any]) -> dict[str, Any]:
     }
     other = {k: info[k] for k in ("model", "variant", "dtype", "pipeline", "vae") if info.get(k) is not None}
     task = info.get("task")
-    return {"fields": {k: v for k, v in fields.items() if v is not None}, "task": task, "other": other}
+    found = {"fields": {k: v for k, v in fields.items() if v is not None}, "task": task, "other": other}
+    if len(seeds) > 1 and _whole(seeds[0]):
+        # Made alone from its own seed, an image of a batch comes out near-identical, not byte-identical (see
+        # core.generation.ALONE_TOLERANCE); the batch made again gives its exact pixels.
+        found["batch"] = {"size": len(seeds), "index": index, "first_seed": seeds[0]}
+    return found
+
+
+def request_fields(found: dict[str, Any], *, whole_batch: bool = False) -> dict[str, Any]:
+    """The request fields a send writes: the image's own and one image, or, for an image of a batch when asked,
+    the whole batch again (its first seed and size), which gives the image's exact pixels."""
+    values = {**found.get("fields", {}), "num_images": 1}
+    batch = found.get("batch")
+    if whole_batch and batch:
+        values.update(seed=batch["first_seed"], num_images=batch["size"])
+    return values
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_parameters(text: str) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""The "Reproduce in Python" script: diffusers alone, making the first image of a run again."""
+"""The "Reproduce in Python" script: diffusers alone, making a run again as it ran.
+
+A batch is made again as a batch (the same `num_images_per_prompt` and list of per-image generators): batched
+matrix products round differently from single ones on most CPUs and GPUs, so only the same call gives the same
+bytes.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ class Snippet:
     imports: list[str] = field(default_factory=list)
     call_arguments: dict[str, Any] = field(default_factory=dict)
     after_call: list[str] = field(default_factory=list)  # a second stage working on `result`
-    output: str = "images[0]"
+    output: str = "images"  # "images", "frames" (a video per item) or "rgbd" (LDM3D's numpy output)
+    count: int = 1  # how many outputs the run made; each is saved
     single_file: str | None = None  # load `base_class` from this file, with `model_path` as its config
     base_class: str | None = None
 
@@ -96,15 +102,34 @@ class Snippet:
         return lines, call
 
     def _save(self) -> str:
-        if self.output == "rgbd":
-            return (
-                "from PIL import Image  # numpy output: diffusers 0.42's LDM3D PIL conversion fails on Pillow 12\n"
-                "Image.fromarray((result.rgb[0] * 255).round().astype('uint8')).save('image.png')"
-            )
-        if self.output == "frames[0]":
-            return "from diffusers.utils import export_to_gif\nexport_to_gif(result.frames[0], 'animation.gif')"
-        return f"result.{self.output}.save('image.png')"
+        """Lines saving every output: `image.png` for one image, `image-1.png`, `image-2.png`... for a batch."""
+        head, item, items, save = {
+            "rgbd": (
+                "from PIL import Image  # numpy output: diffusers 0.42's LDM3D PIL conversion fails on Pillow 12\n",
+                "rgb",
+                "result.rgb",
+                "Image.fromarray((rgb * 255).round().astype('uint8')).save({name})",
+            ),
+            "frames": (
+                "from diffusers.utils import export_to_gif\n",
+                "frames",
+                "result.frames",
+                "export_to_gif(frames, {name})",
+            ),
+            "images": ("", "image", "result.images", "image.save({name})"),
+        }[self.output]
+        stem, suffix = ("animation", "gif") if self.output == "frames" else ("image", "png")
+        if self.count == 1:
+            return f"{head}{item} = {items}[0]\n" + save.format(name=repr(f"{stem}.{suffix}"))
+        return f"{head}for i, {item} in enumerate({items}, 1):\n    " + save.format(name=f"f'{stem}-{{i}}.{suffix}'")
 
 
 def _kwargs(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def generators(seeds: list[int]) -> Code:
+    """The generator argument for `seeds`: one per image, as the app passes them (pool rule 4)."""
+    if len(seeds) == 1:
+        return Code(f"torch.Generator('cpu').manual_seed({seeds[0]})")
+    return Code(f"[torch.Generator('cpu').manual_seed(s) for s in {tuple(seeds)!r}]")

@@ -99,7 +99,9 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
                 c["seed"] = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, minimum=-1, scale=3)
                 random_seed = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{task}-random-seed")
                 reuse_seed = gr.Button("♻️", scale=0, min_width=40)
-                c["num_images"] = gr.Slider(1, limits.max_images, value=1, step=1, label="Images", scale=3)
+                c["num_images"] = gr.Slider(
+                    1, limits.max_images, value=1, step=1, label="Images", scale=3, elem_id=f"{task}-num-images"
+                )
             c["preview_every"] = gr.Slider(
                 0,
                 20,

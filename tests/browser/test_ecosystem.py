@@ -46,6 +46,35 @@ def test_png_info_reads_a_web_ui_png_and_sends_it_to_text_to_image(page: Page, t
     shot(page, "png-info-sent")
 
 
+def test_png_info_of_a_batch_image_offers_the_whole_batch_for_exact_pixels(page: Page, tmp_path):
+    from core.outputs import png_metadata
+
+    info = {"task": "text2img", "prompt": "two boats", "seeds": [500, 501], "steps": 3, "width": 64, "height": 64}
+    png = tmp_path / "second.png"
+    Image.new("RGB", (64, 64), (20, 40, 60)).save(png, pnginfo=png_metadata(info, 1))
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "PNG info")
+    page.locator("#png-info-upload input[type=file]").set_input_files(str(png))
+    summary = page.locator("#png-info-summary")
+    expect(summary).to_contain_text("Image 2 of a batch of 2", timeout=30_000)
+    expect(summary).to_contain_text("near-identical")
+    whole = page.locator("#png-info-whole-batch input[type=checkbox]")
+    expect(whole).to_be_visible()
+    shot(page, "png-info-batch")
+
+    page.locator("#png-info-to-text2img").click()  # alone: its own seed, one image
+    tab = page.locator("#tab-text2img")
+    expect(page.locator("#text2img-prompt textarea")).to_have_value("two boats", timeout=10_000)
+    expect(tab.get_by_label("Seed (-1 = random)")).to_have_value("501")
+    expect(page.locator("#text2img-num-images input[type=number]")).to_have_value("1")
+
+    open_tab(page, "PNG info")
+    whole.check()
+    page.locator("#png-info-to-text2img").click()  # the whole batch: its first seed and its size
+    expect(tab.get_by_label("Seed (-1 = random)")).to_have_value("500", timeout=10_000)
+    expect(page.locator("#text2img-num-images input[type=number]")).to_have_value("2")
+
+
 def test_checkpoints_tab_lists_loads_and_asks_before_deleting(page: Page, hub_cache, demo_dir, browser_app):
     hub_cache(demo_dir, "browsertest/cached")
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)

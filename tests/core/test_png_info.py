@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from PIL import Image, PngImagePlugin
 
-from core.generation import GenerationRequest
+from core.generation import ALONE_TOLERANCE, GenerationRequest
 from core.outputs import png_metadata
-from core.png_info import parse_parameters, read_png_info
+from core.png_info import parse_parameters, read_png_info, request_fields
 from core.studio import Studio, StudioOptions
 
 WEBUI = """masterpiece, a lighthouse at dusk,
@@ -60,9 +62,10 @@ def test_an_image_without_parameters_says_so(tmp_path):
     assert found["found"] is None and found["fields"] == {}
 
 
-def test_our_own_png_round_trips_to_the_same_request(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_our_own_png_round_trips_to_the_same_request(tmp_path, dtype):
     studio = Studio(StudioOptions(outputs_dir=tmp_path))
-    studio.load("demo", variant="default", dtype="float32")
+    studio.load("demo", variant="default", dtype=dtype)
     request = GenerationRequest(
         task="text2img",
         prompt="a red boat",
@@ -90,6 +93,20 @@ def test_our_own_png_round_trips_to_the_same_request(tmp_path):
         "height": 72,
         "scheduler": "Euler a",
     }
-    # The fields regenerate the very image.
-    again = studio.generate(GenerationRequest(task="text2img", num_images=1, **found["fields"]))
-    assert again.images[0].tobytes() == result.images[1].tobytes()
+    assert found["batch"] == {"size": 2, "index": 1, "first_seed": 77}
+    mine = np.asarray(result.images[1], dtype=int)
+    # Alone, from its own seed: near-identical (batched math rounds differently), within the documented bound.
+    alone = studio.generate(GenerationRequest(task="text2img", **request_fields(found))).images[0]
+    assert np.abs(np.asarray(alone, dtype=int) - mine).max() <= ALONE_TOLERANCE[dtype]
+    # The whole batch again: the very bytes.
+    again = studio.generate(GenerationRequest(task="text2img", **request_fields(found, whole_batch=True)))
+    assert len(again.images) == 2 and again.images[1].tobytes() == result.images[1].tobytes()
+
+
+def test_a_single_image_has_no_batch_and_sends_one_image(tmp_path):
+    info = {"task": "text2img", "prompt": "x", "seeds": [5], "steps": 2, "width": 64, "height": 64}
+    path = tmp_path / "one.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=png_metadata(info, 0))
+    found = read_png_info(Image.open(path))
+    assert "batch" not in found
+    assert request_fields(found, whole_batch=True) == {**found["fields"], "num_images": 1, "seed": 5}

@@ -67,6 +67,12 @@ def test_two_stages_share_the_text_encoder_and_vae_and_change_the_image(sdxl, tm
         monkeypatch.chdir(tmp_path)
         runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
         assert Image.open(tmp_path / "image.png").tobytes() == refined
+
+        batch = sdxl.generate(GenerationRequest(**{**T2I, "num_images": 2}, refiner_switch=0.5))
+        (tmp_path / "reproduce.py").write_text(batch.info["code"])
+        runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+        made = [Image.open(tmp_path / f"image-{i}.png").tobytes() for i in (1, 2)]
+        assert made == [im.tobytes() for im in batch.images], "both stages made again as the same batch"
     finally:
         sdxl.unload_companion("refiner")
     assert sdxl.memory_report()["pool_bytes"] == before
