@@ -44,6 +44,10 @@ def build_app(settings: Settings):
 
     if settings.public:
         os.environ["DIFFUSERS_DISABLE_REMOTE_CODE"] = "1"  # public servers never run code from a repo
+    from PIL import Image
+
+    # Pillow's own decompression-bomb check (at open, from the header) matches the app's limit.
+    Image.MAX_IMAGE_PIXELS = settings.limits.max_image_pixels
     studio = Studio(settings.studio_options())
     ui.zerogpu.bind(studio)
     ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
@@ -88,6 +92,31 @@ def outputs_warning(settings: Settings) -> str:
     )
 
 
+def public_blocked_paths(settings: Settings) -> list[str]:
+    """What Gradio must never serve in public mode: everything in the working folder and in the app's own folder
+    (the code, `.git`, configs) but the outputs folder, the page's assets and Gradio's upload cache. Gradio would
+    hand out any file there that a handler returned; handlers return only server-side results, and this is the
+    second lock."""
+    uploads = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    keep = [settings.outputs, Path(__file__).parent / "assets", uploads]
+    keep = [path.resolve() for path in keep]
+    blocked: list[str] = []
+
+    def block_all_but_kept(folder: Path) -> None:
+        for child in sorted(folder.iterdir()):
+            child = child.resolve()
+            if child in keep:
+                continue
+            if any(child in path.parents for path in keep) and child.is_dir():
+                block_all_but_kept(child)  # an ancestor of a kept folder: block its other entries
+            else:
+                blocked.append(str(child))
+
+    for root in dict.fromkeys([Path.cwd().resolve(), Path(__file__).resolve().parent]):
+        block_all_but_kept(root)
+    return sorted(set(blocked))
+
+
 def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
     """Start the server with the settings' address, sharing, login and public-mode rules."""
     from ui.layout import css
@@ -106,6 +135,7 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         # Public visitors get their images through Gradio's cache (content-hashed copies); the outputs folder itself
         # is not served, so no one fetches another visitor's file by its path.
         allowed_paths=[] if settings.public else [str(settings.outputs.resolve())],
+        blocked_paths=public_blocked_paths(settings) if settings.public else None,
         max_file_size=settings.max_upload_bytes,
         inbrowser=settings.open_browser,
         prevent_thread_lock=prevent_thread_lock,

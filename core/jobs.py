@@ -1,11 +1,12 @@
-"""Per-visitor cancel flags, so one visitor's Stop ends only that visitor's generation, and the worker that runs
-generations."""
+"""Per-visitor cancel flags (one visitor's Stop ends only that visitor's generation), per-visitor shown results,
+and the worker that runs generations."""
 
 from __future__ import annotations
 
 import contextvars
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -39,6 +40,36 @@ class CancelFlags:
         with self._lock:
             if self._flags.get(session) is flag:
                 del self._flags[session]
+
+
+class ShownResults:
+    """What each visitor's galleries show, kept on the server: a gallery selection is an index into this, never a
+    path the browser sends back (a select event's `value` is whatever the client puts there)."""
+
+    def __init__(self, max_sessions: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._shown: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self._max = max_sessions
+
+    def put(self, session: str, task: str, items: list) -> None:
+        with self._lock:
+            self._shown[(session, task)] = list(items)
+            self._shown.move_to_end((session, task))
+            while len(self._shown) > self._max:  # the oldest visitors' selections are forgotten first
+                self._shown.popitem(last=False)
+
+    def get(self, session: str, task: str, index: Any) -> Any:
+        """The item at `index` of what `task`'s gallery showed `session`, or None."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            return None
+        with self._lock:
+            items = self._shown.get((session, task), [])
+            return items[index] if 0 <= index < len(items) else None
+
+    def forget(self, session: str) -> None:
+        with self._lock:
+            for key in [key for key in self._shown if key[0] == session]:
+                del self._shown[key]
 
 
 class Worker:

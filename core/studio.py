@@ -277,7 +277,9 @@ class Studio(
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
         if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
-        request, upload_notes = uploads.read_request_images(request)
+        request, upload_notes = uploads.read_request_images(request, self.options.limits.max_image_pixels)
+        request, fit_notes = uploads.fit_request_images(request, self.options.limits.max_side)
+        upload_notes += fit_notes
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):

@@ -6,13 +6,13 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import gradio as gr
 
 from core.errors import StudioError
-from core.jobs import CancelFlags, Worker
+from core.jobs import CancelFlags, ShownResults, Worker
 from core.settings import Settings
 from core.studio import Studio
 
@@ -31,6 +31,7 @@ class AppContext:
     cancel_flags: CancelFlags
     worker: Worker  # runs the generations, one at a time (see core.jobs.Worker)
     startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
+    shown: ShownResults = field(default_factory=ShownResults)  # what each visitor's galleries show
 
 
 def user_errors(fn: F) -> F:

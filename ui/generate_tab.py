@@ -342,10 +342,10 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
     wire_stop(ctx, stop, event, task)
     random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
     reuse_seed.click(lambda i: (i or {}).get("seeds", [-1])[0], info, c["seed"], api_visibility="private", queue=False)
-    selected = gr.State(None)
+    selected = gr.State(None)  # the index of the clicked image; its file is looked up in ctx.shown
 
     def remember(evt: gr.SelectData) -> Any:
-        return evt.value["image"]["path"] if isinstance(evt.value, dict) else evt.value
+        return evt.index if isinstance(evt.index, int) and not isinstance(evt.index, bool) else None
 
     gallery.select(remember, None, selected, api_visibility="private", queue=False)
     if task == "inpaint":

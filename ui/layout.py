@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -35,7 +36,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
                     gallery, send, selected, controls, task_inputs[task] = build_generate_tab(ctx, panel, task)
                     galleries.append(gallery)
-                    senders.append((send, selected))
+                    senders.append((task, send, selected))
                     family_controls = controls or family_controls
             with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img") as safe_tab:
                 feature_tabs.build_safe_tab(ctx, panel)
@@ -61,13 +62,24 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
                 history_gallery, history_fill = build_history_tab(ctx)
 
-        def send_to_upscale(path: str | None) -> tuple:
-            if not path:
-                raise gr.Error("Click an image in the gallery first, then press this button.")
-            return path, gr.Tabs(selected="upscale")
+        def send_to_upscale(task: str):
+            def send(index: Any, request: gr.Request) -> tuple:
+                # By index into what this visitor's gallery showed, never a path from the browser.
+                image = ctx.shown.get(session_of(request), task, index)
+                if image is None:
+                    raise gr.Error("Click an image in the gallery first, then press this button.")
+                return image, gr.Tabs(selected="upscale")
 
-        for send, selected in senders:
-            send.click(send_to_upscale, selected, [upscale_input, tabs], api_visibility="private", queue=False)
+            return send
+
+        for task, send, selected in senders:
+            send.click(
+                send_to_upscale(task),
+                selected,
+                [upscale_input, tabs],
+                api_visibility="private",
+                queue=False,
+            )
         build_companion_api(ctx)
 
         def fill_history(request: gr.Request) -> list:
@@ -105,6 +117,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def visitor_left(request: gr.Request) -> None:
             """A closed (or reloaded) tab ends that visitor's running generation, as Stop would."""
             ctx.cancel_flags.cancel(session_of(request))
+            ctx.shown.forget(session_of(request))
 
         app.unload(visitor_left)
 

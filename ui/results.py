@@ -73,14 +73,17 @@ def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress:
         try:
             progress(0, desc="Starting…")
             if zerogpu.ON_ZERO_GPU:  # in a forked GPU worker: no step callbacks, Stop or previews cross over
-                return zerogpu.run_generation(request, session)
-            return ctx.studio.generate(
-                request,
-                session=session,
-                on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
-                cancel=flag,
-                on_preview=on_preview,
-            )
+                result = zerogpu.run_generation(request, session)
+            else:
+                result = ctx.studio.generate(
+                    request,
+                    session=session,
+                    on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
+                    cancel=flag,
+                    on_preview=on_preview,
+                )
+            ctx.shown.put(session, request.task, shown(result))
+            return result
         finally:
             ctx.cancel_flags.finish(session, flag)
 

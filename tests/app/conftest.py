@@ -15,6 +15,14 @@ def running_app(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def public_app(tmp_path_factory):
+    """`--public`, as a share link or a Space runs it."""
+    app = start_app(tmp_path_factory.mktemp("public-outputs"), "--public")
+    yield app
+    app.app.close()
+
+
+@pytest.fixture(scope="session")
 def client(running_app):
     from gradio_client import Client
 

@@ -9,8 +9,6 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.launch import start_app
-
 T2I = dict(
     prompt="a quiet harbour",
     negative_prompt="",
@@ -23,13 +21,6 @@ T2I = dict(
     num_images=1,
     safety_checker=True,
 )
-
-
-@pytest.fixture(scope="module")
-def public_app(tmp_path_factory):
-    app = start_app(tmp_path_factory.mktemp("public-outputs"), "--public")
-    yield app
-    app.app.close()
 
 
 def test_no_visitor_can_fetch_another_visitors_saved_image_by_its_path(public_app):

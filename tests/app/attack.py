@@ -1,0 +1,31 @@
+"""Raw HTTP calls as an attacker makes them: any dependency by `fn_index`, with hand-made event data and state,
+in a session of the attacker's choosing (what gradio_client can't express)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def config(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}config", timeout=30).json()
+
+
+def component_id(conf: dict[str, Any], elem_id: str) -> int:
+    return next(c["id"] for c in conf["components"] if c.get("props", {}).get("elem_id") == elem_id)
+
+
+def fn_index(conf: dict[str, Any], elem_id: str, trigger: str) -> int:
+    """The index of the dependency that `trigger` on the component `elem_id` starts."""
+    target = component_id(conf, elem_id)
+    for index, dependency in enumerate(conf["dependencies"]):
+        if [target, trigger] in [list(t) for t in dependency["targets"]]:
+            return dependency.get("id", index)
+    raise LookupError(f"no {trigger} event on #{elem_id}")
+
+
+def call(url: str, fn: int, data: list, session: str, event_data: Any = None, timeout: float = 30) -> httpx.Response:
+    """POST one event straight to `/gradio_api/run/predict`, as the page would for an unqueued event."""
+    body = {"fn_index": fn, "data": data, "session_hash": session, "event_data": event_data}
+    return httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=timeout)

@@ -1,0 +1,148 @@
+"""A public link tried as an attacker would, through HTTP only: each test names the hole it closes (issue 13)."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from tests.app import attack
+
+ROOT = Path(__file__).resolve().parents[2]
+T2I = dict(
+    prompt="a quiet harbour",
+    negative_prompt="",
+    steps=2,
+    guidance_scale=7.0,
+    width=64,
+    height=64,
+    seed=21,
+    scheduler="default",
+    num_images=1,
+    safety_checker=True,
+)
+
+
+def _file_bytes(url: str, value: dict) -> bytes:
+    response = httpx.get(value["url"] if value.get("url") else f"{url}gradio_api/file={value['path']}")
+    response.raise_for_status()
+    return response.content
+
+
+def test_a_gallery_selection_is_an_index_into_the_visitors_own_results_never_a_path(public_app):
+    alice = Client(public_app.url, verbose=False)
+    gallery, _info = alice.predict(**T2I, api_name="/text2img")
+    mine = Path(gallery[0]["image"]).read_bytes()
+    conf = attack.config(public_app.url)
+    select = attack.fn_index(conf, "text2img-gallery", "select")
+    send = attack.fn_index(conf, "text2img-send-upscale", "click")
+    session = alice.session_hash
+    planted = {"index": 0, "value": str(ROOT / "app.py")}  # a plain string: Gradio checks only FileData dicts
+    assert attack.call(public_app.url, select, [], session, planted).status_code == 200
+    reply = attack.call(public_app.url, send, [None], session)
+    assert reply.status_code == 200, reply.text
+    sent = reply.json()["data"][0]
+    assert "app.py" not in str(sent), "the planted path never comes back"
+    assert _file_bytes(public_app.url, sent) == mine, "the send hands on the image alice selected"
+
+    # Another session has no results: the same planted selection finds nothing to send.
+    attack.call(public_app.url, select, [], "mallory-session", planted)
+    reply = attack.call(public_app.url, send, [None], "mallory-session")
+    assert "Click an image in the gallery first" in reply.text and "app.py" not in reply.text
+    out_of_range = {"index": 7, "value": str(ROOT / "app.py")}
+    attack.call(public_app.url, select, [], session, out_of_range)
+    assert "Click an image in the gallery first" in attack.call(public_app.url, send, [None], session).text
+
+
+def test_public_mode_blocks_the_working_folder_but_not_the_outputs(public_app):
+    import app as app_module
+
+    blocked = app_module.public_blocked_paths(public_app.ctx.settings)
+    for name in (".git", "app.py", "core", "pyproject.toml"):
+        assert str(ROOT / name) in blocked
+    assert not any(Path(path) in (ROOT / "assets", public_app.outputs) for path in blocked)
+    for name in ("app.py", ".git/config", "pyproject.toml"):
+        assert httpx.get(f"{public_app.url}gradio_api/file={ROOT / name}").status_code == 403
+
+
+def _png(path: Path, width: int, height: int, depth: int, colour: int, text: dict[bytes, bytes]) -> Path:
+    """A real PNG written chunk by chunk: all-zero pixels (so a huge one is tiny) and the given zTXt chunks."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    channels = {0: 1, 2: 3}[colour]
+    row = b"\0" + bytes((width * channels * depth + 7) // 8)
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    head = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    texts = b"".join(chunk(b"zTXt", key + b"\0\0" + zlib.compress(value, 9)) for key, value in text.items())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", pixels) + texts + chunk(b"IEND", b""))
+    return path
+
+
+def _still_serving(url: str) -> None:
+    started = time.perf_counter()
+    assert httpx.get(f"{url}gradio_api/info", timeout=10).status_code == 200
+    assert time.perf_counter() - started < 2
+
+
+def test_png_info_reads_a_hostile_text_chunk_in_linear_time_and_never_the_pixels(public_app, tmp_path):
+    client = Client(public_app.url, verbose=False)
+    slow = _png(tmp_path / "slow.png", 8, 8, 8, 2, {b"parameters": b"a" * 48_000})  # 18 s before the fix
+    started = time.perf_counter()
+    found = client.predict(handle_file(str(slow)), api_name="/png_info")
+    assert time.perf_counter() - started < 3 and found["found"] == "web-ui"
+    huge = _png(tmp_path / "huge.png", 8, 8, 8, 2, {b"parameters": b"Steps: 1, " * 20_000})
+    with pytest.raises(AppError, match="parameters text is over 64 KB"):
+        client.predict(handle_file(str(huge)), api_name="/png_info")
+    # Text after 169 megapixels of 16-bit pixels: read without decoding them (that took gigabytes).
+    big = _png(tmp_path / "big.png", 13_000, 13_000, 16, 0, {b"parameters": b"a boat\nSteps: 5, Seed: 9"})
+    assert big.stat().st_size < 1_000_000
+    started = time.perf_counter()
+    found = client.predict(handle_file(str(big)), api_name="/png_info")
+    assert found["fields"]["seed"] == 9 and time.perf_counter() - started < 3
+    _still_serving(public_app.url)
+
+
+I2I = dict(
+    prompt="autumn",
+    negative_prompt="",
+    strength=0.5,
+    steps=2,
+    guidance_scale=7.0,
+    seed=3,
+    scheduler="default",
+    num_images=1,
+    safety_checker=True,
+)
+
+
+def test_an_input_image_over_the_pixel_limit_is_refused_from_its_header(public_app, tmp_path):
+    client = Client(public_app.url, verbose=False)
+    bomb = _png(tmp_path / "bomb.png", 13_000, 13_000, 16, 0, {})  # 169 MP in a few hundred KB
+    started = time.perf_counter()
+    with pytest.raises(AppError, match=r"too large to open safely; resize it to at most 4\.2 MP"):
+        client.predict(image=handle_file(str(bomb)), **I2I, api_name="/img2img")
+    assert time.perf_counter() - started < 5, "refused before decoding (decoding took many seconds and GBs)"
+    over = _png(tmp_path / "over.png", 2500, 2500, 8, 2, {})  # over the limit, under Pillow's own bomb check
+    with pytest.raises(AppError, match=r"2500x2500, larger than this app accepts; resize it to at most 4\.2 MP"):
+        client.predict(image=handle_file(str(over)), **I2I, api_name="/img2img")
+    _still_serving(public_app.url)
+
+
+def test_an_input_image_counts_against_the_public_size_limit(public_app, tmp_path):
+    image = tmp_path / "wide.png"
+    Image.new("RGB", (1100, 550), (120, 80, 40)).save(image)  # public max_side is 1024
+    client = Client(public_app.url, verbose=False)
+    gallery, info = client.predict(image=handle_file(str(image)), **I2I, api_name="/img2img")
+    with Image.open(gallery[0]["image"]) as made:
+        assert made.size == (1024, 512)
+    assert any("was 1100x550" in w and "scaled to 1024x512" in w for w in info["warnings"]), info["warnings"]
