@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ui.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
 from core import settings as settings_module
+from core.access import Owners, PasswordCheck
 from core.checkpoints import DEMO
 from core.errors import StudioError
 from core.jobs import CancelFlags, Worker
@@ -50,7 +51,9 @@ def build_app(settings: Settings):
     Image.MAX_IMAGE_PIXELS = settings.limits.max_image_pixels
     studio = Studio(settings.studio_options())
     ui.zerogpu.bind(studio)
-    ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
+    ctx = AppContext(
+        studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker(), owners=Owners(settings.admin)
+    )
     return studio, ctx, build_ui(ctx)
 
 
@@ -130,7 +133,8 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,
-        auth=settings.auth,
+        # A callable, so wrong passwords are throttled (Gradio's own check has no limit).
+        auth=PasswordCheck(dict([settings.auth])) if settings.auth else None,
         show_error=not settings.public,  # public visitors see messages, never tracebacks
         # Public visitors get their images through Gradio's cache (content-hashed copies); the outputs folder itself
         # is not served, so no one fetches another visitor's file by its path.

@@ -38,6 +38,7 @@ class Settings:
     port: int = 7860
     share: bool = False
     auth: tuple[str, str] | None = None
+    admin: tuple[str, str] | None = None  # public mode: the owner's login for changing what visitors share
     public: bool = False
     allow_unsafe: bool = False
     outputs: Path = Path("outputs")
@@ -96,6 +97,13 @@ def build_parser(default_model: str) -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="make a temporary public link (turns on public mode)")
     parser.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    parser.add_argument(
+        "--admin",
+        default=None,
+        metavar="USER:PASS",
+        help="public mode: the owner's login (the page's Owner panel) for changing the model, VAE, memory modes and "
+        "adapters that every visitor shares (env STUDIO_ADMIN; without it they are fixed at start)",
+    )
     parser.add_argument("--public", action="store_true", help="public mode: curated models, checker always on")
     parser.add_argument("--allow-unsafe", action="store_true", help="allow pickle weights from local folders")
     parser.add_argument("--outputs", default=None, help="folder for saved images (default ./outputs)")
@@ -123,12 +131,8 @@ def from_args(
 
     on_spaces = bool(env.get("SPACE_ID"))
     public = args.public or args.share or on_spaces
-    auth = None
-    if args.auth:
-        user, sep, password = args.auth.partition(":")
-        if not sep or not user or not password:
-            raise SystemExit("--auth takes USER:PASS, e.g. --auth alice:s3cret")
-        auth = (user, password)
+    auth = _user_and_password("--auth", args.auth)
+    admin = _user_and_password("--admin", args.admin or env.get("STUDIO_ADMIN"))
     public_cfg = config.get("public", {}) or {}
     limits = Limits(**public_cfg.get("limits", {})) if public else Limits()
     max_upload_mb = public_cfg.get("max_upload_mb")
@@ -142,6 +146,7 @@ def from_args(
         port=args.port or int(env.get("GRADIO_SERVER_PORT", 7860)),
         share=args.share,
         auth=auth,
+        admin=admin,
         public=public,
         allow_unsafe=args.allow_unsafe,
         outputs=Path(args.outputs or env.get("STUDIO_OUTPUTS", "outputs")),
@@ -158,3 +163,12 @@ def from_args(
         else None,
         queue_size=args.queue_size or (public_cfg.get("queue_size") if public else None),
     )
+
+
+def _user_and_password(flag: str, value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit(f"{flag} takes USER:PASS, e.g. {flag} alice:s3cret")
+    return user, password

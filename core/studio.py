@@ -74,7 +74,8 @@ class Studio(
         self.motion: MotionAdapterState | None = None
         # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.RLock()  # held by every change to the pool's modules (and by memory_report)
+        self._last_report: dict[str, Any] | None = None
         self.loading: str | None = None  # the source being loaded right now, for status lines
         self.loras = LoraSet()  # adapters on the main pool's modules
         self.ip_adapter: IpAdapter | None = None  # an image-prompt adapter in the main pool's UNet
@@ -377,8 +378,23 @@ class Studio(
 
     def memory_report(self) -> dict[str, Any]:
         """Device memory now, and every component in the pool (main checkpoint, companions, adapters) with its
-        size, the tasks that share it and the checkpoints it came from."""
-        return describe.memory_report(self)
+        size, the tasks that share it and the checkpoints it came from. While a change to the modules is under way
+        (peft injecting layers, a load) it does not walk them: the last walk's rows come back, marked `changing`."""
+        if self._load_lock.acquire(timeout=0.5):
+            try:
+                self._last_report = describe.memory_report(self)
+                return self._last_report
+            finally:
+                self._load_lock.release()
+        if self._last_report is None:
+            return {
+                **dataclasses.asdict(devices.read_memory(self.device)),
+                "pool_bytes": 0,
+                "naive_bytes": 0,
+                "components": [],
+                "changing": True,
+            }
+        return {**self._last_report, **dataclasses.asdict(devices.read_memory(self.device)), "changing": True}
 
     def inspect(self) -> dict[str, Any]:
         """The loaded checkpoint explained: model_index.json, components with parameter counts, files."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 from ui.controls import ImageUpload
 
 WARNING = (
@@ -42,7 +42,8 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
     `/load_ip_adapter(source, scale)` and `/unload_ip_adapter()`. Returns the image prompt component, which the
     task tabs take as an input."""
     image_prompt = build_ip_adapter_panel(ctx)
-    with gr.Accordion("LoRA adapters", open=False, elem_id="lora-panel"):
+    # A public server's visitors can't change the shared modules, and no adapter source is on its allowlist.
+    with gr.Accordion("LoRA adapters", open=False, elem_id="lora-panel", visible=not ctx.settings.public):
         gr.Markdown(WARNING)
         with gr.Row(equal_height=True):
             source = gr.Dropdown(
@@ -63,21 +64,23 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
         info = gr.JSON(visible=False)
 
     @user_errors
-    def load_lora(source: str, weight: float) -> dict:
+    def load_lora(source: str, weight: float, request: gr.Request = None) -> dict:
         """Load a LoRA onto the shared modules with a weight; returns the loaded adapters and the tasks affected."""
-        return ctx.studio.load_lora(source, weight)
+        return change_shared(ctx, request, "Loading a LoRA", ctx.studio.load_lora, source, weight)
 
     @user_errors
-    def unload_lora(name: str) -> dict:
+    def unload_lora(name: str, request: gr.Request = None) -> dict:
         """Unload a LoRA by its name (see /load_lora's answer)."""
-        return ctx.studio.unload_lora(name.strip())
+        return change_shared(ctx, request, "Unloading a LoRA", ctx.studio.unload_lora, str(name or "").strip())
 
     wire(((load, load_lora, [source, weight]), (unload, unload_lora, name)), info, status, adapters_markdown)
     return image_prompt
 
 
 def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
-    with gr.Accordion("IP-Adapter (image prompt)", open=False, elem_id="ip-adapter-panel"):
+    with gr.Accordion(
+        "IP-Adapter (image prompt)", open=False, elem_id="ip-adapter-panel", visible=not ctx.settings.public
+    ):
         gr.Markdown(IP_WARNING)
         with gr.Row(equal_height=True):
             with gr.Column(scale=3):
@@ -102,15 +105,15 @@ def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
         info = gr.JSON(visible=False)
 
     @user_errors
-    def load_ip_adapter(source: str, scale: float) -> dict:
+    def load_ip_adapter(source: str, scale: float, request: gr.Request = None) -> dict:
         """Load an IP-Adapter into the shared UNet with a scale (or change the scale of the loaded one); every
         task then takes `ip_adapter_image`."""
-        return ctx.studio.load_ip_adapter(source, scale)
+        return change_shared(ctx, request, "Loading an IP-Adapter", ctx.studio.load_ip_adapter, source, scale)
 
     @user_errors
-    def unload_ip_adapter() -> dict:
+    def unload_ip_adapter(request: gr.Request = None) -> dict:
         """Unload the IP-Adapter and its image encoder."""
-        return ctx.studio.unload_ip_adapter()
+        return change_shared(ctx, request, "Unloading the IP-Adapter", ctx.studio.unload_ip_adapter)
 
     wire(
         ((load, load_ip_adapter, [source, scale]), (unload, unload_ip_adapter, None)), info, status, ip_adapter_markdown

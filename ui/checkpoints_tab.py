@@ -11,7 +11,7 @@ import pandas as pd
 
 from core.checkpoint_tools import SAVE_DTYPES
 from core.checkpoints import hub_offline
-from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, fmt_bytes, user_errors
 from ui.model_panel import ModelPanel
 
 COLUMNS = ["checkpoint", "kind", "variants", "size", "last used"]
@@ -69,15 +69,16 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
         return gr.update(visible=True), f"Delete **{repo_id}** ({size}) from the cache? This can't be undone."
 
     @user_errors
-    def delete_cached(repo_id: str) -> dict:
+    def delete_cached(repo_id: str, request: gr.Request = None) -> dict:
         """Delete a checkpoint from the local cache (not one that is loaded now)."""
-        return studio.delete_cached(repo_id or "")
+        # On the worker: "is it loaded?" and the deletion happen with no load in between.
+        return change_shared(ctx, request, "Deleting a cached checkpoint", studio.delete_cached, repo_id or "")
 
     @user_errors
-    def load_cached(repo_id: str, variant: str, dtype: str, progress=gr.Progress()) -> dict:
+    def load_cached(repo_id: str, variant: str, dtype: str, request: gr.Request = None, progress=gr.Progress()) -> dict:
         if not repo_id:
             raise gr.Error("Pick a cached checkpoint first.")
-        return panel.load_model(repo_id, variant, dtype, progress)
+        return panel.load_model(repo_id, variant, dtype, request, progress)
 
     listed = dict(fn=show, inputs=[rows_state, chosen], outputs=[table, chosen], api_visibility="private")
     refresh_button.click(list_cache, None, rows_state, api_name="cached_checkpoints").then(**listed)
@@ -104,10 +105,12 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     load_saved = gr.Button("Load the saved variant", visible=False, elem_id="load-saved")
 
     @user_errors
-    def save_variant(folder: str, variant: str, dtype: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+    def save_variant(
+        folder: str, variant: str, dtype: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)
+    ) -> dict:
         """Save the loaded checkpoint's weights as `variant` files in `dtype` into `folder` (empty: its own)."""
         progress(0, desc="Saving…")
-        return studio.save_variant(folder or "", variant, dtype)
+        return change_shared(ctx, request, "Saving a variant", studio.save_variant, folder or "", variant, dtype)
 
     def saved_markdown(result: dict) -> tuple:
         text = (

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from core.access import Owners
 from core.errors import StudioError
 from core.jobs import CancelFlags, ShownResults, Worker
 from core.settings import Settings
@@ -32,6 +33,7 @@ class AppContext:
     worker: Worker  # runs the generations, one at a time (see core.jobs.Worker)
     startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
     shown: ShownResults = field(default_factory=ShownResults)  # what each visitor's galleries show
+    owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
 
 
 def user_errors(fn: F) -> F:
@@ -70,6 +72,22 @@ def user_errors(fn: F) -> F:
             raise error from (None if error is e else e)
 
     return wrapper  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+def change_shared(ctx: AppContext, request: gr.Request | None, what: str, change: Callable[..., T], *args: Any) -> T:
+    """Change what every visitor shares (`what`, e.g. "Loading a checkpoint"): in public mode only the owner may.
+    It runs on the worker, between generations, so no run sees the shared modules half-changed."""
+    if ctx.settings.public and not ctx.owners.is_owner(session_of(request)):
+        how = (
+            "log in as the owner first (the Owner panel at the bottom of the page)"
+            if ctx.owners.enabled
+            else "its owner sets that when starting the server (flags, spaces_config.yaml)"
+        )
+        raise gr.Error(f"{what} changes what every visitor of this public server gets; {how}.", print_exception=False)
+    return ctx.worker.call(change, *args)
 
 
 def session_of(request: gr.Request | None) -> str:

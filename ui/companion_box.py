@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ui.common import GPU_QUEUE, AppContext, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 
 
 def companion_choices(ctx: AppContext, kind: str) -> list[str]:
@@ -55,12 +55,12 @@ def _handlers(ctx: AppContext, kind: str, kinds: tuple[str, ...]):
     @user_errors
     def on_load(source: str, progress=gr.Progress(track_tqdm=True)) -> str:
         progress(0, desc=f"Loading {source}…")
-        ctx.studio.load_companion(kind, source)
+        ctx.worker.call(ctx.studio.load_companion, kind, source)  # any visitor may add what a tab needs
         return companion_status(ctx, kinds)
 
     @user_errors
-    def on_unload() -> str:
-        ctx.studio.unload_companion(kind)
+    def on_unload(request: gr.Request = None) -> str:
+        change_shared(ctx, request, "Unloading a companion", ctx.studio.unload_companion, kind)
         return companion_status(ctx, kinds)
 
     return on_load, on_unload

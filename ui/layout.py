@@ -10,13 +10,14 @@ import gradio as gr
 from ui import companion_tabs, feature_tabs
 from ui.adapters_panel import build_adapters_panel
 from ui.checkpoints_tab import build_checkpoints_tab
-from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, session_of, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.generate_tab import build_generate_tab
 from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
 from ui.model_panel import build_model_panel
+from ui.owner_panel import build_owner_panel
 from ui.png_info_tab import build_png_info_tab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -81,6 +82,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 queue=False,
             )
         build_companion_api(ctx)
+        if ctx.settings.public and ctx.owners.enabled:
+            build_owner_panel(ctx)
 
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
@@ -154,12 +157,13 @@ def build_companion_api(ctx: AppContext) -> None:
     def load_companion(kind: str, source: str) -> dict:
         """Load a task's companion checkpoint (kind: inpaint, depth, variation, upscale_x4, upscale_x2, ldm3d,
         motion_adapter) from a Hub id, a folder, or demo-<kind>."""
-        return ctx.studio.load_companion(kind, source)
+        # Any visitor may add what a tab needs (public mode: curated sources only); on the worker, between runs.
+        return ctx.worker.call(ctx.studio.load_companion, kind, source)
 
     @user_errors
-    def unload_companion(kind: str) -> dict:
+    def unload_companion(kind: str, request: gr.Request = None) -> dict:
         """Unload a companion and free its memory."""
-        return ctx.studio.unload_companion(kind)
+        return change_shared(ctx, request, "Unloading a companion", ctx.studio.unload_companion, kind)
 
     load.click(load_companion, [kind, source], result, api_name="load_companion", concurrency_id=GPU_QUEUE)
     unload.click(unload_companion, kind, result, api_name="unload_companion", concurrency_id=GPU_QUEUE)

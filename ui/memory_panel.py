@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, fmt_bytes, user_errors
 
 POLL_SECONDS = 2.0
 MODE_LABELS = {"attention_slicing": "attention slicing", "vae_slicing": "VAE slicing", "vae_tiling": "VAE tiling"}
@@ -163,9 +163,12 @@ def build_modes(ctx: AppContext) -> None:
         result = gr.JSON(visible=False)
 
     @user_errors
-    def set_memory_modes(offload: str, attention_slicing: bool, vae_slicing: bool, vae_tiling: bool) -> dict:
+    def set_memory_modes(
+        offload: str, attention_slicing: bool, vae_slicing: bool, vae_tiling: bool, request: gr.Request = None
+    ) -> dict:
         """Turn memory modes on or off for every task (offload: none, model or sequential; needs a GPU)."""
-        return ctx.studio.set_memory_modes(offload, attention_slicing, vae_slicing, vae_tiling)
+        modes = (offload, attention_slicing, vae_slicing, vae_tiling)
+        return change_shared(ctx, request, "Changing memory modes", ctx.studio.set_memory_modes, *modes)
 
     def describe(info: dict) -> str:
         modes = info["memory_modes"]

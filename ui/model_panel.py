@@ -13,7 +13,7 @@ from core import schedulers
 from core.checkpoints import VARIANT_CHOICES
 from core.devices import DTYPE_CHOICES
 from ui import zerogpu
-from ui.common import GPU_QUEUE, AppContext, fmt_bytes, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, fmt_bytes, user_errors
 
 DEMO_BANNER = (
     "**You are on the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: it "
@@ -185,7 +185,7 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
     preflight_info = gr.JSON(visible=False)
 
     @user_errors
-    def load_model(source: str, variant: str, dtype: str, progress=gr.Progress()) -> dict:
+    def load_model(source: str, variant: str, dtype: str, request: gr.Request = None, progress=gr.Progress()) -> dict:
         """Load a checkpoint (Hub id, local folder or `demo`) with a variant and dtype; returns what loaded.
         A Hub checkpoint's files of that variant are downloaded first, with a progress bar."""
         progress(0, desc=f"Loading {source}…")
@@ -197,7 +197,10 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             desc = f"Downloading {source}: {fmt_bytes(done)} of {fmt_bytes(total)}"
             context.copy().run(progress, done / total, desc=desc)
 
-        return ctx.studio.load(source, variant=variant, dtype=dtype, on_progress=downloading)
+        def load() -> dict:
+            return ctx.studio.load(source, variant=variant, dtype=dtype, on_progress=downloading)
+
+        return change_shared(ctx, request, "Loading a checkpoint", load)
 
     @user_errors
     def preflight(source: str, variant: str, dtype: str) -> dict:
@@ -206,10 +209,10 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         return ctx.studio.preflight(source, variant=variant, dtype=dtype)
 
     @user_errors
-    def set_vae(source: str, progress=gr.Progress(track_tqdm=True)) -> dict:
+    def set_vae(source: str, request: gr.Request = None, progress=gr.Progress(track_tqdm=True)) -> dict:
         """Use another VAE (Hub id or folder), or `default` for the checkpoint's own, in every task."""
         progress(0, desc=f"Loading VAE {source}…")
-        return ctx.studio.set_vae(source)
+        return change_shared(ctx, request, "Changing the VAE", ctx.studio.set_vae, source)
 
     def refresh(current_scheduler: str) -> tuple:
         if not ctx.studio.is_loaded:

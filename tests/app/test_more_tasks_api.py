@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from core.generation import GenerationRequest
 
 T2I = dict(
     prompt="a bridge",
@@ -290,3 +295,36 @@ def test_live_previews_stream_before_the_result(client):
     assert last[1]["seeds"] == info["seeds"] and Image.open(files(gallery)[0]).size == (64, 64)
     plain, _ = client.predict(**{**T2I, "steps": 8, "num_images": 2}, api_name="/text2img")
     assert Image.open(files(plain)[0]).tobytes() == Image.open(files(gallery)[0]).tobytes()
+
+
+def test_a_lora_sent_during_a_run_waits_for_it_and_applies_to_the_next(client, running_app):
+    """Changes to the shared modules run on the worker, between generations (before, a load landed mid-run)."""
+    studio, worker = running_app.studio, running_app.ctx.worker
+    request = GenerationRequest(**T2I)
+    plain = studio.generate(request).images[0].tobytes()
+    started, go = threading.Event(), threading.Event()
+
+    def a_run():  # a generation holding the worker: it starts once the LoRA request is on its way
+        started.set()
+        go.wait(30)
+        return studio.generate(request).images[0].tobytes()
+
+    run = worker.submit(a_run)
+    started.wait(10)
+    answer: dict = {}
+    sender = threading.Thread(
+        target=lambda: answer.update(client.predict(source="demo-lora", weight=1.0, api_name="/load_lora"))
+    )
+    sender.start()
+    try:
+        time.sleep(1.5)
+        assert not studio.loras.loras, "the load waits for the run in progress"
+        go.set()
+        assert run.result(60) == plain, "the run in progress is made without the LoRA"
+        sender.join(60)
+        assert "demo_lora" in answer["loras"]
+        assert studio.generate(request).images[0].tobytes() != plain, "the next run has it"
+    finally:
+        go.set()
+        sender.join(60)
+        client.predict(name="demo_lora", api_name="/unload_lora")

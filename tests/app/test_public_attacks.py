@@ -14,6 +14,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from tests.app import attack
+from tests.launch import start_app
 
 ROOT = Path(__file__).resolve().parents[2]
 T2I = dict(
@@ -146,3 +147,70 @@ def test_an_input_image_counts_against_the_public_size_limit(public_app, tmp_pat
     with Image.open(gallery[0]["image"]) as made:
         assert made.size == (1024, 512)
     assert any("was 1100x550" in w and "scaled to 1024x512" in w for w in info["warnings"]), info["warnings"]
+
+
+@pytest.fixture(scope="module")
+def owned_app(tmp_path_factory):
+    """A public server with an owner login."""
+    app = start_app(tmp_path_factory.mktemp("owned-outputs"), "--public", "--admin", "owner:s3cret-pass")
+    yield app
+    app.app.close()
+
+
+def _pixels(client: Client) -> bytes:
+    gallery, _info = client.predict(**T2I, api_name="/text2img")
+    with Image.open(gallery[0]["image"]) as image:
+        return image.tobytes()
+
+
+def test_an_anonymous_visitor_cannot_change_what_every_visitor_shares(owned_app):
+    alice, bob = Client(owned_app.url, verbose=False), Client(owned_app.url, verbose=False)
+    before = _pixels(alice)
+    attempts = [
+        (dict(source="demo", variant="default", dtype="bfloat16"), "/load_model", "Loading a checkpoint"),
+        (dict(offload="none", attention_slicing=True, vae_slicing=True, vae_tiling=True), "/set_memory_modes", "mem"),
+        (dict(source="default"), "/set_vae", "Changing the VAE"),
+        (dict(kind="inpaint"), "/unload_companion", "Unloading a companion"),
+        (dict(source="demo-lora", weight=1.0), "/load_lora", "Loading a LoRA"),
+        (dict(), "/unload_ip_adapter", "IP-Adapter"),
+    ]
+    for kwargs, api, what in attempts:
+        with pytest.raises(AppError, match=f"{what}.*changes what every visitor.*log in as the owner"):
+            bob.predict(**kwargs, api_name=api)
+    assert owned_app.studio.model_info()["dtype"] == "float32"
+    assert _pixels(alice) == before, "alice's same-seed image is unchanged"
+
+
+def test_the_owner_logs_in_and_wrong_passwords_are_locked_out(owned_app):
+    mallory = Client(owned_app.url, verbose=False)
+    for _ in range(5):
+        with pytest.raises(AppError, match="Wrong owner name or password"):
+            mallory.predict(user="owner", password="guess", api_name="/admin_login")
+    with pytest.raises(AppError, match=r"Too many failed logins; try again in \d+ s"):
+        mallory.predict(user="owner", password="s3cret-pass", api_name="/admin_login")  # even the right one waits
+    owned_app.ctx.owners._check.throttle.succeeded("owner")  # the minute passes (the name's lock; not the session's)
+
+    owner = Client(owned_app.url, verbose=False)
+    assert "Logged in as the owner" in owner.predict(user="owner", password="s3cret-pass", api_name="/admin_login")
+    try:
+        info = owner.predict(source="demo", variant="default", dtype="bfloat16", api_name="/load_model")
+        assert info["dtype"] == "bfloat16"
+        with pytest.raises(AppError, match="changes what every visitor"):  # still not for anyone else
+            mallory.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
+    finally:
+        owner.predict(source="demo", variant="default", dtype="float32", api_name="/load_model")
+
+
+def test_gradio_login_is_throttled(tmp_path):
+    app = start_app(tmp_path / "outputs", "--public", "--auth", "alice:right-one")
+    try:
+        codes = [
+            httpx.post(f"{app.url}login", data={"username": "alice", "password": f"wrong{i}"}).status_code
+            for i in range(6)
+        ]
+        assert set(codes) == {400}
+        locked = httpx.post(f"{app.url}login", data={"username": "alice", "password": "right-one"})
+        assert locked.status_code == 400, "five failures lock the name out for a while, right password or not"
+        assert httpx.post(f"{app.url}login", data={"username": "bob", "password": "x"}).status_code == 400
+    finally:
+        app.app.close()

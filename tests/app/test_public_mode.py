@@ -42,7 +42,7 @@ def test_public_mode_keeps_the_checker_and_the_curated_models(public_app):
         client.predict(**{**T2I, "safety_checker": False}, api_name="/text2img")
     with pytest.raises(AppError, match=r"/etc is not in the list of choices: \['stable-diffusion-v1-5"):
         client.predict(source="/etc", variant="auto", dtype="auto", api_name="/load_model")
-    with pytest.raises(AppError, match="only loads these adapters"):
+    with pytest.raises(AppError, match="Loading a LoRA changes what every visitor of this public server gets"):
         client.predict(source="demo-lora", weight=1.0, api_name="/load_lora")
 
 
