@@ -52,6 +52,12 @@ def locate(source: str, options: StudioOptions) -> tuple[str, str | None]:
         if path.suffix != ".safetensors":
             raise LoadError(f"{source!r} is not a .safetensors file; LoRAs are loaded from safetensors only.")
         return str(path.parent), path.name
+    pickle_only = path.is_dir() and not any(path.glob("*.safetensors")) and any(path.glob("*.bin"))
+    if pickle_only and not options.allow_unsafe:
+        raise LoadError(
+            f"{source!r} holds only pickle (.bin) weights, which can run code when opened; convert them to "
+            "safetensors, or start the app with --allow-unsafe for a folder you trust."
+        )
     if path.is_dir() or checkpoints.looks_like_repo_id(source):
         return source, None
     raise LoadError(f"{source!r} is not a LoRA file, folder or Hub id (org/name); check the path.")
@@ -72,6 +78,8 @@ class LoraSet:
             raise InvalidRequest(f"A LoRA named {name!r} is already loaded; unload it first.")
         location, weight_name = locate(source, options)
         kwargs: dict[str, Any] = {"adapter_name": name, "local_files_only": options.offline}
+        if not options.allow_unsafe:  # never diffusers' fallback to torch.load of a .bin
+            kwargs["use_safetensors"] = True
         if weight_name:
             kwargs["weight_name"] = weight_name
         try:

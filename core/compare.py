@@ -65,6 +65,17 @@ def compare(
             f"{len(schedulers)} schedulers x {len(values)} values is {len(schedulers) * len(values)} images; "
             f"keep it to {MAX_CELLS} or fewer."
         )
+    limits = studio.options.limits
+    sized = isinstance(base.width, int) and isinstance(base.height, int)  # else each cell's validation says why
+    pixels = base.width * base.height if sized else 0
+    steps = [int(v) if axis == "steps" else base.steps for v in values] * len(schedulers)
+    work = sum(s for s in steps if isinstance(s, int)) * pixels
+    if work > limits.max_work:
+        raise InvalidRequest(
+            f"This grid is {work / limits.max_work:.1f}x the largest single generation this app makes "
+            f"({limits.max_images} images x {limits.max_steps} steps at {limits.max_side} px); use fewer "
+            "schedulers, values or steps, or a smaller size."
+        )
     seed = base.resolved_seeds()[0]
     cells, images = [], []
     total = len(schedulers) * len(values)

@@ -24,7 +24,7 @@ def model_info(studio: Studio) -> dict[str, Any]:
     pool = studio.pool
     return {
         "model": pool.files.source,
-        "model_path": _model_path(pool),
+        "model_path": None if studio.options.public else _model_path(pool),  # no server paths to the public
         "pipeline": pool.files.pipeline_class,
         "variant": pool.variant,
         "variants": list(pool.files.variants),
@@ -63,7 +63,7 @@ def run_info(
         "task": request.task,
         "pipeline": type(pipe).__name__,
         "model": pool.files.source,
-        "model_path": _model_path(pool),
+        "model_path": None if studio.options.public else _model_path(pool),
         "variant": pool.variant,
         "dtype": devices.dtype_name(pool.dtype),
         "device": str(studio.device),

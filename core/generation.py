@@ -34,6 +34,13 @@ class Limits:
     max_images: int = 8
     max_image_pixels: int = 4096 * 4096  # an uploaded image larger than this is refused, not resized
     max_frames: int = 32
+    max_prompt_chars: int = 4000  # CLIP reads 77 tokens, T5 a few hundred; 2M characters cost 380 MB
+
+    @property
+    def max_work(self) -> int:
+        """The most denoising work (steps x pixels, summed over images) one request may ask for: the largest
+        single generation. A compare grid counts its cells against the same budget."""
+        return self.max_images * self.max_steps * self.max_side * self.max_side
 
 
 @dataclass
@@ -72,6 +79,12 @@ class GenerationRequest:
         task = get_task(self.task)
         if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
             raise InvalidRequest("The prompt and negative prompt must be text.")
+        for label, text in (("prompt", self.prompt), ("negative prompt", self.negative_prompt)):
+            if len(text) > limits.max_prompt_chars:
+                raise InvalidRequest(
+                    f"The {label} is {len(text):,} characters; this app takes at most {limits.max_prompt_chars:,} "
+                    "(the text encoder reads only its first few hundred tokens). Shorten it."
+                )
         self._check_options(task.name, limits)
         if task.sizes_from_request:
             for label, value in (("width", self.width), ("height", self.height)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -64,25 +65,47 @@ def session_folder_name(session: str) -> str:
 
 class OutputStore:
     """The outputs folder: `<root>/<session>/<time>-<seed>.png`, kept under `max_bytes` (if set) by deleting the
-    oldest files first, never the ones just written."""
+    oldest files first, never the ones just written. With `max_session_bytes`, each visitor's own folder is kept
+    under that first, so one visitor's burst deletes their own oldest images rather than someone else's."""
 
-    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None, max_session_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.max_session_bytes = max_session_bytes
         self._lock = threading.Lock()
+        self.sweep_leftovers()
 
-    def enforce_cap(self, keep: list[str]) -> list[Path]:
-        """Delete the oldest saved files until the folder is under its cap; returns what was deleted."""
-        if self.max_bytes is None:
+    def sweep_leftovers(self, older_than_s: float = 600.0) -> list[Path]:
+        """Delete the temporary files a killed save left behind (`.tmp-*`; the cap never counts them)."""
+        if not self.root.is_dir():
             return []
+        now, swept = time.time(), []
+        for path in self.root.rglob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    swept.append(path)
+        return swept
+
+    def enforce_cap(self, keep: list[str], session: str | None = None) -> list[Path]:
+        """Delete the oldest saved files until the session's folder and the whole folder are under their caps;
+        returns what was deleted."""
+        deleted = []
+        if self.max_session_bytes is not None and session is not None:
+            deleted += self._trim(self.root / session_folder_name(session), self.max_session_bytes, keep)
+        if self.max_bytes is not None:
+            deleted += self._trim(self.root, self.max_bytes, keep)
+        return deleted
+
+    def _trim(self, folder: Path, cap: int, keep: list[str]) -> list[Path]:
         with self._lock:
-            files = [p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+            files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
             stats = {p: p.stat() for p in files}
             total = sum(st.st_size for st in stats.values())
             kept = {str(Path(k)) for k in keep}
             deleted = []
             for path in sorted(files, key=lambda p: stats[p].st_mtime):
-                if total <= self.max_bytes:
+                if total <= cap:
                     break
                 if str(path) in kept:
                     continue
@@ -99,7 +122,7 @@ class OutputStore:
         for i, image in enumerate(images):
             name = f"{stamp}-{info['task']}-{info['seeds'][i]}-{i}.png"
             paths.append(str(save_png_atomically(image, folder / name, png_metadata(info, i))))
-        self.enforce_cap(paths)
+        self.enforce_cap(paths, session)
         return paths
 
     def save_animation(self, frames: list[Image.Image], info: dict[str, Any], session: str) -> dict[str, str]:
@@ -119,7 +142,7 @@ class OutputStore:
             finally:
                 tmp.unlink(missing_ok=True)
             files[kind] = str(final)
-        self.enforce_cap(list(files.values()))
+        self.enforce_cap(list(files.values()), session)
         return files
 
     def list(self, session: str) -> list[Path]:
@@ -127,4 +150,5 @@ class OutputStore:
         folder = self.root / session_folder_name(session)
         if not folder.is_dir():
             return []
-        return sorted(folder.glob("*.png"), key=lambda p: p.stat().st_mtime, reverse=True)
+        saved = [p for p in folder.glob("*.png") if not p.name.startswith(".tmp-")]  # not a save under way
+        return sorted(saved, key=lambda p: p.stat().st_mtime, reverse=True)

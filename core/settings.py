@@ -51,6 +51,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     max_upload_bytes: int | None = None
     max_outputs_bytes: int | None = None  # public mode: cap of the outputs folder
+    max_visitor_outputs_bytes: int | None = None  # public mode: each visitor's share of it
     queue_size: int | None = None
 
     @property
@@ -68,6 +69,7 @@ class Settings:
             device=self.device,
             outputs_dir=self.outputs,
             outputs_max_bytes=self.max_outputs_bytes,
+            outputs_max_session_bytes=self.max_visitor_outputs_bytes,
             offline=self.offline,
             allow_unsafe=self.allow_unsafe,
             public=self.public,
@@ -160,6 +162,9 @@ def from_args(
         max_upload_bytes=int(max_upload_mb * 1024 * 1024) if public and max_upload_mb else None,
         max_outputs_bytes=int(public_cfg["max_outputs_mb"] * 1024 * 1024)
         if public and public_cfg.get("max_outputs_mb")
+        else None,
+        max_visitor_outputs_bytes=int(public_cfg["max_visitor_outputs_mb"] * 1024 * 1024)
+        if public and public_cfg.get("max_visitor_outputs_mb")
         else None,
         queue_size=args.queue_size or (public_cfg.get("queue_size") if public else None),
     )

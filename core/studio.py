@@ -50,6 +50,7 @@ class StudioOptions:
     device: str = "auto"
     outputs_dir: Path | None = None
     outputs_max_bytes: int | None = None  # public mode: the oldest saved files go first beyond this
+    outputs_max_session_bytes: int | None = None  # public mode: each visitor's own share of that
     cache_dir: Path | None = None  # where demo checkpoints are written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
     offline: bool = False
     allow_unsafe: bool = False  # allow pickle (.bin) weights from local folders
@@ -67,8 +68,12 @@ class Studio(
     def __init__(self, options: StudioOptions | None = None) -> None:
         self.options = options or StudioOptions()
         self.device = devices.resolve_device(self.options.device)
-        outputs_dir, cap = self.options.outputs_dir, self.options.outputs_max_bytes
-        self.outputs = OutputStore(outputs_dir, cap) if outputs_dir else None
+        options = self.options
+        self.outputs = (
+            OutputStore(options.outputs_dir, options.outputs_max_bytes, options.outputs_max_session_bytes)
+            if options.outputs_dir
+            else None
+        )
         self._pool: Pool | None = None
         self._companions: dict[str, Pool] = {}
         self.motion: MotionAdapterState | None = None

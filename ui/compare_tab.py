@@ -102,7 +102,10 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
                 )
         finally:
             ctx.cancel_flags.finish(session, flag)
-        return result.info.get("grid_path") or result.grid, result.images, result.info
+        grid = result.info.get("grid_path") or result.grid
+        if ctx.settings.public:  # the grid goes out as a file; its place on the server does not
+            result.info.pop("grid_path", None)
+        return grid, result.images, result.info
 
     inputs = [prompt, negative, chosen, axis, values, steps, guidance, width, height, seed, panel.safety_checker]
     inputs.append(panel.image_prompt)

@@ -26,7 +26,10 @@ TITLE = "Diffusion Studio"
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
     """Build the Blocks app over `ctx.studio`; nothing is loaded or launched here."""
-    with gr.Blocks(title=TITLE) as app:
+    # Gradio's cache (uploads, gallery copies) is swept: in public mode every 15 minutes of files over an hour old
+    # (the outputs folder keeps the images; History reads it), locally once a day of a week's.
+    sweep = (900, 3600) if ctx.settings.public else (86400, 7 * 86400)
+    with gr.Blocks(title=TITLE, delete_cache=sweep) as app:
         gr.Markdown(f"# 🧨 {TITLE}\nOne checkpoint, loaded once, serving every task with `from_pipe`.", elem_id="title")
         panel = build_model_panel(ctx)
         panel.image_prompt = build_adapters_panel(ctx)

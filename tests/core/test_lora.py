@@ -76,6 +76,11 @@ def test_bad_lora_requests_say_what_to_do(studio, tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(LoadError, match="safetensors only"):
         studio.load_lora(str(tmp_path / "weights.bin"))
+    pickled = tmp_path / "pickled-lora"
+    pickled.mkdir()
+    (pickled / "pytorch_lora_weights.bin").write_bytes(b"not opened")  # diffusers would torch.load it
+    with pytest.raises(LoadError, match=r"only pickle \(\.bin\) weights.*--allow-unsafe"):
+        studio.load_lora(str(pickled))
     with pytest.raises(InvalidRequest, match="No LoRA named 'nope' is loaded"):
         studio.unload_lora("nope")
     with pytest.raises(InvalidRequest, match="between -2 and 2"):

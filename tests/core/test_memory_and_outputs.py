@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import psutil
 import pytest
@@ -129,3 +131,31 @@ def test_public_mode_caps_the_outputs_folder_from_the_deployment_file():
     config = {"public": {"max_outputs_mb": 3}}
     assert from_args(["--public"], env={}, config=config).studio_options().outputs_max_bytes == 3 * 1024 * 1024
     assert from_args([], env={}, config=config).studio_options().outputs_max_bytes is None
+
+
+def test_each_visitor_gets_a_share_of_the_outputs_and_a_burst_deletes_only_their_own(tmp_path):
+    from core.outputs import OutputStore
+
+    store = OutputStore(tmp_path, max_bytes=10_000_000, max_session_bytes=3_000)
+    noise = Image.frombytes("L", (40, 40), os.urandom(1600))  # ~1.7 KB as PNG: incompressible
+    info = {"task": "text2img", "seeds": [1], "prompt": "x"}
+    alice = store.save([noise], info, "alice")
+    for _ in range(4):
+        time.sleep(0.01)
+        store.save([noise], info, "mallory")
+    assert len(store.list("mallory")) < 4, "mallory's burst deleted mallory's oldest"
+    assert [str(p) for p in store.list("alice")] == alice, "and none of alice's"
+
+
+def test_a_save_killed_midway_leaves_nothing_that_history_lists_and_is_swept_at_start(tmp_path):
+    from core.outputs import OutputStore, session_folder_name
+
+    folder = tmp_path / session_folder_name("alice")
+    folder.mkdir()
+    leftover = folder / ".tmp-abc123.png"
+    leftover.write_bytes(b"half a png")
+    assert OutputStore(tmp_path).list("alice") == [], "History never lists a save under way"
+    old = time.time() - 3600
+    os.utime(leftover, (old, old))
+    OutputStore(tmp_path)  # the next start
+    assert not leftover.exists()
