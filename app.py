@@ -145,7 +145,19 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         prevent_thread_lock=prevent_thread_lock,
         css=css(),
         footer_links=["api", "gradio"],
+        app_kwargs={"middleware": visitor_limits(settings, app)} if settings.public else None,
     )
+
+
+def visitor_limits(settings: Settings, app) -> list:
+    """Public mode: per-visitor caps on uploads and on waiting requests (ui.visitor_limits)."""
+    from starlette.middleware import Middleware
+
+    from ui.visitor_limits import VisitorLimits, VisitorLimitsMiddleware, waiting_in
+
+    per_file = settings.max_upload_bytes or 10 * 1024 * 1024
+    limits = VisitorLimits(max_upload_request_bytes=4 * per_file + 64 * 1024)
+    return [Middleware(VisitorLimitsMiddleware, limits=limits, waiting=waiting_in(app))]
 
 
 def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> int:

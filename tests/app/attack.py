@@ -29,3 +29,10 @@ def call(url: str, fn: int, data: list, session: str, event_data: Any = None, ti
     """POST one event straight to `/gradio_api/run/predict`, as the page would for an unqueued event."""
     body = {"fn_index": fn, "data": data, "session_hash": session, "event_data": event_data}
     return httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=timeout)
+
+
+def waiting_count(blocks: Any, session: str) -> int:
+    """What the per-visitor queue cap counts (ui.visitor_limits.waiting_in), for a test to wait on."""
+    from ui.visitor_limits import waiting_in
+
+    return waiting_in(blocks)(session)

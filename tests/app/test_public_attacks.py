@@ -264,3 +264,46 @@ def test_public_replies_carry_no_server_paths(public_app):
     )
     assert "grid_path" not in compare and Path(grid).is_file()
     assert str(public_app.outputs) not in str(info) + str(compare)
+
+
+def test_one_upload_request_carries_a_few_files_at_most(public_app, tmp_path):
+    files = [("files", (f"f{i}.png", b"\x89PNG tiny", "image/png")) for i in range(10)]
+    reply = httpx.post(f"{public_app.url}gradio_api/upload", files=files)
+    assert reply.status_code == 413 and "at most 4 files" in reply.text
+    ok = httpx.post(f"{public_app.url}gradio_api/upload", files=files[:2])
+    assert ok.status_code == 200 and len(ok.json()) == 2
+
+
+def test_one_visitor_cannot_fill_the_queue(public_app):
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def a_long_run():
+        held.set()
+        release.wait(60)
+
+    blocker = public_app.ctx.worker.submit(a_long_run)
+    held.wait(10)
+    greedy, other = Client(public_app.url, verbose=False), Client(public_app.url, verbose=False)
+    try:
+        jobs = [greedy.submit(**{**T2I, "seed": 100 + i}, api_name="/text2img") for i in range(4)]
+        deadline = time.time() + 20
+        waiting = attack.waiting_count(public_app.app, greedy.session_hash)
+        while waiting < 3 and time.time() < deadline:
+            time.sleep(0.2)
+            waiting = attack.waiting_count(public_app.app, greedy.session_hash)
+        assert waiting == 3, "one running, three waiting"
+        refused = greedy.submit(**{**T2I, "seed": 200}, api_name="/text2img")
+        with pytest.raises(Exception, match="Queue is full"):  # gradio_client's (and the page's) words for a 503
+            refused.result(timeout=30)
+        text2img = attack.fn_index(attack.config(public_app.url), "text2img-generate", "click")
+        body = {"fn_index": text2img, "data": [], "session_hash": greedy.session_hash}
+        raw = httpx.post(f"{public_app.url}gradio_api/queue/join", json=body)
+        assert raw.status_code == 503 and "You already have 3 requests waiting" in raw.text
+        fair = other.submit(**{**T2I, "seed": 300}, api_name="/text2img")  # another visitor still gets in line
+    finally:
+        release.set()
+        blocker.result(30)
+    assert fair.result(timeout=120)[1]["seeds"] == [300]
+    assert [job.result(timeout=120)[1]["seeds"] for job in jobs] == [[100], [101], [102], [103]]
