@@ -3,6 +3,7 @@ in a session of the attacker's choosing (what gradio_client can't express)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -36,3 +37,34 @@ def waiting_count(blocks: Any, session: str) -> int:
     from ui.visitor_limits import waiting_in
 
     return waiting_in(blocks)(session)
+
+
+def run_event(url: str, fn: int, data: list, session: str, event_data: Any = None, timeout: float = 10) -> str:
+    """Run one queued event as the page does (join, then read the session's event stream) and return everything
+    the server said about it, as text."""
+    body = {"fn_index": fn, "data": data, "session_hash": session, "event_data": event_data}
+    joined = httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=timeout)
+    if joined.status_code != 200:
+        return joined.text
+    said = []
+    with httpx.stream(
+        "GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=timeout
+    ) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            said.append(line)
+            message = json.loads(line[5:])
+            if message.get("msg") in ("process_completed", "close_stream", "unexpected_error"):
+                break
+    return "\n".join(said)
+
+
+def files_in(value: Any) -> list[dict]:
+    """Every FileData-like dict in a reply."""
+    if isinstance(value, dict):
+        found = [value] if ("url" in value or "path" in value) and isinstance(value.get("path"), str) else []
+        return found + [f for v in value.values() for f in files_in(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in files_in(v)]
+    return []
