@@ -10,6 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
+from diffusers.utils.constants import (
+    ONNX_EXTERNAL_WEIGHTS_NAME,
+    ONNX_WEIGHTS_NAME,
+    SAFETENSORS_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+)
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -26,6 +32,11 @@ DEFAULT_VARIANT = "default"
 VARIANT_CHOICES = ("auto", DEFAULT_VARIANT, "fp16", "non_ema")
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+# The weights names diffusers and transformers save components under (diffusers.utils.constants, transformers').
+_WEIGHT_PREFIXES = {
+    name.split(".")[0]
+    for name in (WEIGHTS_NAME, SAFETENSORS_WEIGHTS_NAME, ONNX_WEIGHTS_NAME, ONNX_EXTERNAL_WEIGHTS_NAME)
+} | {"model", "pytorch_model", "flax_model", "tf_model"}
 # diffusers names shards `name.fp16-00001-of-00002.safetensors`: the shard counter is not part of the variant.
 _SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -67,15 +78,21 @@ class CheckpointFiles:
 
 
 def weight_variant(filename: str) -> str | None:
-    """The variant a weight file belongs to (`default` for un-suffixed), or None if it holds no weights."""
+    """The variant a component's weight file belongs to (`default` for un-suffixed), or None if it is not one.
+
+    diffusers' rule (`variant_compatible_siblings`): a known weights name, then `.variant` before the extension
+    (`diffusion_pytorch_model.fp16.safetensors`, `model.fp16-00001-of-00002.safetensors`). Any other dotted name
+    is not a variant file: `sd_xl_base_1.0.safetensors` is no variant `0`."""
     if not filename.endswith(_WEIGHT_SUFFIXES):
         return None
-    stem = filename.rsplit(".", 1)[0]
-    parts = stem.split(".")
-    if len(parts) == 1:
+    parts = filename.split(".")
+    if _SHARD.sub("", parts[0]) not in _WEIGHT_PREFIXES:
+        return None
+    if len(parts) == 2:
         return DEFAULT_VARIANT
-    suffix = _SHARD.sub("", parts[-1])
-    return suffix or DEFAULT_VARIANT
+    if len(parts) == 3 and _SHARD.sub("", parts[1]):
+        return _SHARD.sub("", parts[1])
+    return None
 
 
 def looks_like_repo_id(source: str) -> bool:

@@ -59,17 +59,21 @@ def _run(
     accepted = inspect.signature(pipe.__call__).parameters
     if "callback_on_step_end" in accepted:
 
+        skipped: list[int] = []  # the step a Stop ended the loop at; a Stop after the last step skips nothing
+
         def step_end(p: DiffusionPipeline, step: int, timestep: Any, tensors: dict) -> dict:
+            total = getattr(p, "num_timesteps", None) or steps
             if on_step is not None:
-                on_step(step + 1, getattr(p, "num_timesteps", None) or steps)
+                on_step(step + 1, total)
             if on_latents is not None and "latents" in tensors:
                 on_latents(step + 1, tensors["latents"])
-            if cancel is not None and cancel.is_set():
+            if cancel is not None and cancel.is_set() and step + 1 < total:
                 p._interrupt = True
+                skipped.append(step + 1)
             return tensors
 
         output = pipe(**arguments, callback_on_step_end=step_end)
-        return output, bool(cancel is not None and cancel.is_set())
+        return output, bool(skipped)
 
     total = _legacy_total_steps(pipe, arguments, steps)
 
@@ -78,7 +82,7 @@ def _run(
             on_step(step + 1, total)
         if on_latents is not None:
             on_latents(step + 1, latents)
-        if cancel is not None and cancel.is_set():
+        if cancel is not None and cancel.is_set() and step + 1 < total:
             raise _Stopped
 
     try:

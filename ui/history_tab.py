@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
+from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
+from core.errors import InvalidRequest
+from core.png_info import text_chunks
 from ui.common import AppContext, session_of
 
 
@@ -16,17 +19,22 @@ def history_items(ctx: AppContext, request: gr.Request | None) -> list[tuple[str
         return []
     items = []
     for path in ctx.studio.outputs.list(session_of(request))[:200]:
-        caption = path.name
         try:
-            with Image.open(path) as im:
-                meta = json.loads(im.text.get("diffusion_studio", "{}"))
-            caption = (
-                f"{meta.get('task')} · seed {meta['seeds'][meta.get('image_index', 0)]} · {meta.get('prompt', '')[:60]}"
-            )
-        except (OSError, ValueError, KeyError, IndexError):
-            pass  # an image without our metadata still shows, captioned by its file name
-        items.append((str(path), caption))
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            continue  # deleted meanwhile (the outputs cap)
+        items.append((str(path), _caption(str(path), stamp)))
     return items
+
+
+@lru_cache(maxsize=4096)
+def _caption(path: str, _mtime_ns: int) -> str:
+    """A saved image's caption from its text chunks (never its pixels), read once per file version."""
+    try:
+        meta = json.loads(text_chunks(path).get("diffusion_studio", "{}"))
+        return f"{meta.get('task')} · seed {meta['seeds'][meta.get('image_index', 0)]} · {meta.get('prompt', '')[:60]}"
+    except (InvalidRequest, ValueError, KeyError, IndexError, TypeError):
+        return Path(path).name  # an image without our metadata still shows, captioned by its file name
 
 
 def build_history_tab(ctx: AppContext) -> tuple[gr.Gallery, object]:

@@ -34,12 +34,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         panel = build_model_panel(ctx)
         panel.image_prompt = build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
-        galleries, senders, family_controls, task_inputs = [], [], None, {}
+        senders, family_controls, task_inputs = [], None, {}
         with gr.Tabs(elem_id="tasks") as tabs:
             for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
                 with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    gallery, send, selected, controls, task_inputs[task] = build_generate_tab(ctx, panel, task)
-                    galleries.append(gallery)
+                    _gallery, send, selected, controls, task_inputs[task] = build_generate_tab(ctx, panel, task)
                     senders.append((task, send, selected))
                     family_controls = controls or family_controls
             with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img") as safe_tab:
@@ -116,8 +115,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         for event in panel.loaded:
             event.then(inspect_fill, None, inspect_outputs, api_visibility="private")
             memory.refresh_after(event)
-        for gallery in galleries:
-            gallery.change(fill_history, None, history_gallery, api_visibility="private", queue=False)
+        # Filled when the tab opens: a gallery's change event fires on every live-preview frame, and refilling
+        # then re-read (and Gradio re-hashed) up to 200 saved PNGs per frame.
         history_tab.select(fill_history, None, history_gallery, api_visibility="private", queue=False)
 
         def visitor_left(request: gr.Request) -> None:

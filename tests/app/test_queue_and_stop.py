@@ -157,3 +157,26 @@ def test_auth_refuses_visitors_without_the_login(tmp_path):
         assert len(gallery) == 1
     finally:
         app.app.close()
+
+
+def test_history_captions_are_read_once_per_file_and_never_decode_pixels(running_app, monkeypatch):
+    """History was refilled on every live-preview frame, opening up to 200 PNGs each time."""
+    from PIL import PngImagePlugin
+
+    from ui import history_tab
+
+    class Request:
+        def __init__(self, session_hash: str) -> None:
+            self.session_hash = session_hash
+
+    client = Client(running_app.url, verbose=False)
+    client.predict(**{**LONG, "steps": 2, "width": 64, "height": 64, "num_images": 2}, api_name="/text2img")
+    first = history_tab.history_items(running_app.ctx, Request(client.session_hash))
+    assert len(first) >= 2 and all("text2img · seed" in caption for _path, caption in first)
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("History decoded a PNG")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    monkeypatch.setattr(history_tab, "text_chunks", lambda path: (_ for _ in ()).throw(AssertionError("re-read")))
+    assert history_tab.history_items(running_app.ctx, Request(client.session_hash)) == first, "cached per file"

@@ -221,6 +221,21 @@ def test_progress_is_reported_each_step_and_cancel_stops_within_a_step(studio):
     assert len(result.images) == 1
 
 
+def test_a_stop_after_the_last_step_does_not_mark_a_finished_image_stopped(studio):
+    """`interrupted` once came from the flag: a Stop during the VAE decode marked a finished image "Stopped early"."""
+    request = GenerationRequest(prompt="x", steps=4, width=64, height=64, seed=3, scheduler="DDIM")
+    full = studio.generate(request)
+    cancel = threading.Event()
+
+    def stop_at_the_end(i: int, n: int) -> None:
+        if i == n:
+            cancel.set()  # as a Stop arriving while the image is decoded
+
+    late = studio.generate(request, on_step=stop_at_the_end, cancel=cancel)
+    assert late.info["interrupted"] is False
+    assert late.images[0].tobytes() == full.images[0].tobytes()
+
+
 INVALID = [
     (dict(width=67), "width must be a multiple of 8, got 67; try 64 or 72"),
     (dict(height=4096), "height must be between 64 and 2048"),

@@ -167,3 +167,20 @@ def test_a_new_load_replaces_the_pool_and_frees_the_old_one():
     gc.collect()
     assert old_unet() is None
     assert studio.model_info()["variant"] == "non_ema"
+
+
+def test_only_diffusers_variant_file_names_make_variants(tmp_path, demo_dir):
+    """A repo's single-file checkpoints beside its folders (SDXL's `sd_xl_base_1.0.safetensors`,
+    `sd_xl_refiner_1.0_0.9vae.safetensors`) once showed up as variants `0` and `9vae`."""
+    from core.checkpoints import scan_folder
+
+    names = [
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "text_encoder/model.fp16-00001-of-00002.safetensors",
+        "sd_xl_base_1.0.safetensors",
+        "sd_xl_refiner_1.0_0.9vae.safetensors",
+        "unet/diffusion_pytorch_model.safetensors.index.fp16.json",
+    ]
+    files = scan_folder(demo_dir, source="demo", file_names=names)
+    assert files.variants == ("default", "fp16")
