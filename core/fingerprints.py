@@ -73,7 +73,21 @@ class SharedModules:
         self._modules: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
 
     def find(self, fingerprint: str, dtype: str, device: str) -> Any | None:
-        return self._modules.get((fingerprint, dtype, device))
+        """The module loaded from these files, unless it has changed in place since (see carries_adapters)."""
+        module = self._modules.get((fingerprint, dtype, device))
+        return None if module is None or carries_adapters(module) else module
 
     def add(self, fingerprint: str, dtype: str, device: str, module: Any) -> None:
         self._modules[(fingerprint, dtype, device)] = module
+
+
+def carries_adapters(module: Any) -> bool:
+    """Whether a module holds more than its files: LoRA layers injected by peft (their wrappers stay after an
+    unload), or IP-Adapter attention processors. A fingerprint describes files, so such a module is never handed
+    out as the clean one."""
+    from peft.tuners.tuners_utils import BaseTunerLayer  # peft is a dependency (diffusers' LoRA runs on it)
+
+    if getattr(module, "peft_config", None) or any(isinstance(m, BaseTunerLayer) for m in module.modules()):
+        return True
+    processors = getattr(module, "attn_processors", None)
+    return bool(processors) and any("IPAdapter" in type(p).__name__ for p in processors.values())

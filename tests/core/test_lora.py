@@ -88,3 +88,20 @@ def test_bad_lora_requests_say_what_to_do(studio, tmp_path):
     studio.load_lora("demo-lora")
     with pytest.raises(InvalidRequest, match="already loaded"):
         studio.load_lora("demo-lora")
+
+
+@pytest.mark.parametrize("unload_first", [False, True])
+def test_reloading_the_same_checkpoint_gives_clean_modules(studio, unload_first):
+    """The files' fingerprint matched, so a reload reused the UNet still carrying the LoRA's layers: the panel
+    listed no LoRA, unload refused, and every image kept the LoRA."""
+    plain = image(studio, **T2I)
+    loaded_unet, vae = studio.pool.components["unet"], studio.pool.components["vae"]
+    studio.load_lora("demo-lora")
+    if unload_first:  # peft's wrapper layers stay after an unload
+        studio.unload_lora("demo_lora")
+    studio.load("demo", variant="default", dtype="float32")
+    assert studio.pool.components["unet"] is not loaded_unet, "a fresh UNet from the files"
+    assert studio.pool.components["vae"] is vae, "what no adapter touched is still shared"
+    assert image(studio, **T2I) == plain
+    studio.load_lora("demo-lora")  # and the new one takes a LoRA as the first did
+    assert image(studio, **T2I) != plain
