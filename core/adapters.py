@@ -99,6 +99,10 @@ class LoraSet:
             raise InvalidRequest(f"No LoRA named {name!r} is loaded; loaded: {', '.join(self.loras) or 'none'}.")
         pool.base.delete_adapters(name)
         del self.loras[name]
+        if not self.loras:
+            # delete_adapters leaves peft's wrapper layers in place: they would be saved as `...base_layer.weight`
+            # keys by save_variant, and make the module look adapted. With no LoRA left, remove them.
+            pool.base.unload_lora_weights()
         self._activate(pool)
 
     def _activate(self, pool: Pool) -> None:

@@ -58,7 +58,6 @@ def _run(
 ) -> tuple[Any | None, bool]:
     accepted = inspect.signature(pipe.__call__).parameters
     if "callback_on_step_end" in accepted:
-
         skipped: list[int] = []  # the step a Stop ended the loop at; a Stop after the last step skips nothing
 
         def step_end(p: DiffusionPipeline, step: int, timestep: Any, tensors: dict) -> dict:

@@ -99,6 +99,26 @@ def test_save_refuses_with_adapters_loaded():
         studio.save_variant("/tmp/never-written", "fp16", "float16")
 
 
+def test_save_after_a_lora_came_and_went_writes_the_plain_weights_and_loads_back(tmp_path):
+    """peft's wrapper layers stayed after an unload, so the saved UNet held `...base_layer.weight` keys and
+    loading it back failed with "Cannot copy out of meta tensor"."""
+    from safetensors import safe_open
+
+    studio = Studio()
+    studio.load("demo", variant="default", dtype="float32")
+    plain = studio.generate(_request()).images[0].tobytes()
+    studio.load_lora("demo-lora", 1.0)
+    studio.unload_lora("demo_lora")
+    assert studio.generate(_request()).images[0].tobytes() == plain
+    studio.save_variant(str(tmp_path / "copy"), "fp32", "float32")
+    with safe_open(tmp_path / "copy" / "unet" / "diffusion_pytorch_model.fp32.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert keys and not [k for k in keys if "base_layer" in k or "lora" in k]
+    again = Studio()
+    again.load(str(tmp_path / "copy"), variant="fp32", dtype="float32")
+    assert again.generate(_request()).images[0].tobytes() == plain
+
+
 def _request():
     from core.generation import GenerationRequest
 

@@ -97,10 +97,11 @@ def test_reloading_the_same_checkpoint_gives_clean_modules(studio, unload_first)
     plain = image(studio, **T2I)
     loaded_unet, vae = studio.pool.components["unet"], studio.pool.components["vae"]
     studio.load_lora("demo-lora")
-    if unload_first:  # peft's wrapper layers stay after an unload
+    if unload_first:  # the last unload removes peft's wrapper layers too: the UNet is plain again, and shared
         studio.unload_lora("demo_lora")
     studio.load("demo", variant="default", dtype="float32")
-    assert studio.pool.components["unet"] is not loaded_unet, "a fresh UNet from the files"
+    reused = studio.pool.components["unet"] is loaded_unet
+    assert reused == unload_first, "a UNet carrying a LoRA is never reused; a plain one is"
     assert studio.pool.components["vae"] is vae, "what no adapter touched is still shared"
     assert image(studio, **T2I) == plain
     studio.load_lora("demo-lora")  # and the new one takes a LoRA as the first did
