@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 import torch
@@ -90,6 +91,7 @@ class DeviceMemory:
     reserved_bytes: int
     peak_bytes: int
     process_rss_bytes: int
+    readable: bool = True  # False: the device's memory could not be read in this process; the figures are 0
 
 
 def _peak_rss_bytes() -> int:
@@ -97,29 +99,46 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB, macOS bytes
 
 
-def _read_cuda(device: torch.device, rss: int) -> DeviceMemory:
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    free, total = torch.cuda.mem_get_info(index)
+def _read_accelerator(backend: Any, device: torch.device, rss: int) -> DeviceMemory:
+    """torch.cuda and torch.xpu have the same memory API (mem_get_info, memory_allocated, ...)."""
+    index = device.index if device.index is not None else backend.current_device()
+    free, total = backend.mem_get_info(index)
     return DeviceMemory(
-        device=f"cuda:{index}",
-        device_name=torch.cuda.get_device_name(index),
+        device=f"{device.type}:{index}",
+        device_name=backend.get_device_name(index),
         total_bytes=total,
         free_bytes=free,
-        allocated_bytes=torch.cuda.memory_allocated(index),
-        reserved_bytes=torch.cuda.memory_reserved(index),
-        peak_bytes=torch.cuda.max_memory_allocated(index),
+        allocated_bytes=backend.memory_allocated(index),
+        reserved_bytes=backend.memory_reserved(index),
+        peak_bytes=backend.max_memory_allocated(index),
         process_rss_bytes=rss,
+    )
+
+
+def _unreadable(device: torch.device, rss: int) -> DeviceMemory:
+    return DeviceMemory(
+        device=str(device),
+        device_name=f"{device} (its memory can't be read in this process)",
+        total_bytes=0,
+        free_bytes=0,
+        allocated_bytes=0,
+        reserved_bytes=0,
+        peak_bytes=0,
+        process_rss_bytes=rss,
+        readable=False,
     )
 
 
 def read_memory(device: torch.device) -> DeviceMemory:
     """Read the device's memory now: torch's allocator on accelerators, the process and system RAM on CPU."""
     rss = psutil.Process().memory_info().rss
-    if device.type == "cuda":
+    if device.type in ("cuda", "xpu"):
         try:
-            return _read_cuda(device, rss)
+            return _read_accelerator(getattr(torch, device.type), device, rss)
         except (RuntimeError, AssertionError):
-            pass  # e.g. ZeroGPU's main process, where the GPU is attached only inside a GPU task: read the host
+            # e.g. ZeroGPU's main process, where the GPU is attached only inside a GPU task. Host RAM under the
+            # device's name would be a wrong answer (and preflight's "fits" judged against it): say so instead.
+            return _unreadable(device, rss)
     if device.type == "mps":
         total = torch.mps.recommended_max_memory()
         allocated = torch.mps.current_allocated_memory()
@@ -150,7 +169,7 @@ def read_memory(device: torch.device) -> DeviceMemory:
 
 def release_cached_memory(device: torch.device) -> None:
     """Hand the allocator's cached blocks back to the device, after a model was dropped."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    if device.type in ("cuda", "xpu"):
+        getattr(torch, device.type).empty_cache()
     elif device.type == "mps":
         torch.mps.empty_cache()

@@ -150,9 +150,12 @@ def _report(
 ) -> dict:
     need = sum(c["bytes"] for c in components)
     memory = devices.read_memory(device)
-    verdict = (
-        "fits" if need * HEADROOM <= memory.free_bytes else "tight" if need <= memory.free_bytes else "does not fit"
-    )
+    if not memory.readable:
+        verdict = "unknown (the device's free memory can't be read here)"
+    elif need * HEADROOM <= memory.free_bytes:
+        verdict = "fits"
+    else:
+        verdict = "tight" if need <= memory.free_bytes else "does not fit"
     return {
         "model": files.source,
         "hub": files.is_hub,

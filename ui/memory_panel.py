@@ -23,7 +23,12 @@ def summary_markdown(report: dict[str, Any]) -> str:
         return ""
     device = report["device"]
     used = report["total_bytes"] - report["free_bytes"]
-    if device.startswith("cuda") or device == "mps":
+    if report.get("readable") is False:
+        line = (
+            f"**{report['device_name']}** (it is attached only while a generation runs, e.g. on ZeroGPU) · this "
+            f"process **{fmt_bytes(report['process_rss_bytes'])}** of host RAM"
+        )
+    elif device.startswith(("cuda", "xpu")) or device == "mps":
         line = (
             f"**{report['device_name']}** · VRAM used **{fmt_bytes(used)}** of {fmt_bytes(report['total_bytes'])} · "
             f"allocated by torch {fmt_bytes(report['allocated_bytes'])} "

@@ -43,3 +43,21 @@ def test_notice_says_which_images_were_flagged_and_that_a_run_stopped():
     text = notice_markdown(info)
     assert "flagged image 2;" in text and "Stopped early" in text and "90 tokens" in text
     assert "Seeds [1, 2]" in text and "1.50 s" in text
+
+
+def test_the_memory_line_of_a_device_that_cant_be_read_says_so():
+    from ui.memory_panel import summary_markdown
+
+    report = {
+        "device": "cuda",
+        "device_name": "cuda (its memory can't be read in this process)",
+        "readable": False,
+        **dict.fromkeys(("total_bytes", "free_bytes", "allocated_bytes", "reserved_bytes", "peak_bytes"), 0),
+        "process_rss_bytes": 600 * 1024**2,
+        "pool_bytes": 100,
+        "naive_bytes": 300,
+        "components": [],
+    }
+    line = summary_markdown(report)
+    assert "can't be read" in line and "attached only while a generation runs" in line and "600" in line
+    assert "VRAM used" not in line
