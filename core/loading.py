@@ -129,8 +129,11 @@ def load_vae(
         if variant != DEFAULT_VARIANT:
             try:
                 return cls.from_pretrained(location, variant=variant, **common)
-            except (OSError, ValueError):
-                pass  # no file for this variant: the default weights, cast to dtype, are the same VAE
+            except OSError as e:
+                # Only "no file for this variant" falls back (the default weights, cast to dtype, are the same VAE);
+                # a damaged variant file or a bad config is an error to report, not to paper over.
+                if f".{variant}." not in str(e):
+                    raise
         return cls.from_pretrained(location, **common)
     except (StudioError, torch.OutOfMemoryError):
         raise  # out of memory: the caller frees what the attempt held and says what to do

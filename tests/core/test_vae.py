@@ -73,3 +73,25 @@ def test_a_failed_swap_keeps_the_current_vae(studio, tmp_path):
         studio.set_vae("nobody/no-vae")
     assert studio.pool.components["vae"] is vae
     assert studio.generate(GenerationRequest(**TINY)).images
+
+
+def test_a_broken_variant_file_is_reported_not_replaced_by_the_default_weights(demo_dir, tmp_path):
+    """Any ValueError from the variant file (a wrong shape here) once fell back to the default weights in silence."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from core import loading
+
+    vae = tmp_path / "vae"
+    shutil.copytree(demo_dir / "vae", vae)
+    weights = load_file(vae / "diffusion_pytorch_model.safetensors")
+    name = next(k for k, v in weights.items() if v.dim() == 4)
+    weights[name] = torch.zeros(1, 1, 1, 1)
+    save_file(weights, vae / "diffusion_pytorch_model.fp16.safetensors")
+    options = StudioOptions(device="cpu", offline=True)
+    with pytest.raises(LoadError, match="Loading the VAE 'broken' failed"):
+        loading.load_vae(str(tmp_path), "vae", variant="fp16", dtype=torch.float32, options=options, label="broken")
+    (vae / "diffusion_pytorch_model.fp16.safetensors").unlink()  # no such variant: the default weights
+    fallback = loading.load_vae(str(tmp_path), "vae", variant="fp16", dtype=torch.float32, options=options, label="ok")
+    assert isinstance(fallback, AutoencoderKL)
