@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,8 @@ class LoraSet:
 
     def info(self, pool: Pool) -> dict[str, Any]:
         """What is loaded, and which task views the adapters change (those built over the modules they touch)."""
-        affected = sorted({task for name in ("unet", "text_encoder") for task in pool.tasks_using(name)})
+        # Animate builds its motion UNet from the plain UNet and refuses while a LoRA is loaded (core.views).
+        affected = sorted({task for name in ("unet", "text_encoder") for task in pool.tasks_using(name)} - {"animate"})
         return {
             "loras": {name: {"source": lora.source, "weight": lora.weight} for name, lora in self.loras.items()},
             "affects": affected if self.loras else [],
@@ -240,7 +242,9 @@ class MotionAdapterState:
     source: str
     adapter: torch.nn.Module
     motion_unet: torch.nn.Module | None = None
-    built_from: tuple[int, int] | None = None  # the UNet (and IP-Adapter layers) it was built from, by id()
+    # Weak references to the UNet (and IP-Adapter projection) it was built from: an id() could match a new object
+    # at a freed address, and a strong reference would keep an unloaded model's UNet alive.
+    built_from: tuple[Any, Any] | None = None
 
     def unet_for(self, pool: Pool) -> torch.nn.Module:
         """The motion UNet over the pool's UNet as it is now, rebuilt when the UNet or its IP-Adapter changed
@@ -248,13 +252,23 @@ class MotionAdapterState:
         from diffusers import UNetMotionModel
 
         unet = pool.base.unet
-        key = (id(unet), id(getattr(unet, "encoder_hid_proj", None)))
-        if self.motion_unet is None or self.built_from != key:
-            self.motion_unet = None  # free the old copy before making the new one
+        projection = getattr(unet, "encoder_hid_proj", None)
+        if self.motion_unet is None or not self._built_from(unet, projection):
+            self.forget()  # free the old copy before making the new one
             built = UNetMotionModel.from_unet2d(unet, self.adapter)
             self.motion_unet = built.to(device=pool.device, dtype=pool.dtype)
-            self.built_from = key
+            self.built_from = (weakref.ref(unet), weakref.ref(projection) if projection is not None else None)
         return self.motion_unet
+
+    def _built_from(self, unet: Any, projection: Any) -> bool:
+        if self.built_from is None:
+            return False
+        unet_ref, projection_ref = self.built_from
+        return unet_ref() is unet and (projection_ref() if projection_ref is not None else None) is projection
+
+    def forget(self) -> None:
+        """Drop the motion UNet (the model it was built over is gone, or changed)."""
+        self.motion_unet, self.built_from = None, None
 
 
 class AdaptersMixin:

@@ -130,6 +130,8 @@ class Studio(
             self.memory.apply([pool.base], self.memory.modes, self.device)
             self._pool = pool
             self.loras, self.ip_adapter = LoraSet(), None  # adapters lived on the old pool's modules
+            if self.motion is not None:
+                self.motion.forget()  # built over the old pool's UNet, a copy of its weights
             self._release()
             return self.model_info()
 

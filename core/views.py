@@ -59,6 +59,13 @@ class ViewsMixin:
             return pool.view_as(task.name, scheduler=scheduler, **checker)
         if task.kind == "animate":
             assert self.motion is not None
+            if self.loras.loras:
+                # A motion UNet built before the LoRA ignored it; one built after failed inside diffusers'
+                # from_unet2d. Say so instead of either.
+                raise InvalidRequest(
+                    "Animate can't use a LoRA yet: AnimateDiff builds its motion UNet from the plain UNet. Unload "
+                    f"{', '.join(self.loras.loras)} in the LoRA panel, then animate."
+                )
             unet = self.motion.unet_for(pool)
             return pool.view_as("animate", scheduler=scheduler, unet=unet, motion_adapter=self.motion.adapter)
         return pool.view(task, scheduler=scheduler, safety_checker=run_checker)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from core.demo_companions import companion_path, write_companion
-from core.errors import NotLoaded
+from core.errors import InvalidRequest, NotLoaded
 from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions
 
@@ -108,6 +108,29 @@ def test_animate_builds_on_the_main_pool_with_a_motion_adapter(studio, tmp_path)
     view_parts = outputs.memory_report()["components"]
     assert any(row["name"] == "motion_unet" for row in view_parts)
     assert outputs.pool.components["vae"] is vae and outputs.pool.components["text_encoder"] is text_encoder
+
+
+def test_animate_with_a_lora_says_what_to_do_and_a_new_model_frees_the_motion_unet():
+    """A motion UNet built before load_lora silently ignored it (the panel listed animate as affected); one built
+    after failed inside diffusers with "Something went wrong"; the old motion UNet outlived a model switch."""
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    studio.load_companion("motion_adapter", "demo-motion-adapter")
+    request = GenerationRequest(
+        task="animate", prompt="waves", steps=2, width=64, height=64, num_frames=2, fps=4, seed=3, safety_checker=False
+    )
+    studio.generate(request)
+    info = studio.load_lora("demo-lora")
+    assert "animate" not in info["affects"] and "img2img" in info["affects"]
+    with pytest.raises(InvalidRequest, match=r"Animate can't use a LoRA yet.*Unload demo_lora in the LoRA panel"):
+        studio.generate(request)
+    studio.unload_lora("demo_lora")
+    motion_unet = weakref.ref(studio.motion.unet_for(studio.pool))
+    assert studio.generate(request).info["pipeline"] == "AnimateDiffPipeline"
+    studio.load("demo", variant="fp16", dtype="float32")  # another model: the motion UNet built over the old one goes
+    gc.collect()
+    assert motion_unet() is None
+    assert len(studio.generate(request).extras["frames"][0]) == 2, "and is built again over the new UNet"
 
 
 def test_companion_writer_is_deterministic_and_shares_the_demos_files(tmp_path, demo_dir):
