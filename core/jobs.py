@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -35,6 +36,11 @@ class CancelFlags:
         flag.set()
         return True
 
+    def running(self, session: str) -> bool:
+        """Whether the session has a job under way."""
+        with self._lock:
+            return session in self._flags
+
     def finish(self, session: str, flag: threading.Event) -> None:
         """Forget the flag once its job has ended (unless a newer job of the session replaced it)."""
         with self._lock:
@@ -48,12 +54,12 @@ class ShownResults:
 
     def __init__(self, max_sessions: int = 512) -> None:
         self._lock = threading.Lock()
-        self._shown: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self._shown: OrderedDict[tuple[str, str], tuple[list, Any, float]] = OrderedDict()
         self._max = max_sessions
 
-    def put(self, session: str, task: str, items: list) -> None:
+    def put(self, session: str, task: str, items: list, info: Any = None) -> None:
         with self._lock:
-            self._shown[(session, task)] = list(items)
+            self._shown[(session, task)] = (list(items), info, time.monotonic())
             self._shown.move_to_end((session, task))
             while len(self._shown) > self._max:  # the oldest visitors' selections are forgotten first
                 self._shown.popitem(last=False)
@@ -63,8 +69,14 @@ class ShownResults:
         if isinstance(index, bool) or not isinstance(index, int):
             return None
         with self._lock:
-            items = self._shown.get((session, task), [])
+            items = self._shown.get((session, task), ([], None, 0.0))[0]
             return items[index] if 0 <= index < len(items) else None
+
+    def since(self, session: str, task: str, moment: float) -> tuple[list, Any] | None:
+        """(items, info) of `task`'s latest result for `session` if it came after `moment` (time.monotonic())."""
+        with self._lock:
+            found = self._shown.get((session, task))
+        return (found[0], found[1]) if found is not None and found[2] >= moment else None
 
     def forget(self, session: str) -> None:
         with self._lock:

@@ -299,9 +299,16 @@ class Studio(
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
         out_of_memory = False
+        reached = [0]  # the last step reported, for "stopped at step N"
+
+        def counted(done: int, total: int) -> None:
+            reached[0] = done
+            if on_step is not None:
+                on_step(done, total)
+
         try:
             pipe, arguments, output, interrupted, switched = self._denoise(
-                pool, task, request, seeds, run_checker, on_step, cancel, on_preview
+                pool, task, request, seeds, run_checker, counted, cancel, on_preview
             )
         except torch.OutOfMemoryError:
             out_of_memory = True
@@ -315,6 +322,8 @@ class Studio(
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
         info["warnings"] += upload_notes + ip_notes
         info["interrupted"] = interrupted
+        if interrupted:
+            info["stopped_at_step"] = reached[0]
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
             "generate_ms": round((finished - switched) * 1000, 2),

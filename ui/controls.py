@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gradio as gr
@@ -10,6 +11,7 @@ from PIL import ImageOps
 from core.errors import StudioError
 from core.uploads import read_image
 from ui.common import GPU_QUEUE, AppContext, session_of
+from ui.results import notice_markdown
 
 
 def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
@@ -53,11 +55,38 @@ def run_buttons(task: str, label: str = "Generate") -> tuple[gr.Button, gr.Butto
         )
 
 
-def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str) -> None:
-    def stop_job(request: gr.Request) -> None:
-        ctx.cancel_flags.cancel(session_of(request))
+def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str, results: Any = None) -> None:
+    """Stop ends the visitor's run after its current step. With `results` (ui.results.Results), the stopped
+    image, which the run still saves, is shown when it comes, marked "stopped at step N": cancelling the event
+    closed the handler that would have shown it."""
+    moment = gr.State()
 
-    stop.click(stop_job, None, None, cancels=[event], api_name=f"stop_{task}", queue=False)
+    def stop_job(request: gr.Request) -> float:
+        ctx.cancel_flags.cancel(session_of(request))
+        return time.monotonic()
+
+    stopped = stop.click(stop_job, None, moment, cancels=[event], api_name=f"stop_{task}", queue=False)
+    if results is None:
+        return
+
+    def show_stopped(since: float | None, request: gr.Request) -> tuple:
+        session, since = session_of(request), since if isinstance(since, float) else time.monotonic()
+        deadline = time.monotonic() + 120  # the run ends after its current step; on a CPU a step can take seconds
+        while time.monotonic() < deadline:
+            found = ctx.shown.since(session, task, since)
+            if found is not None:
+                items, info = found
+                return items, info, notice_markdown(info)
+            if not ctx.cancel_flags.running(session):
+                time.sleep(0.3)  # finished: its result is recorded right after; one more look
+                if ctx.shown.since(session, task, since) is None:
+                    break
+            time.sleep(0.1)
+        return gr.skip(), gr.skip(), gr.skip()
+
+    stopped.then(
+        show_stopped, moment, [results.gallery, results.info, results.notice], api_visibility="private", queue=False
+    )
 
 
 def whole(value: Any) -> Any:

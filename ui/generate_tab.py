@@ -339,7 +339,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
 
     wire_notice(event, results)
 
-    wire_stop(ctx, stop, event, task)
+    wire_stop(ctx, stop, event, task, results)
     random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
     reuse_seed.click(lambda i: (i or {}).get("seeds", [-1])[0], info, c["seed"], api_visibility="private", queue=False)
     selected = gr.State(None)  # the index of the clicked image; its file is looked up in ctx.shown

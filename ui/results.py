@@ -44,7 +44,9 @@ def notice_markdown(info: dict | None) -> str:
         flagged = [str(i + 1) for i, f in enumerate(info["nsfw"]) if f]
         notes.append(f"⚠️ The safety checker flagged image {', '.join(flagged)}; it was replaced by a black image.")
     if info.get("interrupted"):
-        notes.append("⏹️ Stopped early: the image shows where denoising had got to (if the pipeline made one).")
+        at = info.get("stopped_at_step")
+        where = f"at step {at} of {info.get('steps')}" if at else "early"
+        notes.append(f"⏹️ Stopped {where}: the image shows where denoising had got to (saved like any other).")
     notes += [f"ℹ️ {w}" for w in info.get("warnings", [])]
     if "cells" in info:
         notes.append(f"Seed {info['seed']} · {len(info['cells'])} images")
@@ -82,7 +84,7 @@ def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress:
                     cancel=flag,
                     on_preview=on_preview,
                 )
-            ctx.shown.put(session, request.task, shown(result))
+            ctx.shown.put(session, request.task, shown(result), result.info)
             return result
         finally:
             ctx.cancel_flags.finish(session, flag)

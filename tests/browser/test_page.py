@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from PIL import Image
 from playwright.sync_api import Page, expect
@@ -222,3 +223,25 @@ def test_closing_the_tab_ends_that_visitors_run(page: Page, browser_app):
     with Image.open(newest) as im:
         info = json.loads(im.text["diffusion_studio"])
     assert info["prompt"] == "a very long night" and info["interrupted"] is True
+
+
+def test_stop_shows_the_stopped_image_marked_with_its_step(page: Page, browser_app):
+    """After Stop the gallery kept the last latent preview (or went empty) and no notice came, although the
+    stopped image was saved."""
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-prompt textarea").fill("a long one")
+    set_slider(page, "text2img", "Steps", 150)
+    set_slider(page, "text2img", "Width", 512)
+    set_slider(page, "text2img", "Height", 512)
+    page.locator("#text2img-generate").click()
+    deadline = time.monotonic() + 30
+    while not browser_app.ctx.cancel_flags._flags and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few steps in
+    page.locator("#text2img-stop").click()
+    notice = page.locator("#text2img-notice")
+    expect(notice).to_contain_text(re.compile(r"Stopped at step \d+ of 150"), timeout=60_000)
+    expect(page.locator("#text2img-gallery img").first).to_be_visible()
+    shot(page, "stopped")
+    saved = browser_app.outputs.rglob("*.png")
+    assert any("text2img" in p.name for p in saved), "and it was saved"
