@@ -203,10 +203,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             panel.image_prompt,
             c["preview_every"],
         ]
-        event = generate.click(text2img, inputs, [gallery, info], **tail)
-        c["prompt"].submit(
-            text2img, inputs, [gallery, info], api_visibility="private", concurrency_id=GPU_QUEUE, **progress_on
-        )
+        # One chain for Enter and the button: both get the notice, Stop and the outputs (Enter once skipped them).
+        event = gr.on([generate.click, c["prompt"].submit], text2img, inputs, [gallery, info], **tail)
     elif task == "img2img":
 
         @user_errors
@@ -244,7 +242,7 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
             )
             yield from stream(req, request, progress)
 
-        event = generate.click(img2img, [image, *after_image], [gallery, info], **tail)
+        event = gr.on([generate.click, c["prompt"].submit], img2img, [image, *after_image], [gallery, info], **tail)
     else:
 
         @user_errors
@@ -323,7 +321,8 @@ def build_generate_tab(ctx: AppContext, panel: ModelPanel, task: str) -> tuple[A
 
         rest = after_image
         # The page paints the mask on the image (gr.ImageMask); API callers send image and mask as two files.
-        event = generate.click(
+        event = gr.on(
+            [generate.click, c["prompt"].submit],
             inpaint_from_editor,
             [editor, mask_upload, *rest],
             [gallery, info],

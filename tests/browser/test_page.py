@@ -245,3 +245,15 @@ def test_stop_shows_the_stopped_image_marked_with_its_step(page: Page, browser_a
     shot(page, "stopped")
     saved = browser_app.outputs.rglob("*.png")
     assert any("text2img" in p.name for p in saved), "and it was saved"
+
+
+def test_submitting_the_prompt_generates_with_the_notice(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    set_slider(page, "text2img", "Steps", 2)
+    set_slider(page, "text2img", "Width", 64)
+    set_slider(page, "text2img", "Height", 64)
+    prompt = page.locator("#text2img-prompt textarea")
+    prompt.fill("pressed enter")
+    prompt.press("Shift+Enter")  # a multi-line box: Enter is a new line, Shift+Enter submits (Gradio)
+    expect(page.locator("#text2img-gallery img").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=30_000)
