@@ -210,7 +210,9 @@ def estimate_depth(pipe: DiffusionPipeline, image: Image.Image) -> torch.Tensor:
     """The depth the depth-to-image pipeline would estimate itself, computed once so the page can show it."""
     pixels = pipe.feature_extractor(images=image, return_tensors="pt").pixel_values
     module = pipe.depth_estimator
-    pixels = pixels.to(device=module.device, dtype=next(module.parameters()).dtype)
+    # The pipeline's execution device, not the module's: under sequential offload its weights sit on `meta` and
+    # accelerate's hooks move them to the GPU for each call.
+    pixels = pixels.to(device=pipe._execution_device, dtype=next(module.parameters()).dtype)
     with torch.no_grad():
         return module(pixels).predicted_depth
 

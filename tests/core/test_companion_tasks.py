@@ -149,3 +149,33 @@ def test_companion_writer_is_deterministic_and_shares_the_demos_files(tmp_path, 
     assert companion_path("depth", tmp_path) == companion_path("depth", tmp_path)
     with pytest.raises(ValueError, match="choose one of inpaint, depth"):
         write_companion("nope", tmp_path / "c")
+
+
+def test_depth_is_estimated_on_the_pipelines_execution_device_not_the_modules():
+    """Under sequential CPU offload a module's weights sit on `meta` (accelerate's hooks bring them to the GPU per
+    call), so `module.device` is meta. No GPU here: a stand-in module with meta weights records where its input
+    went; the real offload path needs a GPU and did not run."""
+    import types
+
+    import torch
+
+    from core.runs import estimate_depth
+
+    class OffloadedDepth(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(1, device="meta"))
+            self.seen: list[torch.device] = []
+
+        def forward(self, pixels):
+            self.seen.append(pixels.device)
+            return types.SimpleNamespace(predicted_depth=torch.zeros(1, 8, 8))
+
+    module = OffloadedDepth()
+    pipe = types.SimpleNamespace(
+        feature_extractor=lambda images, return_tensors: types.SimpleNamespace(pixel_values=torch.zeros(1, 3, 8, 8)),
+        depth_estimator=module,
+        _execution_device=torch.device("cpu"),
+    )
+    estimate_depth(pipe, Image.new("RGB", (8, 8)))
+    assert module.seen == [torch.device("cpu")]
