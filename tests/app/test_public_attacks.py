@@ -222,25 +222,19 @@ def test_a_huge_prompt_is_refused_before_any_work(public_app):
         client.predict(**{**T2I, "prompt": "a" * 200_000}, api_name="/text2img")
 
 
+def _compare(client: Client, **fields) -> tuple:
+    base = dict(prompt="x", negative_prompt="", schedulers=["DDIM"], axis="steps", values="1, 2", steps=2)
+    base.update(guidance_scale=7.0, width=64, height=64, seed=1, safety_checker=True)
+    return client.predict(**{**base, **fields}, api_name="/compare")
+
+
 def test_a_compare_grid_counts_against_the_budget_of_one_generation(public_app):
     client = Client(public_app.url, verbose=False)
     schedulers = ["Euler a", "DDIM", "Euler", "DPM++ 2M", "Heun", "LMS"]
     started = time.perf_counter()
     with pytest.raises(AppError, match=r"This grid is 9\.0x the largest single generation"):
-        client.predict(
-            prompt="x",
-            negative_prompt="",
-            schedulers=schedulers,
-            axis="guidance_scale",
-            values="1, 2, 3, 4, 5, 6",
-            steps=50,
-            guidance_scale=7.0,
-            width=1024,
-            height=1024,
-            seed=1,
-            safety_checker=True,
-            api_name="/compare",
-        )
+        grid = dict(schedulers=schedulers, axis="guidance_scale", values="1, 2, 3, 4, 5, 6", steps=50)
+        _compare(client, **grid, width=1024, height=1024)
     assert time.perf_counter() - started < 5, "refused before the first cell"
 
 
@@ -248,20 +242,7 @@ def test_public_replies_carry_no_server_paths(public_app):
     client = Client(public_app.url, verbose=False)
     _gallery, info = client.predict(**T2I, api_name="/text2img")
     assert info["model_path"] is None
-    grid, _cells, compare = client.predict(
-        prompt="x",
-        negative_prompt="",
-        schedulers=["DDIM"],
-        axis="steps",
-        values="1, 2",
-        steps=2,
-        guidance_scale=7.0,
-        width=64,
-        height=64,
-        seed=1,
-        safety_checker=True,
-        api_name="/compare",
-    )
+    grid, _cells, compare = _compare(client)
     assert "grid_path" not in compare and Path(grid).is_file()
     assert str(public_app.outputs) not in str(info) + str(compare)
 
