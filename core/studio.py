@@ -220,6 +220,8 @@ class Studio(
             raise InvalidRequest(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANION_KINDS)}.")
         self._check_allowed(source, self.options.allowed_models, "companion checkpoints")
         dtype = self.pool.dtype
+        if self.options.public and kind != "motion_adapter":
+            self._check_companion_fits(kind, source, dtype)
         with self._load_lock:
             self.loading = source
             try:
@@ -244,6 +246,19 @@ class Studio(
             self._companions[kind] = companion
             self._release()
             return self.companions_info()
+
+    def _check_companion_fits(self, kind: str, source: str, dtype: torch.dtype) -> None:
+        """A public server's visitors load the companions their tabs need; the budget is what the device has free
+        (with preflight's headroom), read from the safetensors headers before anything is loaded."""
+        if kind in self._companions and self._companions[kind].files.source == source:
+            return  # already loaded: nothing more is needed
+        report = self.preflight(source, "auto", devices.dtype_name(dtype))
+        if report["verdict"] == "does not fit":
+            raise InvalidRequest(
+                f"The {kind} companion needs about {report['memory_bytes'] / 2**30:.1f} GiB and the device has "
+                f"{report['free_bytes'] / 2**30:.1f} GiB free; this server can't add it now. Try again later, or "
+                "ask its owner to unload a companion."
+            )
 
     def unload_companion(self, kind: str) -> dict[str, Any]:
         """Drop a companion and free its memory."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import runpy
@@ -179,3 +180,22 @@ def test_depth_is_estimated_on_the_pipelines_execution_device_not_the_modules():
     )
     estimate_depth(pipe, Image.new("RGB", (8, 8)))
     assert module.seen == [torch.device("cpu")]
+
+
+def test_a_public_server_loads_a_companion_only_within_the_devices_free_memory(monkeypatch):
+    from core import devices
+
+    studio = Studio(StudioOptions(device="cpu", offline=True, public=True))
+    studio.load("demo", variant="default", dtype="float32")
+    real = devices.read_memory
+
+    def almost_full(device):
+        return dataclasses.replace(real(device), free_bytes=1024)
+
+    monkeypatch.setattr(devices, "read_memory", almost_full)
+    with pytest.raises(InvalidRequest, match=r"The depth companion needs about .* GiB free; this server can't add"):
+        studio.load_companion("depth", "demo-depth")
+    assert "depth" not in studio.companions_info()["companions"]
+    monkeypatch.setattr(devices, "read_memory", real)
+    studio.load_companion("depth", "demo-depth")
+    assert "depth" in studio.companions_info()["companions"]
