@@ -288,3 +288,14 @@ def test_one_visitor_cannot_fill_the_queue(public_app):
         blocker.result(30)
     assert fair.result(timeout=120)[1]["seeds"] == [300]
     assert [job.result(timeout=120)[1]["seeds"] for job in jobs] == [[100], [101], [102], [103]]
+
+
+def test_public_mode_sweeps_gradios_cache_and_offers_no_adapter_that_would_be_refused(public_app):
+    assert public_app.app.delete_cache == (900, 3600), "uploads and gallery copies go after an hour"
+    conf = attack.config(public_app.url)
+    hidden = {
+        c["props"]["elem_id"]: c["props"].get("visible")
+        for c in conf["components"]
+        if c.get("props", {}).get("elem_id") in ("lora-panel", "ip-adapter-panel")
+    }
+    assert hidden == {"lora-panel": False, "ip-adapter-panel": False}
