@@ -135,7 +135,9 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             model_choices,
             value=settings.model,
             label="Checkpoint",
-            info="A curated model"
+            info="A curated model; on this public server the owner loads it (see Owner, at the bottom)"
+            if public and ctx.owners.enabled
+            else "Set by this public server's owner at start"
             if public
             else "A curated model, or type a Hub id (org/name), a local folder or a single .safetensors file",
             allow_custom_value=not public,
