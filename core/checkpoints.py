@@ -168,7 +168,9 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
 
 def single_file_checkpoint(path: Path, *, source: str, offline: bool) -> CheckpointFiles:
     """A single-file checkpoint, described by the diffusers config folder it will be loaded against."""
-    config, origin = single_file.config_location(path, offline=offline)
+    config, origin = single_file.config_location(
+        path, fetch_configs=lambda repo_id: hub_file_names(repo_id, offline=offline)[0]
+    )
     described = scan_folder(config, source=source, file_names=[])
     return dataclasses.replace(
         described,

@@ -8,7 +8,7 @@ loaded with diffusers' single-file loader (`from_single_file`) against a diffuse
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +49,10 @@ class _LazyCheckpoint(Mapping):
         return len(self._keys)
 
 
-def config_location(path: Path, *, offline: bool) -> tuple[Path, str]:
-    """The diffusers config folder for the single file at `path`, and where it came from (for the snippet)."""
+def config_location(path: Path, *, fetch_configs: Callable[[str], Path]) -> tuple[Path, str]:
+    """The diffusers config folder for the single file at `path`, and where it came from (for the snippet).
+    `fetch_configs(repo_id)` gives the config folder of the model diffusers recognises in the file (the caller's
+    Hub access, so this module needs nothing of core.checkpoints)."""
     sidecar = path.with_suffix("")
     if (sidecar / "model_index.json").is_file():
         return sidecar, str(sidecar)
@@ -61,8 +63,6 @@ def config_location(path: Path, *, offline: bool) -> tuple[Path, str]:
         )
     from diffusers.loaders.single_file_utils import fetch_diffusers_config
 
-    from core.checkpoints import hub_file_names
-
     try:
         repo_id = fetch_diffusers_config(_LazyCheckpoint(path))["pretrained_model_name_or_path"]
     except Exception as e:  # not a checkpoint diffusers knows
@@ -70,7 +70,7 @@ def config_location(path: Path, *, offline: bool) -> tuple[Path, str]:
             f"{path.name} is not a single-file checkpoint diffusers recognises ({type(e).__name__}: {e})."
         ) from e
     try:
-        folder, _names = hub_file_names(repo_id, offline=offline)
+        folder = fetch_configs(repo_id)
     except LoadError as e:
         raise LoadError(
             f"{path.name} looks like a {repo_id} checkpoint, whose configs are needed to load it: {e} "
