@@ -149,26 +149,23 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
 
 def build_companion_api(ctx: AppContext) -> None:
-    """`/load_companion(kind, source)` and `/unload_companion(kind)` for scripts (the tabs have their own buttons)."""
-    kind = gr.Textbox(visible=False)
-    source = gr.Textbox(visible=False)
-    result = gr.JSON(visible=False)
-    load, unload = gr.Button(visible=False), gr.Button(visible=False)
+    """`/load_companion(kind, source)` and `/unload_companion(kind)` for scripts (the tabs have their own buttons):
+    endpoints with no widget, so `gr.api` rather than hidden buttons and textboxes."""
 
     @user_errors
     def load_companion(kind: str, source: str) -> dict:
         """Load a task's companion checkpoint (kind: inpaint, depth, variation, upscale_x4, upscale_x2, ldm3d,
         motion_adapter) from a Hub id, a folder, or demo-<kind>."""
         # Any visitor may add what a tab needs (public mode: curated sources only); on the worker, between runs.
-        return ctx.worker.call(ctx.studio.load_companion, kind, source)
+        return ctx.worker.call(ctx.studio.load_companion, str(kind or ""), str(source or ""))
 
     @user_errors
     def unload_companion(kind: str, request: gr.Request = None) -> dict:
         """Unload a companion and free its memory."""
-        return change_shared(ctx, request, "Unloading a companion", ctx.studio.unload_companion, kind)
+        return change_shared(ctx, request, "Unloading a companion", ctx.studio.unload_companion, str(kind or ""))
 
-    load.click(load_companion, [kind, source], result, api_name="load_companion", concurrency_id=GPU_QUEUE)
-    unload.click(unload_companion, kind, result, api_name="unload_companion", concurrency_id=GPU_QUEUE)
+    gr.api(load_companion, api_name="load_companion", concurrency_id=GPU_QUEUE)
+    gr.api(unload_companion, api_name="unload_companion", concurrency_id=GPU_QUEUE)
 
 
 def css() -> str:
