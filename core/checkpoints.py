@@ -23,6 +23,8 @@ from huggingface_hub.errors import (
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
 )
+from transformers.utils import SAFE_WEIGHTS_NAME as TRANSFORMERS_SAFE_WEIGHTS_NAME
+from transformers.utils import WEIGHTS_NAME as TRANSFORMERS_WEIGHTS_NAME
 
 from core import single_file
 from core.errors import LoadError
@@ -32,11 +34,19 @@ DEFAULT_VARIANT = "default"
 VARIANT_CHOICES = ("auto", DEFAULT_VARIANT, "fp16", "non_ema")
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
-# The weights names diffusers and transformers save components under (diffusers.utils.constants, transformers').
+# The weights names diffusers and transformers save components under: the list diffusers' own
+# variant_compatible_siblings matches against.
 _WEIGHT_PREFIXES = {
     name.split(".")[0]
-    for name in (WEIGHTS_NAME, SAFETENSORS_WEIGHTS_NAME, ONNX_WEIGHTS_NAME, ONNX_EXTERNAL_WEIGHTS_NAME)
-} | {"model", "pytorch_model", "flax_model", "tf_model"}
+    for name in (
+        WEIGHTS_NAME,
+        SAFETENSORS_WEIGHTS_NAME,
+        ONNX_WEIGHTS_NAME,
+        ONNX_EXTERNAL_WEIGHTS_NAME,
+        TRANSFORMERS_WEIGHTS_NAME,
+        TRANSFORMERS_SAFE_WEIGHTS_NAME,
+    )
+}
 # diffusers names shards `name.fp16-00001-of-00002.safetensors`: the shard counter is not part of the variant.
 _SHARD = re.compile(r"-\d{5}-of-\d{5}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -28,9 +28,9 @@ def run_pipeline(
     on_step: StepCallback | None,
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None = None,
-) -> tuple[Any | None, bool]:
+) -> tuple[Any | None, int | None]:
     """Call `pipe(**arguments)` reporting each step (and its latents, to `on_latents`) and honouring `cancel`;
-    returns (output, interrupted).
+    returns (output, the step a Stop ended it at, or None when it ran every step).
 
     Pipelines with `callback_on_step_end` are interrupted the documented way (their loop skips the remaining
     steps and still decodes). Older ones only have `callback(step, timestep, latents)`: Stop raises out of it,
@@ -55,7 +55,7 @@ def _run(
     on_step: StepCallback | None,
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None,
-) -> tuple[Any | None, bool]:
+) -> tuple[Any | None, int | None]:
     accepted = inspect.signature(pipe.__call__).parameters
     if "callback_on_step_end" in accepted:
         skipped: list[int] = []  # the step a Stop ended the loop at; a Stop after the last step skips nothing
@@ -72,9 +72,11 @@ def _run(
             return tensors
 
         output = pipe(**arguments, callback_on_step_end=step_end)
-        return output, bool(skipped)
+        return output, (skipped[0] if skipped else None)
 
     total = _legacy_total_steps(pipe, arguments, steps)
+
+    stopped_at: list[int] = []
 
     def legacy(step: int, timestep: Any, latents: torch.Tensor) -> None:
         if on_step is not None:
@@ -82,12 +84,13 @@ def _run(
         if on_latents is not None:
             on_latents(step + 1, latents)
         if cancel is not None and cancel.is_set() and step + 1 < total:
+            stopped_at.append(step + 1)
             raise _Stopped
 
     try:
-        return pipe(**arguments, callback=legacy, callback_steps=1), False
+        return pipe(**arguments, callback=legacy, callback_steps=1), None
     except _Stopped:
-        return None, True
+        return None, stopped_at[0]
 
 
 def _legacy_total_steps(pipe: DiffusionPipeline, arguments: dict[str, Any], steps: int) -> int:
@@ -178,7 +181,8 @@ def refine(
     on_latents: PreviewCallback | None = None,
 ) -> tuple[Any, dict[str, Any], bool]:
     """SDXL's second stage: the refiner denoises the base's latents from `refiner_switch` on (the "ensemble of
-    expert denoisers" split). Returns (output, its call arguments, interrupted); a Stop during the first stage
+    expert denoisers" split). Returns (output, its call arguments, the step of both stages a Stop ended it at or
+    None); a Stop during the first stage
     ends this one after its first step, so the images are still decoded."""
     args: dict[str, Any] = {
         "prompt": request.prompt,
@@ -200,10 +204,10 @@ def refine(
         if on_latents is not None:
             on_latents(first + done, latents)
 
-    output, interrupted = run_pipeline(
+    output, stopped_at = run_pipeline(
         refiner, args, steps=request.steps, on_step=report, cancel=cancel, on_latents=latents_at
     )
-    return output, args, interrupted
+    return output, args, (None if stopped_at is None else first + stopped_at)
 
 
 def estimate_depth(pipe: DiffusionPipeline, image: Image.Image) -> torch.Tensor:

@@ -314,16 +314,9 @@ class Studio(
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
         out_of_memory = False
-        reached = [0]  # the last step reported, for "stopped at step N"
-
-        def counted(done: int, total: int) -> None:
-            reached[0] = done
-            if on_step is not None:
-                on_step(done, total)
-
         try:
-            pipe, arguments, output, interrupted, switched = self._denoise(
-                pool, task, request, seeds, run_checker, counted, cancel, on_preview
+            pipe, arguments, output, stopped_at, switched = self._denoise(
+                pool, task, request, seeds, run_checker, on_step, cancel, on_preview
             )
         except torch.OutOfMemoryError:
             out_of_memory = True
@@ -336,9 +329,9 @@ class Studio(
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
         info["warnings"] += upload_notes + ip_notes
-        info["interrupted"] = interrupted
-        if interrupted:
-            info["stopped_at_step"] = reached[0]
+        info["interrupted"] = stopped_at is not None
+        if stopped_at is not None:
+            info["stopped_at_step"] = stopped_at
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
             "generate_ms": round((finished - switched) * 1000, 2),
@@ -363,8 +356,9 @@ class Studio(
         on_step: StepCallback | None,
         cancel: threading.Event | None,
         on_preview: Callable[[list], None] | None,
-    ) -> tuple[DiffusionPipeline, dict[str, Any], Any, bool, float]:
-        """Build the view(s) and run them: (view, call arguments, output, interrupted, when the view was ready)."""
+    ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
+        """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
+        when the view was ready)."""
         scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         pipe = self._view(pool, task, request, scheduler, run_checker)
         refiner = self._refiner(pool, task, request)
@@ -383,15 +377,15 @@ class Studio(
                 if done % every == 0:
                     on_preview(previews.latent_preview(latents, family))
 
-        output, interrupted = runs.run_pipeline(
+        output, stopped_at = runs.run_pipeline(
             pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel, on_latents=on_latents
         )
         if refiner is not None and output is not None:
-            output, _args, stopped = runs.refine(
+            output, _args, refiner_stopped_at = runs.refine(
                 refiner, request, output.images, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
             )
-            interrupted = interrupted or stopped
-        return pipe, arguments, output, interrupted, switched
+            stopped_at = stopped_at if stopped_at is not None else refiner_stopped_at
+        return pipe, arguments, output, stopped_at, switched
 
     # -- reporting ---------------------------------------------------------------------------------------
 

@@ -14,21 +14,11 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from tests.app import attack
+from tests.app.test_public_mode import T2I as PUBLIC_T2I
 from tests.launch import start_app
 
 ROOT = Path(__file__).resolve().parents[2]
-T2I = dict(
-    prompt="a quiet harbour",
-    negative_prompt="",
-    steps=2,
-    guidance_scale=7.0,
-    width=64,
-    height=64,
-    seed=21,
-    scheduler="default",
-    num_images=1,
-    safety_checker=True,
-)
+T2I = {**PUBLIC_T2I, "seed": 21}
 
 
 def _file_bytes(url: str, value: dict) -> bytes:
