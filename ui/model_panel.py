@@ -20,6 +20,10 @@ DEMO_BANNER = (
     "is here to show how the studio works without a download. To make real images, pick a real model above "
     "(for example `stable-diffusion-v1-5/stable-diffusion-v1-5`) and press **Load** while online."
 )
+PUBLIC_DEMO_BANNER = (
+    "**This server runs the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: "
+    "it shows how the studio works. Its owner picks the model."
+)
 
 ZERO_GPU_NOTE = (
     "**Running on ZeroGPU**: a GPU is lent for each generation, so Stop and live previews are off here, and a "
@@ -111,7 +115,8 @@ def banner_markdown(ctx: AppContext) -> str:
     studio = ctx.studio
     notes = [ctx.startup_notice] if ctx.startup_notice else []
     if studio.is_loaded and studio.model_info()["is_demo"]:
-        notes.append(DEMO_BANNER)
+        # A public server's visitors can't load another model (its owner does): don't tell them to.
+        notes.append(PUBLIC_DEMO_BANNER if ctx.settings.public else DEMO_BANNER)
     if zerogpu.ON_ZERO_GPU:
         notes.append(ZERO_GPU_NOTE)
     return "\n\n".join(notes)
@@ -135,9 +140,7 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
             model_choices,
             value=settings.model,
             label="Checkpoint",
-            info="A curated model; on this public server the owner loads it (see Owner, at the bottom)"
-            if public and ctx.owners.enabled
-            else "Set by this public server's owner at start"
+            info="Set by this server's owner"
             if public
             else "A curated model, or type a Hub id (org/name), a local folder or a single .safetensors file",
             allow_custom_value=not public,

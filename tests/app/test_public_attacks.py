@@ -289,3 +289,10 @@ def test_public_mode_sweeps_gradios_cache_and_offers_no_adapter_that_would_be_re
         if c.get("props", {}).get("elem_id") in ("lora-panel", "ip-adapter-panel")
     }
     assert hidden == {"lora-panel": False, "ip-adapter-panel": False}
+
+
+def test_a_public_visitor_is_not_told_to_load_a_model(public_app):
+    from ui.model_panel import banner_markdown
+
+    banner = banner_markdown(public_app.ctx)
+    assert "every image is noise" in banner and "owner picks the model" in banner and "press **Load**" not in banner
