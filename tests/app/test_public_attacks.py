@@ -258,13 +258,20 @@ def test_one_visitor_cannot_fill_the_queue(public_app):
     held.wait(10)
     greedy, other = Client(public_app.url, verbose=False), Client(public_app.url, verbose=False)
     try:
-        jobs = [greedy.submit(**{**T2I, "seed": 100 + i}, api_name="/text2img") for i in range(4)]
-        deadline = time.time() + 20
-        waiting = attack.waiting_count(public_app.app, greedy.session_hash)
-        while waiting < 3 and time.time() < deadline:
-            time.sleep(0.2)
-            waiting = attack.waiting_count(public_app.app, greedy.session_hash)
-        assert waiting == 3, "one running, three waiting"
+        jobs = []
+
+        def until(check, what: str) -> None:
+            deadline = time.time() + 30
+            while not check() and time.time() < deadline:
+                time.sleep(0.1)
+            assert check(), what
+
+        # One at a time: sent together, the fourth could arrive while the first still waited, and be refused.
+        jobs.append(greedy.submit(**{**T2I, "seed": 100}, api_name="/text2img"))
+        until(lambda: public_app.ctx.cancel_flags.running(greedy.session_hash), "the first one runs")
+        for i in range(1, 4):
+            jobs.append(greedy.submit(**{**T2I, "seed": 100 + i}, api_name="/text2img"))
+            until(lambda i=i: attack.waiting_count(public_app.app, greedy.session_hash) == i, f"{i} waiting")
         refused = greedy.submit(**{**T2I, "seed": 200}, api_name="/text2img")
         with pytest.raises(Exception, match="Queue is full"):  # gradio_client's (and the page's) words for a 503
             refused.result(timeout=30)
