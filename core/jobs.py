@@ -72,6 +72,12 @@ class ShownResults:
             items = self._shown.get((session, task), ([], None, 0.0))[0]
             return items[index] if 0 <= index < len(items) else None
 
+    def only(self, session: str, task: str) -> Any:
+        """The one item `task`'s gallery showed `session`, or None when it showed none or several."""
+        with self._lock:
+            items = self._shown.get((session, task), ([], None, 0.0))[0]
+            return items[0] if len(items) == 1 else None
+
     def since(self, session: str, task: str, moment: float) -> tuple[list, Any] | None:
         """(items, info) of `task`'s latest result for `session` if it came after `moment` (time.monotonic())."""
         with self._lock:

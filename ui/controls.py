@@ -11,7 +11,7 @@ from PIL import ImageOps
 from core.errors import StudioError
 from core.uploads import read_image
 from ui.common import GPU_QUEUE, AppContext, session_of
-from ui.results import notice_markdown
+from ui.results import notice_and_code
 
 
 def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
@@ -76,17 +76,16 @@ def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str, results: 
             found = ctx.shown.since(session, task, since)
             if found is not None:
                 items, info = found
-                return items, info, notice_markdown(info)
+                return items, info, *notice_and_code(info)
             if not ctx.cancel_flags.running(session):
                 time.sleep(0.3)  # finished: its result is recorded right after; one more look
                 if ctx.shown.since(session, task, since) is None:
                     break
             time.sleep(0.1)
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
-    stopped.then(
-        show_stopped, moment, [results.gallery, results.info, results.notice], api_visibility="private", queue=False
-    )
+    outputs = [results.gallery, results.info, results.notice, results.code]
+    stopped.then(show_stopped, moment, outputs, api_visibility="private", queue=False)
 
 
 def whole(value: Any) -> Any:

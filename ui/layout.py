@@ -68,7 +68,10 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def send_to_upscale(task: str):
             def send(index: Any, request: gr.Request) -> tuple:
                 # By index into what this visitor's gallery showed, never a path from the browser.
-                image = ctx.shown.get(session_of(request), task, index)
+                # A lone image needs no click; and the click's own round trip can still be on its way when the
+                # button is pressed.
+                session = session_of(request)
+                image = ctx.shown.get(session, task, index) if index is not None else ctx.shown.only(session, task)
                 if image is None:
                     raise gr.Error("Click an image in the gallery first, then press this button.")
                 return image, gr.Tabs(selected="upscale")

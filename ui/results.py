@@ -121,11 +121,15 @@ def shown(result: GenerationResult) -> list:
     return result.paths or result.images
 
 
+def notice_and_code(info: dict | None) -> tuple[str, str]:
+    """The notice line and the "Reproduce in Python" script of a run's info."""
+    return notice_markdown(info), (info or {}).get("code", "")
+
+
 def wire_notice(event: Any, results: Results) -> None:
-    """After a run, fill the notice and the code from its info."""
-    event.then(
-        lambda i: (notice_markdown(i), (i or {}).get("code", "")),
-        results.info,
-        [results.notice, results.code],
-        api_visibility="private",
-    )
+    """After a run, fill the notice and the code from its info.
+
+    On success only: Gradio's page also runs a `.then` listener when Stop cancels the event, with the inputs as
+    they were, so the old info would blank the "stopped at step N" notice that Stop's own listener fills
+    (ui.controls.wire_stop), whichever answer came last."""
+    event.success(notice_and_code, results.info, [results.notice, results.code], api_visibility="private")

@@ -180,3 +180,21 @@ def test_history_captions_are_read_once_per_file_and_never_decode_pixels(running
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
     monkeypatch.setattr(history_tab, "text_chunks", lambda path: (_ for _ in ()).throw(AssertionError("re-read")))
     assert history_tab.history_items(running_app.ctx, Request(client.session_hash)) == first, "cached per file"
+
+
+def test_nothing_blanks_the_stopped_notice_after_stop_cancels_a_run(running_app):
+    """Gradio's page runs a cancelled event's `.then` listeners with the inputs as they were: a notice filled that
+    way raced Stop's "stopped at step N" notice and blanked it whenever it answered last (seen on a loaded CI
+    machine). Listeners after a run Stop cancels may write the notice or the code only on success."""
+    from tests.app import attack
+
+    conf = attack.config(running_app.url)
+    by_id = {c["id"]: c.get("props", {}).get("elem_id") or "" for c in conf["components"]}
+    cancelled = {fn for dependency in conf["dependencies"] for fn in dependency.get("cancels") or []}
+    assert cancelled, "every Stop button cancels its tab's run"
+    followers = [d for d in conf["dependencies"] if d.get("trigger_after") in cancelled]
+    writes = [d for d in followers if any(by_id.get(o, "").endswith(("-notice", "-code")) for o in d["outputs"])]
+    assert len(writes) >= len(cancelled) - 1, "each tab's notice is filled after its run (compare has its own)"
+    assert all(d["trigger_only_on_success"] for d in writes), [
+        sorted(by_id.get(o) for o in d["outputs"]) for d in writes if not d["trigger_only_on_success"]
+    ]

@@ -1,4 +1,5 @@
-"""The worker that runs generations: one job at a time, on the thread that serves it, errors handed back."""
+"""The worker that runs generations: one job at a time, on the thread that serves it, errors handed back; and the
+record of what each visitor's galleries show."""
 
 from __future__ import annotations
 
@@ -56,3 +57,19 @@ def test_a_claimed_thread_serves_and_jobs_see_the_callers_context():
     stop.set()
     server.join(timeout=5)
     assert not server.is_alive()
+
+
+def test_shown_results_are_looked_up_per_visitor_and_a_lone_image_needs_no_click():
+    from core.jobs import ShownResults
+
+    shown = ShownResults(max_sessions=2)
+    shown.put("alice", "text2img", ["a.png"])
+    shown.put("bob", "text2img", ["b1.png", "b2.png"])
+    assert shown.get("alice", "text2img", 0) == "a.png"
+    assert shown.only("alice", "text2img") == "a.png", "one image: Send needs no selection"
+    assert shown.only("bob", "text2img") is None, "two images: which one is the visitor's to say"
+    assert shown.get("bob", "text2img", 1) == "b2.png"
+    assert [shown.get("bob", "text2img", i) for i in (2, -1, True, "0", None)] == [None] * 5
+    assert shown.only("mallory", "text2img") is None and shown.get("mallory", "text2img", 0) is None
+    shown.put("carol", "text2img", ["c.png"])
+    assert shown.get("alice", "text2img", 0) is None, "the oldest visitor's record goes first"
