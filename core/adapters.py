@@ -113,7 +113,10 @@ class LoraSet:
     def info(self, pool: Pool) -> dict[str, Any]:
         """What is loaded, and which task views the adapters change (those built over the modules they touch)."""
         # Animate builds its motion UNet from the plain UNet and refuses while a LoRA is loaded (core.views).
-        affected = sorted({task for name in ("unet", "text_encoder") for task in pool.tasks_using(name)} - {"animate"})
+        from core.tasks import TASKS
+
+        unaffected = {name for name, task in TASKS.items() if not task.lora_applies}
+        affected = sorted({task for name in ("unet", "text_encoder") for task in pool.tasks_using(name)} - unaffected)
         return {
             "loras": {name: {"source": lora.source, "weight": lora.weight} for name, lora in self.loras.items()},
             "affects": affected if self.loras else [],

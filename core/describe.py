@@ -81,25 +81,9 @@ def run_info(
         "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
         "warnings": prompt_warnings(pool, request) + black_image_warnings(pool, images, nsfw),
     }
-    task = get_task(request.task)
-    if task.needs_image and request.task in ("img2img", "inpaint", "depth2img"):
-        info["strength"] = request.strength
-    options = {
-        "sag_scale": request.sag_scale if request.task == "text2img" and request.sag_scale else None,
-        "pag_scale": request.pag_scale if request.task == "text2img" and request.pag_scale else None,
-        "refiner_switch": request.refiner_switch if request.task == "text2img" and request.refiner_switch else None,
-        "safety_preset": request.safety_preset if request.task == "safe_text2img" else None,
-        "upscaler": request.upscaler if request.task == "upscale" else None,
-        "noise_level": request.noise_level if request.task == "upscale" and request.upscaler == "x4" else None,
-        "num_frames": request.num_frames if request.task == "animate" else None,
-        "fps": request.fps if request.task == "animate" else None,
-    }
-    info.update({k: v for k, v in options.items() if v is not None})
+    info.update(get_task(request.task).info_fields(request, studio.serving()))
     if studio.memory.modes.active:
         info["memory_modes"] = studio.memory.modes.as_dict()
-    refiner = studio.companion("refiner")
-    if "refiner_switch" in info and refiner is not None:
-        info["refiner"] = refiner.files.source
     return info
 
 
@@ -131,11 +115,7 @@ def run_snippet(
     if "safety_checker" in pool.components and pipe.components.get("safety_checker") is None:
         load["safety_checker"] = None
     snippet = Snippet(
-        # The AutoPipeline only for plain runs: StableDiffusionPipeline takes **kwargs and would silently
-        # ignore sag_scale, so a SAG run names its own class.
-        pipeline_class=task.auto_class.__name__
-        if task.kind == "auto" and pool.companion_kind is None and not request.sag_scale
-        else type(pipe).__name__,
+        pipeline_class=task.snippet_class(pool, request, pipe),
         model_path=pool.files.source if pool.files.is_hub else str(pool.files.path),
         dtype=devices.dtype_name(pool.dtype),
         device=str(studio.device),
@@ -143,7 +123,7 @@ def run_snippet(
         scheduler_overrides=overrides,
         load_arguments=load,
         call_arguments=call,
-        output="frames" if task.name == "animate" else "rgbd" if task.name == "rgbd" else "images",
+        output=task.output,
         count=len(seeds),
     )
     if pool.files.single_file is not None:
@@ -158,20 +138,7 @@ def run_snippet(
         snippet.after_load += studio.loras.snippet_lines()
         if studio.ip_adapter is not None:
             snippet.after_load += studio.ip_adapter.snippet_lines()
-    if task.name == "rgbd":
-        load["safety_checker"] = None
-        call["output_type"] = "np"
-    if request.pag_scale > 0 and task.name == "text2img":
-        snippet.pipeline_class = "AutoPipelineForText2Image"
-        load.update(enable_pag=True, pag_applied_layers=["mid"])
-    if request.refiner_switch > 0 and task.name == "text2img":
-        _second_stage(snippet, studio, request, seeds)
-    if task.name == "animate" and studio.motion is not None:
-        snippet.imports.append("MotionAdapter")
-        snippet.before_load.append(
-            f"adapter = MotionAdapter.from_pretrained({_motion_location(studio)!r}, dtype=torch.{snippet.dtype})"
-        )
-        load["motion_adapter"] = Code("adapter")
+    task.add_to_snippet(snippet, request, seeds, studio.serving(), load)
     return snippet
 
 
@@ -196,46 +163,6 @@ def _single_file(snippet: Snippet, pool: Pool, pipe: DiffusionPipeline, load: di
             f"subfolder='safety_checker', dtype=torch.{snippet.dtype})"
         )
         load["safety_checker"] = Code("safety_checker")
-
-
-def _second_stage(snippet: Snippet, studio: Studio, request: GenerationRequest, seeds: list[int]) -> None:
-    """The refiner lines of a two-stage SDXL run: it reuses the base's second text encoder and VAE."""
-    refiner = studio.companion("refiner")
-    assert refiner is not None
-    path = refiner.files.source if refiner.files.is_hub else str(refiner.files.path)
-    cls = type(refiner.base).__name__
-    snippet.imports.append(cls)
-    lines = [
-        f"refiner = {cls}.from_pretrained({path!r}, text_encoder_2=pipe.text_encoder_2, vae=pipe.vae, "
-        f"dtype=torch.{snippet.dtype}, use_safetensors=True).to({snippet.device!r})"
-    ]
-    if request.scheduler != schedulers.DEFAULT:
-        scheduler, overrides = schedulers.resolve(request.scheduler, refiner.base.scheduler)
-        snippet.imports.append(scheduler.__name__)
-        extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
-        lines.append(f"refiner.scheduler = {scheduler.__name__}.from_config(refiner.scheduler.config{extra})")
-    call = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt or None,
-        "image": Code("result.images"),
-        "num_inference_steps": request.steps,
-        "denoising_start": request.refiner_switch,
-        "guidance_scale": request.guidance_scale,
-        "generator": generators(seeds),
-    }
-    if len(seeds) > 1:
-        call["num_images_per_prompt"] = len(seeds)
-    lines.append(f"result = refiner({', '.join(f'{k}={v!r}' for k, v in call.items())})")
-    snippet.after_call += lines
-
-
-def _motion_location(studio: Studio) -> str:
-    assert studio.motion is not None
-    if studio.motion.source == "demo-motion-adapter":
-        from core.demo_companions import companion_path
-
-        return str(companion_path("motion_adapter", studio.options.cache_dir))
-    return studio.motion.source
 
 
 def black_image_warnings(pool: Pool, images: list, nsfw: list[bool] | None) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,17 +9,15 @@ from typing import Any
 from PIL import Image
 
 from core.errors import InvalidRequest
-from core.tasks import get_task
+from core.tasks import TaskSpec, get_task
+from core.tasks.base import check_int, is_number
 
 MAX_SEED = 2**32 - 1
-SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig presets
-UPSCALERS = {"x4": 4, "x2": 2}
 # Image i of a batch made again alone, from its own seed, is near-identical, not byte-identical: matrix products
 # accumulate in an order that depends on the batch shape and the processor. The largest difference (of 255 levels)
 # that the tests allow on the demo twin; measured there at 3 steps on an AMD EPYC (AVX512-BF16, no AMX): float32 1,
 # bfloat16 4. float16 runs on GPUs only and is not measured. The same request, batch and all, is byte-identical.
 ALONE_TOLERANCE = {"float32": 2, "bfloat16": 8}
-STRENGTH_TASKS = ("img2img", "inpaint", "depth2img")
 
 
 @dataclass(frozen=True)
@@ -85,10 +82,10 @@ class GenerationRequest:
                     f"The {label} is {len(text):,} characters; this app takes at most {limits.max_prompt_chars:,} "
                     "(the text encoder reads only its first few hundred tokens). Shorten it."
                 )
-        self._check_options(task.name, limits)
+        self._check_options(task, limits)
         if task.sizes_from_request:
             for label, value in (("width", self.width), ("height", self.height)):
-                _check_int(label, value)
+                check_int(label, value)
                 if not limits.min_side <= value <= limits.max_side:
                     raise InvalidRequest(
                         f"{label} must be between {limits.min_side} and {limits.max_side} pixels, got {value}."
@@ -99,21 +96,21 @@ class GenerationRequest:
                         f"{label} must be a multiple of {size_multiple}, got {value}; "
                         f"try {lower} or {lower + size_multiple}."
                     )
-        _check_int("steps", self.steps)
+        check_int("steps", self.steps)
         if not 1 <= self.steps <= limits.max_steps:
             raise InvalidRequest(f"steps must be between 1 and {limits.max_steps}, got {self.steps}.")
-        if not _is_number(self.guidance_scale) or not 0 <= self.guidance_scale <= limits.max_guidance:
+        if not is_number(self.guidance_scale) or not 0 <= self.guidance_scale <= limits.max_guidance:
             raise InvalidRequest(
                 f"guidance_scale must be a number between 0 and {limits.max_guidance}, got {self.guidance_scale}."
             )
-        _check_int("num_images", self.num_images)
+        check_int("num_images", self.num_images)
         if not 1 <= self.num_images <= limits.max_images:
             raise InvalidRequest(f"num_images must be between 1 and {limits.max_images}, got {self.num_images}.")
-        _check_int("seed", self.seed)
+        check_int("seed", self.seed)
         if not (self.seed == -1 or 0 <= self.seed <= MAX_SEED - self.num_images):
             raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED - self.num_images}.")
         if task.needs_image:
-            self._check_images(task.needs_mask, limits)
+            self._check_images(task, limits)
         if self.ip_adapter_image is not None:
             if not isinstance(self.ip_adapter_image, Image.Image):
                 raise InvalidRequest("The image prompt could not be read as an image; upload a PNG, JPEG or WebP.")
@@ -121,42 +118,17 @@ class GenerationRequest:
             if width * height > limits.max_image_pixels:
                 raise InvalidRequest(f"The image prompt is {width}x{height}, larger than this app accepts; shrink it.")
 
-    def _check_options(self, task: str, limits: Limits) -> None:
-        for label, value in (("sag_scale", self.sag_scale), ("pag_scale", self.pag_scale)):
-            if not _is_number(value) or not 0 <= value <= 10:
-                raise InvalidRequest(f"{label} must be a number between 0 and 10, got {value}.")
-        if not _is_number(self.refiner_switch) or not 0 <= self.refiner_switch < 1:
-            raise InvalidRequest(
-                f"refiner_switch must be at least 0 (off) and below 1, got {self.refiner_switch}; 0.8 is usual."
-            )
-        _check_int("preview_every", self.preview_every)
+    def _check_options(self, task: TaskSpec, limits: Limits) -> None:
+        check_int("preview_every", self.preview_every)
         if not 0 <= self.preview_every <= limits.max_steps:
             raise InvalidRequest(f"preview_every must be between 0 (off) and {limits.max_steps} steps.")
-        if self.sag_scale > 0 and self.pag_scale > 0:
-            raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
-        if task == "safe_text2img" and self.safety_preset not in SAFETY_PRESETS:
-            raise InvalidRequest(
-                f"safety_preset must be one of {', '.join(SAFETY_PRESETS)}, got {self.safety_preset!r}."
-            )
-        if task == "upscale":
-            if self.upscaler not in UPSCALERS:
-                raise InvalidRequest(f"upscaler must be one of {', '.join(UPSCALERS)}, got {self.upscaler!r}.")
-            _check_int("noise_level", self.noise_level)
-            if not 0 <= self.noise_level <= 350:
-                raise InvalidRequest(f"noise_level must be between 0 and 350, got {self.noise_level}.")
-        if task == "animate":
-            _check_int("num_frames", self.num_frames)
-            _check_int("fps", self.fps)
-            if not 1 <= self.num_frames <= limits.max_frames:
-                raise InvalidRequest(f"num_frames must be between 1 and {limits.max_frames}, got {self.num_frames}.")
-            if not 1 <= self.fps <= 60:
-                raise InvalidRequest(f"fps must be between 1 and 60, got {self.fps}.")
+        task.check(self, limits)
 
-    def _check_images(self, needs_mask: bool, limits: Limits) -> None:
-        if self.task in STRENGTH_TASKS and (not _is_number(self.strength) or not 0 < self.strength <= 1):
+    def _check_images(self, task: TaskSpec, limits: Limits) -> None:
+        if task.has_strength and (not is_number(self.strength) or not 0 < self.strength <= 1):
             raise InvalidRequest(f"strength must be above 0 and at most 1, got {self.strength}.")
         if self.image is None:
-            raise InvalidRequest(f"{get_task(self.task).label} needs an input image: upload one.")
+            raise InvalidRequest(f"{task.label} needs an input image: upload one.")
         if not isinstance(self.image, Image.Image):
             raise InvalidRequest("The input image could not be read as an image; upload a PNG, JPEG or WebP.")
         width, height = self.image.size
@@ -165,44 +137,12 @@ class GenerationRequest:
                 f"The input image is {width}x{height}, larger than this app accepts; resize it below "
                 f"{limits.max_image_pixels // 1_000_000} megapixels."
             )
-        if self.task == "upscale":
-            factor = UPSCALERS.get(self.upscaler, 4)
-            if max(width, height) * factor > limits.max_side:
-                raise InvalidRequest(
-                    f"Upscaling {width}x{height} {self.upscaler} would give {width * factor}x{height * factor}, "
-                    f"above this app's {limits.max_side} px; crop or shrink the image first."
-                )
-            if min(width, height) < 16:
-                raise InvalidRequest(f"The input image is {width}x{height}; upscaling needs at least 16 px a side.")
-            return
-        if min(width, height) < limits.min_side:
-            raise InvalidRequest(
-                f"The input image is {width}x{height}; it must be at least {limits.min_side} px on each side."
-            )
-        if needs_mask:
-            if self.mask is None:
-                raise InvalidRequest(
-                    "Inpainting needs a mask: paint over the image or upload a mask (white = repaint)."
-                )
-            if self.mask.size != self.image.size:
-                raise InvalidRequest(
-                    f"The mask is {self.mask.size[0]}x{self.mask.size[1]} but the image is {width}x{height}; "
-                    "they must be the same size."
-                )
+        task.check_input_size(self, limits)
 
     def resolved_seeds(self) -> list[int]:  # pool rule 4; see ALONE_TOLERANCE for what "alone" gives
         """One seed per image: `seed + i`, after picking `seed` at random when it is -1."""
         first = random.randint(0, MAX_SEED - self.num_images) if self.seed == -1 else self.seed
         return [first + i for i in range(self.num_images)]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_int(label: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{label} must be a whole number, got {value!r}.")
 
 
 @dataclass

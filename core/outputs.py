@@ -27,7 +27,7 @@ def parameters_text(info: dict[str, Any], index: int = 0) -> str:
         "Seed": info["seeds"][index] if info.get("seeds") else None,
         "Size": f"{info.get('width')}x{info.get('height')}",
         "Model": info.get("model"),
-        "Denoising strength": info.get("strength") if info.get("task") != "text2img" else None,
+        "Denoising strength": info.get("strength"),  # only the tasks that start from an image have one
         "Version": "diffusion-studio",
     }
     lines.append(", ".join(f"{k}: {v}" for k, v in fields.items() if v is not None))

@@ -22,12 +22,12 @@ from PIL import Image, UnidentifiedImageError
 
 from core import schedulers
 from core.errors import InvalidRequest
+from core.tasks import TASKS
 
 MAX_TEXT_BYTES = 64 * 1024  # a parameters block is a few KB; anything longer is refused before it is parsed
 _KEY = re.compile(r"[A-Za-z][\w \-/()]*")
 _KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ -/()")
 _NEGATIVE = "Negative prompt:"
-_TASKS_WITH_AN_IMAGE = ("img2img", "inpaint")
 _READ = ("parameters", "diffusion_studio")  # the chunks we parse; the others are not read at all
 _PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -260,4 +260,5 @@ def _scheduler(sampler: str, schedule: str) -> str | None:
 
 
 def sends_image(task: str | None) -> bool:
-    return task in _TASKS_WITH_AN_IMAGE
+    """Whether Send hands `task`'s tab the image as well as the settings."""
+    return task in TASKS and TASKS[task].png_info_sends_image

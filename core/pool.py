@@ -13,22 +13,12 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import diffusers
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from core.checkpoints import CheckpointFiles
-from core.tasks import TASKS, Task, family_of, pipeline_class_for
-
-# Views over an SD 1.x/2.x pool besides the AutoPipeline tasks: guidance options of text2img and feature tasks.
-_SD_FEATURE_VIEWS = {
-    "sag": "StableDiffusionSAGPipeline",
-    "pag": "StableDiffusionPAGPipeline",
-    "safe_text2img": "StableDiffusionPipelineSafe",
-    "animate": "AnimateDiffPipeline",
-}
+from core.tasks import TASKS, Task, views_over
 
 
 def module_bytes(module: Any) -> int:
@@ -80,16 +70,7 @@ class Pool:
                 if self.companion_kind in task.companions and task.kind in ("companion", "auto"):
                     self.view_classes[name] = type(self.base)
             return
-        for name, task in TASKS.items():
-            cls = pipeline_class_for(task, base_class)
-            if cls is not None:
-                self.view_classes[name] = cls
-        family = family_of(base_class)
-        if family == "stable-diffusion" and base_class == "StableDiffusionPipeline":
-            for name, class_name in _SD_FEATURE_VIEWS.items():
-                self.view_classes[name] = getattr(diffusers, class_name)
-        elif family is not None and f"{family}-pag" in AUTO_TEXT2IMAGE_PIPELINES_MAPPING:
-            self.view_classes["pag"] = AUTO_TEXT2IMAGE_PIPELINES_MAPPING[f"{family}-pag"]
+        self.view_classes = views_over(base_class)
 
     @property
     def size_multiple(self) -> int:

@@ -29,7 +29,6 @@ from core import (
     schedulers,
     single_file,
     uploads,
-    views,
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.errors import InvalidRequest, LoadError, NotLoaded, OutOfMemory
@@ -37,7 +36,7 @@ from core.generation import GenerationRequest, GenerationResult, Limits
 from core.outputs import OutputStore
 from core.pool import Pool
 from core.runs import StepCallback
-from core.tasks import COMPANION_PIPELINES, Task, family_of, get_task
+from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task
 
 logger = logging.getLogger(__name__)
 COMPANION_KINDS = (*COMPANION_PIPELINES, "motion_adapter")
@@ -60,9 +59,7 @@ class StudioOptions:
     allowed_vaes: tuple[str, ...] | None = None
 
 
-class Studio(
-    adapters.AdaptersMixin, memory_modes.MemoryModesMixin, views.ViewsMixin, checkpoint_tools.CheckpointToolsMixin
-):
+class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, checkpoint_tools.CheckpointToolsMixin):
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
@@ -298,18 +295,13 @@ class Studio(
         pool = self._pool_for(task, request)
         if self.options.public and not request.safety_checker and pool.has_safety_checker:
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
-        if self.options.public and task.kind in ("companion", "animate") and not pool.has_safety_checker:
+        if self.options.public and task.brings_weights and not pool.has_safety_checker:
             raise InvalidRequest(f"{task.label} has no safety checker, so it is off on this public server.")
         request, upload_notes = uploads.read_request_images(request, self.options.limits.max_image_pixels)
         request, fit_notes = uploads.fit_request_images(request, self.options.limits.max_side)
         upload_notes += fit_notes
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
-        for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
-            if task.name == "text2img" and getattr(request, option) > 0 and not pool.supports(view):
-                raise InvalidRequest(
-                    f"{view.upper()} is not available for {pool.files.pipeline_class}; set {option} to 0."
-                )
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
@@ -325,7 +317,7 @@ class Studio(
             self._release()
             raise OutOfMemory(memory_modes.oom_advice(request, pool.dtype, self.device, self.memory.modes))
         finished = time.perf_counter()
-        images, extras = runs.collect(request, output, arguments)
+        images, extras = task.collect(output, arguments) if output is not None else ([], {})
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
         info["warnings"] += upload_notes + ip_notes
@@ -359,13 +351,13 @@ class Studio(
     ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
         when the view was ready)."""
-        scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
-        pipe = self._view(pool, task, request, scheduler, run_checker)
-        refiner = self._refiner(pool, task, request)
+        scheduler, serving = schedulers.build(request.scheduler, pool.base.scheduler), self.serving()
+        pipe = task.view(pool, request, scheduler, run_checker, serving)
+        refiner = task.second_stage(pool, request, serving)
         for view in (pipe, refiner) if refiner is not None else (pipe,):
             self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
         switched = time.perf_counter()
-        arguments = runs.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
+        arguments = task.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
         first_stage = on_step
         if refiner is not None and on_step is not None:  # one progress bar over both stages
             first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
@@ -381,11 +373,32 @@ class Studio(
             pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel, on_latents=on_latents
         )
         if refiner is not None and output is not None:
-            output, _args, refiner_stopped_at = runs.refine(
-                refiner, request, output.images, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
+            output, refiner_stopped_at = task.run_second_stage(
+                refiner, request, output, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
             )
             stopped_at = stopped_at if stopped_at is not None else refiner_stopped_at
         return pipe, arguments, output, stopped_at, switched
+
+    def serving(self) -> Serving:
+        """What a task's hooks may use besides the pool it runs on."""
+        return Serving(
+            companions=dict(self._companions),
+            motion=self.motion,
+            loras=tuple(self.loras.loras),
+            cache_dir=self.options.cache_dir,
+        )
+
+    def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
+        """The pool that serves the request: the main checkpoint's, or the companion the task runs on."""
+        kind = task.companion_kind(request, self._companions)
+        if kind is not None and kind not in self._companions:
+            raise NotLoaded(
+                f"{task.label} needs its own checkpoint ({kind.replace('_', ' ')}): load the companion "
+                f"offered in its tab (e.g. `demo-{kind.replace('_', '-')}` offline) first."
+            )
+        pool = self._companions[kind] if kind is not None else self.pool
+        task.check_pool(pool, request, self.serving())
+        return pool
 
     # -- reporting ---------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import InvalidRequest
+from core.tasks import get_task
 
 # The request's image fields, what to call each in a message, and the mode the pipelines take it in.
 IMAGE_FIELDS = {
@@ -91,7 +92,7 @@ def fit_request_images(request: Any, max_side: int) -> tuple[Any, list[str]]:
     """The request with its input images scaled down (keeping their shape) to at most `max_side` a side: an
     image-to-image run costs what its input's size costs, so inputs count against the same limit as a text to
     image size. The mask and depth map follow the image; upscaling is left alone (it checks its output size)."""
-    if request.task == "upscale":
+    if not get_task(request.task).fits_inputs:
         return request, []
     changes, notes = {}, []
     for name, (label, _mode) in IMAGE_FIELDS.items():

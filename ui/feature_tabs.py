@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.generation import SAFETY_PRESETS, GenerationRequest
+from core.generation import GenerationRequest
+from core.tasks.safe_text2img import SAFETY_PRESETS
 from ui.common import AppContext, session_of, user_errors
 from ui.companion_box import build_companion_box
 from ui.controls import GPU, prompts, run_buttons, seed_and_count, size_sliders, steps_guidance, whole, wire_stop

@@ -43,7 +43,9 @@ def estimate_seconds(request: GenerationRequest, *, images: int | None = None) -
     (scaled by the pixel count), plus start-up, decode and the safety checker."""
     count = images if images is not None else request.num_images
     pixels = (request.width * request.height) / (512 * 512)
-    frames = max(getattr(request, "num_frames", 1) or 1, 1) if request.task == "animate" else 1
+    from core.tasks import get_task
+
+    frames = get_task(request.task).frames(request)
     seconds = 10 + 0.12 * request.steps * count * pixels * frames * (2 if request.refiner_switch else 1)
     return int(min(max(seconds, MIN_SECONDS), MAX_SECONDS))
 

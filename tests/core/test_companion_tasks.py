@@ -160,7 +160,7 @@ def test_depth_is_estimated_on_the_pipelines_execution_device_not_the_modules():
 
     import torch
 
-    from core.runs import estimate_depth
+    from core.tasks.depth2img import estimate_depth
 
     class OffloadedDepth(torch.nn.Module):
         def __init__(self) -> None:

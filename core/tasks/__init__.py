@@ -1,0 +1,52 @@
+"""The tasks the studio serves: one module per task, each with a `SPEC` (a core.tasks.base.TaskSpec).
+
+A new task is a new module here (plus its tiny twin and its tests): this package finds every module with a `SPEC`
+and orders them by `SPEC.order`, the order of the tabs and endpoints.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from core.errors import InvalidRequest
+from core.tasks.base import Serving, TaskSpec, family_of
+
+# Kept for the name every caller knows a task by.
+Task = TaskSpec
+
+
+def _discover() -> dict[str, TaskSpec]:
+    specs = []
+    for module in pkgutil.iter_modules(__path__):
+        spec = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SPEC", None)
+        if isinstance(spec, TaskSpec):
+            specs.append(spec)
+    return {spec.name: spec for spec in sorted(specs, key=lambda s: s.order)}
+
+
+TASKS: dict[str, TaskSpec] = _discover()
+BASE_TASKS = tuple(name for name, t in TASKS.items() if t.kind == "auto")
+# The pipeline class each companion checkpoint loads as, to check a companion is what its task needs.
+COMPANION_PIPELINES = {kind: cls for t in TASKS.values() for kind, cls in t.companion_pipelines.items()}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called `name`, or a clear error listing the tasks there are."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise InvalidRequest(f"Unknown task {name!r}; choose one of {', '.join(TASKS)}.") from None
+
+
+def views_over(base_class: str) -> dict[str, type]:
+    """Every view a main checkpoint of `base_class` serves, with its class: the AutoPipeline tasks first, then the
+    options and feature tasks."""
+    family = family_of(base_class)
+    views: dict[str, type] = {}
+    for task in TASKS.values():
+        views.update(task.views_over(base_class, family))
+    return {name: views[name] for name in sorted(views, key=lambda n: n not in BASE_TASKS)}
+
+
+__all__ = ["BASE_TASKS", "COMPANION_PIPELINES", "TASKS", "Serving", "Task", "TaskSpec", "family_of", "get_task"]

@@ -1,0 +1,96 @@
+"""Animate: AnimateDiff's motion adapter turns the loaded SD checkpoint's UNet into a motion UNet that makes short
+clips (saved as GIF and MP4 beside the first frame's PNG)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import diffusers
+from diffusers import DiffusionPipeline
+from PIL import Image
+
+from core.errors import InvalidRequest, NotLoaded
+from core.snippet import Code
+from core.tasks.base import Serving, TaskSpec, check_int
+
+if TYPE_CHECKING:
+    from core.generation import GenerationRequest, Limits
+    from core.pool import Pool
+    from core.snippet import Snippet
+
+
+class Animate(TaskSpec):
+    name, label, kind, order = "animate", "Animate", "animate", 90
+    pipeline_class = "AnimateDiffPipeline"
+    companions = ("motion_adapter",)
+    sizes_from_request = True
+    count_argument = "num_videos_per_prompt"
+    output = "frames"
+    lora_applies = False  # its motion UNet is built from the plain UNet (see `view`)
+
+    def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
+        return {self.name: diffusers.AnimateDiffPipeline} if base_class == "StableDiffusionPipeline" else {}
+
+    def check(self, request: GenerationRequest, limits: Limits) -> None:
+        check_int("num_frames", request.num_frames)
+        check_int("fps", request.fps)
+        if not 1 <= request.num_frames <= limits.max_frames:
+            raise InvalidRequest(f"num_frames must be between 1 and {limits.max_frames}, got {request.num_frames}.")
+        if not 1 <= request.fps <= 60:
+            raise InvalidRequest(f"fps must be between 1 and 60, got {request.fps}.")
+
+    def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
+        super().check_pool(pool, request, serving)
+        if serving.motion is None:
+            raise NotLoaded("Animate needs a motion adapter: load the one offered in its tab first.")
+
+    def view(
+        self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
+    ) -> DiffusionPipeline:
+        if serving.loras:
+            # A motion UNet built before the LoRA ignored it; one built after failed inside diffusers'
+            # from_unet2d. Say so instead of either.
+            raise InvalidRequest(
+                "Animate can't use a LoRA yet: AnimateDiff builds its motion UNet from the plain UNet. Unload "
+                f"{', '.join(serving.loras)} in the LoRA panel, then animate."
+            )
+        motion = serving.motion
+        assert motion is not None
+        return pool.view_as(self.name, scheduler=scheduler, unet=motion.unet_for(pool), motion_adapter=motion.adapter)
+
+    def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
+        return {"num_frames": request.num_frames}
+
+    def collect(self, output: Any, arguments: dict[str, Any]) -> tuple[list[Image.Image], dict[str, Any]]:
+        frames = [list(video) for video in output.frames]
+        return [video[0] for video in frames], {"frames": frames}
+
+    def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
+        return {"num_frames": request.num_frames, "fps": request.fps}
+
+    def add_to_snippet(
+        self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
+    ) -> None:
+        if serving.motion is None:
+            return
+        snippet.imports.append("MotionAdapter")
+        snippet.before_load.append(
+            f"adapter = MotionAdapter.from_pretrained({_motion_location(serving)!r}, dtype=torch.{snippet.dtype})"
+        )
+        load["motion_adapter"] = Code("adapter")
+
+    def frames(self, request: GenerationRequest) -> int:
+        return max(getattr(request, "num_frames", 1) or 1, 1)
+
+
+def _motion_location(serving: Serving) -> str:
+    motion = serving.motion
+    assert motion is not None
+    if motion.source == "demo-motion-adapter":
+        from core.demo_companions import companion_path
+
+        return str(companion_path("motion_adapter", serving.cache_dir))
+    return motion.source
+
+
+SPEC = Animate()

@@ -1,0 +1,215 @@
+"""What a task spec is: the data every task declares and the hooks the engine calls, with the defaults most tasks
+keep. A task module subclasses `TaskSpec`, overrides what differs and names its instance `SPEC`.
+
+The engine (core.studio), the info and snippet (core.describe), validation (core.generation) and the pool's views
+(core.pool) read only these attributes and hooks; none of them branches on a task's name.
+
+Three kinds of task:
+- `auto`: served from the loaded checkpoint through diffusers' AutoPipeline maps (any family they know);
+- `feature`: another pipeline class over the loaded checkpoint's components (`from_pipe`), e.g. safe latent
+  diffusion;
+- `companion`: needs its own checkpoint (depth, variation, upscalers, RGB+depth), loaded into the pool beside the
+  main one on demand; `animate` needs a motion adapter on top of the loaded checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines.auto_pipeline import (
+    AUTO_IMAGE2IMAGE_PIPELINES_MAPPING,
+    AUTO_INPAINT_PIPELINES_MAPPING,
+    AUTO_TEXT2IMAGE_PIPELINES_MAPPING,
+)
+
+from core.errors import InvalidRequest, NotLoaded
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from core.adapters import MotionAdapterState
+    from core.generation import GenerationRequest, Limits
+    from core.pool import Pool
+    from core.snippet import Snippet
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a task's hooks may use besides the pool it runs on, handed over explicitly by the studio."""
+
+    companions: Mapping[str, Pool]  # the companion checkpoints loaded beside the main one, by kind
+    motion: MotionAdapterState | None = None
+    loras: Sequence[str] = ()  # the names of the LoRAs loaded into the main pool
+    cache_dir: Path | None = None  # where the offline twins live (the snippet names their folders)
+
+
+class TaskSpec:
+    """One thing a user can do: its API name, its label in the UI, what it needs and how it runs."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    kind: ClassVar[str]  # auto | feature | companion | animate
+    order: ClassVar[int]  # where its tab and endpoint come among the others
+    needs_image: ClassVar[bool] = False
+    needs_mask: ClassVar[bool] = False
+    auto_class: ClassVar[type | None] = None
+    mapping: ClassVar[dict | None] = None
+    pipeline_class: ClassVar[str | None] = None  # feature and companion tasks: the diffusers class that runs them
+    companions: ClassVar[tuple[str, ...]] = ()  # companion kinds that can serve it (see core.demo_companions)
+    companion_pipelines: ClassVar[Mapping[str, str]] = {}  # the class each of its companion kinds loads as
+    uses_prompt: ClassVar[bool] = True
+    sizes_from_request: ClassVar[bool] = False  # width/height come from the request (else from the input image)
+    has_strength: ClassVar[bool] = False  # how far from the input image the run may go
+    count_argument: ClassVar[str] = "num_images_per_prompt"
+    output: ClassVar[str] = "images"  # how the snippet saves the result: images | frames | rgbd
+    lora_applies: ClassVar[bool] = True  # a LoRA in the shared modules changes what this task makes
+    fits_inputs: ClassVar[bool] = True  # inputs larger than the size limit are scaled down (upscale checks its own)
+    png_info_sends_image: ClassVar[bool] = False  # PNG info's Send hands this tab the image, not only its settings
+    sizes_follow_image: ClassVar[bool] = False  # pass the input image's size where the pipeline takes one
+
+    @property
+    def brings_weights(self) -> bool:
+        """Whether it runs on weights of its own (a companion checkpoint, a motion adapter) besides the main ones."""
+        return self.kind in ("companion", "animate")
+
+    # -- the views this task adds over the main checkpoint ----------------------------------------------
+
+    def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
+        """The views (name -> pipeline class) this task serves from a main checkpoint of `base_class`."""
+        if self.mapping is None or family is None:
+            return {}
+        cls = self.mapping.get(family)
+        return {self.name: cls} if cls is not None else {}
+
+    # -- checking a request -----------------------------------------------------------------------------
+
+    def check(self, request: GenerationRequest, limits: Limits) -> None:
+        """Raise InvalidRequest for this task's own options out of range (the shared fields are checked already)."""
+
+    def check_input_size(self, request: GenerationRequest, limits: Limits) -> None:
+        """Raise InvalidRequest when the input image's size can't be used."""
+        width, height = request.image.size
+        if min(width, height) < limits.min_side:
+            raise InvalidRequest(
+                f"The input image is {width}x{height}; it must be at least {limits.min_side} px on each side."
+            )
+
+    # -- where and how it runs --------------------------------------------------------------------------
+
+    def companion_kind(self, request: GenerationRequest, companions: Mapping[str, Pool]) -> str | None:
+        """The companion checkpoint the request runs on, or None for the main one."""
+        return self.companions[0] if self.kind == "companion" else None
+
+    def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
+        """Raise NotLoaded/InvalidRequest when `pool` can't serve the request."""
+        if pool.companion_kind is None and not pool.supports(self.name):
+            raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {self.label}.")
+
+    def view(
+        self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
+    ) -> DiffusionPipeline:
+        """The pipeline that runs the request: a view over the pool's modules with its own scheduler."""
+        if self.kind == "auto" and pool.companion_kind is None:
+            return pool.view(self, scheduler=scheduler, safety_checker=run_checker)
+        return pool.view_as(self.name, scheduler=scheduler, **checker_overrides(pool, run_checker))
+
+    def second_stage(self, pool: Pool, request: GenerationRequest, serving: Serving) -> DiffusionPipeline | None:
+        """A second pipeline that finishes the first one's latents (SDXL's refiner), or None."""
+        return None
+
+    def call_arguments(
+        self, request: GenerationRequest, pipe: DiffusionPipeline, seeds: list[int], multiple: int = 8
+    ) -> dict[str, Any]:
+        """The keyword arguments of the pipeline call; sizes taken from an input image are rounded down to
+        `multiple` (the model family's size rule)."""
+        args: dict[str, Any] = {}
+        if self.uses_prompt:
+            args["prompt"] = request.prompt
+            args["negative_prompt"] = request.negative_prompt or None
+        args["num_inference_steps"] = request.steps
+        args["guidance_scale"] = request.guidance_scale
+        args["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        accepted = inspect.signature(pipe.__call__).parameters
+        if self.count_argument in accepted:
+            args[self.count_argument] = request.num_images
+        if self.sizes_from_request:
+            args.update(width=request.width, height=request.height)
+        if request.ip_adapter_image is not None:
+            args["ip_adapter_image"] = request.ip_adapter_image.convert("RGB")
+        if self.needs_image and request.image is not None:
+            image = request.image.convert("RGB")
+            args["image"] = image
+            if self.has_strength:
+                args["strength"] = request.strength
+            if "width" in accepted and self.sizes_follow_image:
+                # Pipelines that take a size default to the model's native one (SD3: 1024), not the image's.
+                args.update(width=image.width - image.width % multiple, height=image.height - image.height % multiple)
+        args.update(self.arguments(request, pipe, args))
+        return args
+
+    def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
+        """This task's own call arguments, added to the shared ones in `args`."""
+        return {}
+
+    def collect(self, output: Any, arguments: dict[str, Any]) -> tuple[list[Image.Image], dict[str, Any]]:
+        """The images a run produced, and its other outputs by name (depth maps, animation frames)."""
+        return list(output.images), {}
+
+    # -- describing a run -------------------------------------------------------------------------------
+
+    def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
+        """The info keys this task adds (DESIGN.md, "Public surfaces")."""
+        return {"strength": request.strength} if self.has_strength else {}
+
+    def snippet_class(self, pool: Pool, request: GenerationRequest, pipe: DiffusionPipeline) -> str:
+        """The class the snippet loads: the AutoPipeline for a plain run of an auto task, else the view's own."""
+        if self.kind == "auto" and pool.companion_kind is None:
+            return self.auto_class.__name__
+        return type(pipe).__name__
+
+    def add_to_snippet(
+        self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
+    ) -> None:
+        """Lines or load arguments the script needs for this task (`load` is the snippet's load arguments)."""
+
+    def frames(self, request: GenerationRequest) -> int:
+        """Frames per image: what a GPU lease has to make per step."""
+        return 1
+
+
+_ALL_MAPPINGS = (AUTO_TEXT2IMAGE_PIPELINES_MAPPING, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, AUTO_INPAINT_PIPELINES_MAPPING)
+
+
+def family_of(pipeline_class_name: str) -> str | None:
+    """The AutoPipeline family key ('stable-diffusion', 'stable-diffusion-xl', ...) a pipeline class belongs to."""
+    for mapping in _ALL_MAPPINGS:
+        for family, cls in mapping.items():
+            if cls.__name__ == pipeline_class_name:
+                return family
+    return None
+
+
+def checker_overrides(pool: Pool, run_checker: bool) -> dict[str, Any]:
+    """The safety-checker arguments of a view over `pool`: its checker, or none, where the pool has one."""
+    if "safety_checker" not in pool.components:
+        return {}
+    return {
+        "safety_checker": pool.components["safety_checker"] if run_checker else None,
+        "requires_safety_checker": run_checker,
+    }
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(label: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{label} must be a whole number, got {value!r}.")

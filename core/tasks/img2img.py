@@ -1,0 +1,21 @@
+"""Image to image: the loaded checkpoint redraws an input image, as far from it as `strength` says."""
+
+from __future__ import annotations
+
+from diffusers import AutoPipelineForImage2Image
+from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
+
+from core.tasks.base import TaskSpec
+
+
+class Img2Img(TaskSpec):
+    name, label, kind, order = "img2img", "Image to image", "auto", 20
+    auto_class = AutoPipelineForImage2Image
+    mapping = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
+    needs_image = True
+    has_strength = True
+    sizes_follow_image = True
+    png_info_sends_image = True
+
+
+SPEC = Img2Img()

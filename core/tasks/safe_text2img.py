@@ -1,0 +1,45 @@
+"""Safe text to image: safe latent diffusion (StableDiffusionPipelineSafe) over the loaded SD checkpoint's modules,
+steering away from unsafe content as strongly as its preset says."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import diffusers
+from diffusers import DiffusionPipeline
+
+from core.errors import InvalidRequest
+from core.tasks.base import Serving, TaskSpec
+
+if TYPE_CHECKING:
+    from core.generation import GenerationRequest, Limits
+
+SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig presets
+
+
+class SafeText2Img(TaskSpec):
+    name, label, kind, order = "safe_text2img", "Safe text to image", "feature", 40
+    pipeline_class = "StableDiffusionPipelineSafe"
+    sizes_from_request = True
+
+    def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
+        if base_class != "StableDiffusionPipeline":
+            return {}
+        return {self.name: diffusers.StableDiffusionPipelineSafe}
+
+    def check(self, request: GenerationRequest, limits: Limits) -> None:
+        if request.safety_preset not in SAFETY_PRESETS:
+            raise InvalidRequest(
+                f"safety_preset must be one of {', '.join(SAFETY_PRESETS)}, got {request.safety_preset!r}."
+            )
+
+    def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
+        from diffusers.pipelines.deprecated.stable_diffusion_safe import SafetyConfig
+
+        return dict(getattr(SafetyConfig, request.safety_preset.upper()))
+
+    def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
+        return {"safety_preset": request.safety_preset}
+
+
+SPEC = SafeText2Img()

@@ -1,0 +1,188 @@
+"""Text to image, with its options over the same pool: self-attention guidance (SAG), perturbed-attention guidance
+(PAG) and, for SDXL, the refiner as a second stage (the "ensemble of expert denoisers" split)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import diffusers
+import torch
+from diffusers import AutoPipelineForText2Image, DiffusionPipeline
+from diffusers.pipelines.auto_pipeline import AUTO_TEXT2IMAGE_PIPELINES_MAPPING
+
+from core import schedulers
+from core.errors import InvalidRequest, NotLoaded
+from core.runs import PreviewCallback, StepCallback, run_pipeline
+from core.snippet import Code, generators
+from core.tasks.base import Serving, TaskSpec, checker_overrides, family_of, is_number
+
+if TYPE_CHECKING:
+    from core.generation import GenerationRequest, Limits
+    from core.pool import Pool
+    from core.snippet import Snippet
+
+REFINER_FAMILY = "stable-diffusion-xl"
+
+
+class Text2Img(TaskSpec):
+    name, label, kind, order = "text2img", "Text to image", "auto", 10
+    auto_class = AutoPipelineForText2Image
+    mapping = AUTO_TEXT2IMAGE_PIPELINES_MAPPING
+    companions = ("refiner",)  # SDXL's refiner, as an optional second stage
+    companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
+    sizes_from_request = True
+
+    def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
+        views = super().views_over(base_class, family)
+        if family == "stable-diffusion" and base_class == "StableDiffusionPipeline":
+            views["sag"] = diffusers.StableDiffusionSAGPipeline
+            views["pag"] = diffusers.StableDiffusionPAGPipeline
+        elif family is not None and f"{family}-pag" in AUTO_TEXT2IMAGE_PIPELINES_MAPPING:
+            views["pag"] = AUTO_TEXT2IMAGE_PIPELINES_MAPPING[f"{family}-pag"]
+        return views
+
+    def check(self, request: GenerationRequest, limits: Limits) -> None:
+        for label, value in (("sag_scale", request.sag_scale), ("pag_scale", request.pag_scale)):
+            if not is_number(value) or not 0 <= value <= 10:
+                raise InvalidRequest(f"{label} must be a number between 0 and 10, got {value}.")
+        if not is_number(request.refiner_switch) or not 0 <= request.refiner_switch < 1:
+            raise InvalidRequest(
+                f"refiner_switch must be at least 0 (off) and below 1, got {request.refiner_switch}; 0.8 is usual."
+            )
+        if request.sag_scale > 0 and request.pag_scale > 0:
+            raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
+
+    def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
+        super().check_pool(pool, request, serving)
+        for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
+            value = getattr(request, option)  # checked before validation: the pool is chosen first
+            if is_number(value) and value > 0 and not pool.supports(view):
+                raise InvalidRequest(
+                    f"{view.upper()} is not available for {pool.files.pipeline_class}; set {option} to 0."
+                )
+
+    def view(
+        self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
+    ) -> DiffusionPipeline:
+        checker = checker_overrides(pool, run_checker)
+        if request.sag_scale > 0:
+            return pool.view_as("sag", scheduler=scheduler, **checker)
+        if request.pag_scale > 0:
+            return pool.view_as("pag", scheduler=scheduler, pag_applied_layers=["mid"], **checker)
+        return super().view(pool, request, scheduler, run_checker, serving)
+
+    def second_stage(self, pool: Pool, request: GenerationRequest, serving: Serving) -> DiffusionPipeline | None:
+        """The refiner's view for a two-stage SDXL run, or None for a one-stage run."""
+        if request.refiner_switch <= 0:
+            return None
+        if family_of(type(pool.base).__name__) != REFINER_FAMILY:
+            raise InvalidRequest(f"The refiner is SDXL's second stage, not {type(pool.base).__name__}'s: set it to 0.")
+        refiner = serving.companions.get("refiner")
+        if refiner is None:
+            raise NotLoaded("Load the SDXL refiner in Text to image (`demo-refiner` offline) first, or set it to 0.")
+        return refiner.view_as("text2img", scheduler=schedulers.build(request.scheduler, refiner.base.scheduler))
+
+    def run_second_stage(
+        self,
+        refiner: DiffusionPipeline,
+        request: GenerationRequest,
+        first: Any,
+        seeds: list[int],
+        *,
+        on_step: StepCallback | None,
+        cancel: threading.Event | None,
+        on_latents: PreviewCallback | None = None,
+    ) -> tuple[Any, int | None]:
+        """The refiner denoises the base's latents from `refiner_switch` on. Returns (output, the step of both
+        stages a Stop ended it at, or None); a Stop during the first stage ends this one after its first step, so
+        the images are still decoded."""
+        args: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "image": first.images,
+            "num_inference_steps": request.steps,
+            "denoising_start": request.refiner_switch,
+            "guidance_scale": request.guidance_scale,
+            "generator": [torch.Generator("cpu").manual_seed(s) for s in seeds],
+            "num_images_per_prompt": len(seeds),
+        }
+        done_before = round(request.steps * request.refiner_switch)
+
+        def report(done: int, _total: int) -> None:
+            if on_step is not None:
+                on_step(min(done_before + done, request.steps), request.steps)
+
+        def latents_at(done: int, latents: Any) -> None:
+            if on_latents is not None:
+                on_latents(done_before + done, latents)
+
+        output, stopped_at = run_pipeline(
+            refiner, args, steps=request.steps, on_step=report, cancel=cancel, on_latents=latents_at
+        )
+        return output, (None if stopped_at is None else done_before + stopped_at)
+
+    def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if request.sag_scale > 0:
+            extra["sag_scale"] = request.sag_scale
+        if request.pag_scale > 0:
+            extra["pag_scale"] = request.pag_scale
+        if request.refiner_switch > 0:  # the first stage hands its latents to the refiner
+            extra.update(denoising_end=request.refiner_switch, output_type="latent")
+        return extra
+
+    def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
+        fields = {k: getattr(request, k) for k in ("sag_scale", "pag_scale", "refiner_switch") if getattr(request, k)}
+        refiner = serving.companions.get("refiner")
+        if "refiner_switch" in fields and refiner is not None:
+            fields["refiner"] = refiner.files.source
+        return fields
+
+    def snippet_class(self, pool: Pool, request: GenerationRequest, pipe: DiffusionPipeline) -> str:
+        # StableDiffusionPipeline takes **kwargs and would silently ignore sag_scale: a SAG run names its class.
+        if request.pag_scale > 0:
+            return "AutoPipelineForText2Image"
+        return type(pipe).__name__ if request.sag_scale else super().snippet_class(pool, request, pipe)
+
+    def add_to_snippet(
+        self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
+    ) -> None:
+        if request.pag_scale > 0:
+            load.update(enable_pag=True, pag_applied_layers=["mid"])
+        if request.refiner_switch > 0:
+            _second_stage_lines(snippet, serving, request, seeds)
+
+
+def _second_stage_lines(snippet: Snippet, serving: Serving, request: GenerationRequest, seeds: list[int]) -> None:
+    """The refiner lines of a two-stage SDXL run: it reuses the base's second text encoder and VAE."""
+    refiner = serving.companions["refiner"]
+    path = refiner.files.source if refiner.files.is_hub else str(refiner.files.path)
+    cls = type(refiner.base).__name__
+    snippet.imports.append(cls)
+    lines = [
+        f"refiner = {cls}.from_pretrained({path!r}, text_encoder_2=pipe.text_encoder_2, vae=pipe.vae, "
+        f"dtype=torch.{snippet.dtype}, use_safetensors=True).to({snippet.device!r})"
+    ]
+    if request.scheduler != schedulers.DEFAULT:
+        scheduler, overrides = schedulers.resolve(request.scheduler, refiner.base.scheduler)
+        snippet.imports.append(scheduler.__name__)
+        extra = "".join(f", {k}={v!r}" for k, v in overrides.items())
+        lines.append(f"refiner.scheduler = {scheduler.__name__}.from_config(refiner.scheduler.config{extra})")
+    call = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt or None,
+        "image": Code("result.images"),
+        "num_inference_steps": request.steps,
+        "denoising_start": request.refiner_switch,
+        "guidance_scale": request.guidance_scale,
+        "generator": generators(seeds),
+    }
+    if len(seeds) > 1:
+        call["num_images_per_prompt"] = len(seeds)
+    lines.append(f"result = refiner({', '.join(f'{k}={v!r}' for k, v in call.items())})")
+    snippet.after_call += lines
+
+
+SPEC = Text2Img()

@@ -1,0 +1,69 @@
+"""Tasks are specs: each task's module in core.tasks says everything about it, and the engine outside that package
+never branches on a task's name (a branch there is a second place to edit for every new pipeline)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from core.tasks import COMPANION_PIPELINES, TASKS, TaskSpec
+
+CORE = Path(__file__).resolve().parents[2] / "core"
+
+
+def _string_literals(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(set(), *(_string_literals(e) for e in node.elts))
+    return set()
+
+
+def task_name_branches(path: Path, root: Path = CORE.parent) -> list[str]:
+    """Comparisons of anything with a task's name (`task == "inpaint"`, `name in ("img2img", ...)`)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Compare):
+            names = set().union(*(_string_literals(x) for x in (node.left, *node.comparators))) & set(TASKS)
+            if names:
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_engine_never_branches_on_a_task_name():
+    files = [p for p in CORE.rglob("*.py") if "tasks" not in p.relative_to(CORE).parts]
+    assert len(files) > 20
+    branches = [line for path in files for line in task_name_branches(path)]
+    assert branches == [], "move these into the task's module in core/tasks:\n" + "\n".join(branches)
+
+
+def test_the_check_sees_a_branch(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('if request.task in ("img2img", "other"):\n    pass\nif kind == "auto":\n    pass\n')
+    assert [line.split(": ", 1)[1] for line in task_name_branches(probe, tmp_path)] == [
+        "request.task in ('img2img', 'other')"
+    ]
+
+
+def test_every_task_is_a_whole_spec_in_its_own_module():
+    assert list(TASKS)[:3] == ["text2img", "img2img", "inpaint"], "ordered by SPEC.order: the tab order"
+    orders = [spec.order for spec in TASKS.values()]
+    assert len(set(orders)) == len(orders)
+    for name, spec in TASKS.items():
+        assert isinstance(spec, TaskSpec) and spec.name == name
+        assert type(spec).__module__ == f"core.tasks.{name}", "one module per task, named after it"
+        assert spec.label and spec.kind in ("auto", "feature", "companion", "animate")
+        assert set(spec.companion_pipelines) <= set(spec.companions)
+        if spec.kind == "auto":
+            assert spec.auto_class is not None and spec.mapping is not None
+        else:
+            assert spec.pipeline_class, f"{name} names the diffusers class that runs it"
+    assert set(COMPANION_PIPELINES) == {k for s in TASKS.values() for k in s.companion_pipelines}
+
+
+def test_every_companion_a_task_needs_has_an_offline_twin():
+    from core.demo_companions import COMPANIONS
+
+    kinds = {kind for spec in TASKS.values() for kind in spec.companions}
+    assert {"refiner", "depth", "upscale_x4", "motion_adapter"} <= kinds
+    assert kinds <= set(COMPANIONS), kinds - set(COMPANIONS)
