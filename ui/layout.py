@@ -7,18 +7,18 @@ from typing import Any
 
 import gradio as gr
 
-from ui import companion_tabs, feature_tabs
+from core.tasks import TASKS
 from ui.adapters_panel import build_adapters_panel
 from ui.checkpoints_tab import build_checkpoints_tab
 from ui.common import GPU_QUEUE, AppContext, change_shared, session_of, user_errors
 from ui.compare_tab import build_compare_tab
-from ui.generate_tab import build_generate_tab
 from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
 from ui.model_panel import build_model_panel
 from ui.owner_panel import build_owner_panel
 from ui.png_info_tab import build_png_info_tab
+from ui.task_tab import TaskTab, build_task_tab
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "Diffusion Studio"
@@ -34,25 +34,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         panel = build_model_panel(ctx)
         panel.image_prompt = build_adapters_panel(ctx)
         memory = build_memory_panel(ctx)
-        senders, family_controls, task_inputs = [], None, {}
+        built: dict[str, TaskTab] = {}
+        task_tabs: dict[str, gr.Tab] = {}
         with gr.Tabs(elem_id="tasks") as tabs:
-            for task, label in (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint")):
-                with gr.Tab(label, id=task, elem_id=f"tab-{task}"):
-                    _gallery, send, selected, controls, task_inputs[task] = build_generate_tab(ctx, panel, task)
-                    senders.append((task, send, selected))
-                    family_controls = controls or family_controls
-            with gr.Tab("Safe text to image", id="safe_text2img", elem_id="tab-safe_text2img") as safe_tab:
-                feature_tabs.build_safe_tab(ctx, panel)
-            with gr.Tab("Depth to image", id="depth2img", elem_id="tab-depth2img"):
-                companion_tabs.build_depth_tab(ctx, panel)
-            with gr.Tab("Variation", id="variation", elem_id="tab-variation"):
-                companion_tabs.build_variation_tab(ctx, panel)
-            with gr.Tab("Upscale", id="upscale", elem_id="tab-upscale"):
-                upscale_input = companion_tabs.build_upscale_tab(ctx, panel)
-            with gr.Tab("RGB + depth", id="rgbd", elem_id="tab-rgbd"):
-                companion_tabs.build_rgbd_tab(ctx, panel)
-            with gr.Tab("Animate", id="animate", elem_id="tab-animate") as animate_tab:
-                feature_tabs.build_animate_tab(ctx, panel)
+            for name, spec in TASKS.items():  # one tab per task module, in its spec's order
+                with gr.Tab(spec.tab_label or spec.label, id=name, elem_id=f"tab-{name}") as task_tabs[name]:
+                    built[name] = build_task_tab(ctx, panel, spec)
+            task_inputs = {name: tab.inputs for name, tab in built.items()}
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
             with gr.Tab("PNG info", id="png_info", elem_id="tab-png_info"):
@@ -78,14 +66,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
             return send
 
-        for task, send, selected in senders:
-            send.click(
-                send_to_upscale(task),
-                selected,
-                [upscale_input, tabs],
-                api_visibility="private",
-                queue=False,
-            )
+        upscale_input = built["upscale"].inputs["image"]
+        for task, tab in built.items():
+            if tab.send is not None:
+                send = send_to_upscale(task)
+                tab.send.click(send, tab.selected, [upscale_input, tabs], api_visibility="private", queue=False)
         build_companion_api(ctx)
         if ctx.settings.public and ctx.owners.enabled:
             build_owner_panel(ctx)
@@ -93,7 +78,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
 
-        feature_tabs_by_task = {"safe_text2img": safe_tab, "animate": animate_tab}
+        # Tabs of tasks served from the main checkpoint are disabled where its family has no such pipeline.
+        own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.kind != "companion"}
+        followers = [pair for tab in built.values() for pair in tab.follows_family]
 
         def follow_family() -> tuple:
             """Each family its default size; options and tabs a family lacks are hidden, not left to fail."""
@@ -101,18 +88,19 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 return tuple(gr.update() for _ in family_outputs)
             info = ctx.studio.model_info()
             size, options = info["default_size"], info["options"]
-            return (
-                gr.update(value=size, step=info["size_multiple"]),
-                gr.update(value=size, step=info["size_multiple"]),
-                gr.update(visible="sag" in options, value=0),
-                gr.update(visible="pag" in options, value=0),
-                gr.update(visible="refiner" in options),
-                # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
-                # assets/style.css.
-                *(gr.Tab(interactive=task in info["tasks"]) for task in feature_tabs_by_task),
-            )
+            updates = []
+            for control, what in followers:
+                if what == "size":
+                    updates.append(gr.update(value=size, step=info["size_multiple"]))
+                elif isinstance(control, gr.Accordion):
+                    updates.append(gr.update(visible=what in options))
+                else:
+                    updates.append(gr.update(visible=what in options, value=0))
+            # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
+            # assets/style.css.
+            return (*updates, *(gr.Tab(interactive=name in info["tasks"]) for name in own_tabs))
 
-        family_outputs = [*family_controls, *feature_tabs_by_task.values()]
+        family_outputs = [control for control, _ in followers] + list(own_tabs.values())
         for event in panel.model_loads:
             event.success(follow_family, None, family_outputs, api_visibility="private")
         for event in panel.loaded:

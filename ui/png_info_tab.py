@@ -44,7 +44,7 @@ def summary_markdown(found: dict[str, Any]) -> str:
 
 
 def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict]) -> None:
-    """`inputs`: each generate tab's input components by name (from build_generate_tab)."""
+    """`inputs`: each generate tab's input components by name (ui.task_tab.TaskTab.inputs)."""
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="A PNG with parameters", file_types=["image"], elem_id="png-info-upload")
@@ -96,12 +96,13 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
             scheduler = values.get("scheduler")
             usable = ctx.studio.model_info()["schedulers"] if ctx.studio.is_loaded else []
             images = []
-            if fields["image"] is not None:  # image to image and inpainting also get the image itself
-                value = path if _task == "img2img" else {"background": path, "layers": [], "composite": path}
+            if fields.get("image") is not None:  # image to image and inpainting also get the image itself
+                editor = isinstance(fields["image"], gr.ImageMask)
+                value = {"background": path, "layers": [], "composite": path} if editor else path
                 images.append(gr.update(value=value) if path else gr.update())
             scheduler_update = gr.update(value=scheduler) if scheduler in usable else gr.update()
             return (*updates, scheduler_update, *images, gr.Tabs(selected=_task))
 
-        image_output = [fields["image"]] if fields["image"] is not None else []
+        image_output = [fields["image"]] if fields.get("image") is not None else []
         outputs = [comp for _, comp in present] + [panel.scheduler, *image_output, tabs]
         button.click(send, [found, upload, whole_batch], outputs, api_visibility="private", queue=False)

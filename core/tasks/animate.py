@@ -3,7 +3,8 @@ clips (saved as GIF and MP4 beside the first frame's PNG)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import diffusers
 from diffusers import DiffusionPipeline
@@ -11,10 +12,24 @@ from PIL import Image
 
 from core.errors import InvalidRequest, NotLoaded
 from core.snippet import Code
-from core.tasks.base import Serving, TaskSpec, check_int
+from core.tasks.base import (
+    IMAGE_PROMPT,
+    SCHEDULER,
+    SEED,
+    Output,
+    Param,
+    Serving,
+    TaskSpec,
+    check_int,
+    guidance,
+    negative,
+    prompt,
+    size,
+    steps,
+)
 
 if TYPE_CHECKING:
-    from core.generation import GenerationRequest, Limits
+    from core.generation import GenerationRequest, GenerationResult, Limits
     from core.pool import Pool
     from core.snippet import Snippet
 
@@ -27,6 +42,27 @@ class Animate(TaskSpec):
     count_argument = "num_videos_per_prompt"
     output = "frames"
     lora_applies = False  # its motion UNet is built from the plain UNet (see `view`)
+    description = "Animate a prompt with AnimateDiff over the loaded checkpoint: returns a GIF, an MP4 and the info."
+    companion_note = "a motion adapter; the loaded checkpoint's components are reused with `from_pipe`."
+    fixed: ClassVar[Mapping[str, Any]] = {"safety_checker": False}  # no checker runs on frames
+    params = (
+        prompt(),
+        negative(),
+        Param("num_frames", "slider", "Frames", 16, minimum=1, maximum="max_frames", step=1, whole=True, row="frames"),
+        Param("fps", "slider", "Frames per second", 8, minimum=1, maximum=30, step=1, whole=True, row="frames"),
+        steps(),
+        guidance(),
+        size("width"),
+        size("height"),
+        SEED,
+        SCHEDULER,
+        IMAGE_PROMPT,
+    )
+    outputs = (Output("gif", "gif", "GIF", before_results=True), Output("mp4", "video", "MP4", before_results=True))
+    results_label = "First frame"
+
+    def output_values(self, result: GenerationResult) -> dict[str, Any]:
+        return {"gif": result.files.get("gif"), "mp4": result.files.get("mp4")}
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         return {self.name: diffusers.AnimateDiffPipeline} if base_class == "StableDiffusionPipeline" else {}

@@ -35,9 +35,109 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from core.adapters import MotionAdapterState
-    from core.generation import GenerationRequest, Limits
+    from core.generation import GenerationRequest, GenerationResult, Limits
     from core.pool import Pool
     from core.snippet import Snippet
+
+
+REQUIRED = object()  # an API parameter without a default
+
+
+@dataclass(frozen=True)
+class Param:
+    """One input of a task, in its API's order: the API parameter (also the GenerationRequest field), how the page
+    shows it, and its defaults. The page's tab and the endpoint are built from these (ui.task_tab).
+
+    `kind` says which control: `prompt` and `negative` (text boxes), `image`, `mask` (painted over the image in
+    the page, a file in the API), `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
+    `preview` (live preview interval), `steps`, `guidance`, `size`; `panel` inputs (scheduler, safety checker, the
+    image prompt) come from the panels above the tabs. Numbers may name a field of `Limits` ("max_side")."""
+
+    name: str
+    kind: str
+    label: str = ""
+    default: Any = None  # what the page shows first
+    api_default: Any = REQUIRED
+    minimum: float | str | None = None
+    maximum: float | str | None = None
+    step: float | None = None
+    choices: tuple = ()
+    info: str | None = None
+    mode: str = "RGB"  # images: the mode the engine gets them in
+    whole: bool = False  # sliders and numbers arrive as floats: whole ones become ints
+    row: str | None = None  # controls with the same row sit side by side
+    group: str | None = None  # a key of the spec's `groups`: controls in an accordion
+    option: str | None = None  # shown only where the loaded model has this option (model info's `options`)
+    elem_id: str | None = None  # the page's id for it, where tests or styles need one
+
+
+@dataclass(frozen=True)
+class Group:
+    """Controls folded into an accordion, shown only where the loaded model has `option` (if set), with the
+    companion checkpoints it needs."""
+
+    label: str
+    option: str | None = None
+    companions: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output besides the gallery and the info: `kind` image | gallery | gif | video."""
+
+    name: str
+    kind: str
+    label: str
+    before_results: bool = False
+
+
+def prompt(name: str = "prompt") -> Param:
+    return Param(name, "prompt", "Prompt")
+
+
+def negative() -> Param:
+    return Param("negative_prompt", "negative", "Negative prompt")
+
+
+def steps(default: int = 25) -> Param:
+    return Param("steps", "steps", "Steps", default, minimum=1, maximum="max_steps", step=1, whole=True)
+
+
+def guidance(default: float = 7.5) -> Param:
+    return Param("guidance_scale", "guidance", "Guidance scale", default, minimum=0, maximum="max_guidance", step=0.5)
+
+
+def size(name: str) -> Param:
+    label = name.capitalize()
+    return Param(name, "size", label, 512, minimum="min_side", maximum="max_side", step=8, whole=True)
+
+
+def strength(default: float) -> Param:
+    return Param("strength", "slider", "Strength", default, minimum=0.01, maximum=1.0, step=0.01, row="strength")
+
+
+def image(label: str, name: str = "image", *, mode: str = "RGB", optional: bool = False) -> Param:
+    return Param(name, "image", label, mode=mode, api_default=None if optional else REQUIRED)
+
+
+SEED = Param("seed", "seed", "Seed (-1 = random)", -1, whole=True)
+SCHEDULER = Param("scheduler", "panel")
+NUM_IMAGES = Param("num_images", "count", "Images", 1, minimum=1, maximum="max_images", step=1, whole=True)
+SAFETY_CHECKER = Param("safety_checker", "panel")
+IMAGE_PROMPT = Param("ip_adapter_image", "panel", api_default=None)
+PREVIEW = Param(
+    "preview_every",
+    "preview",
+    "Live preview every N steps",
+    5,
+    api_default=0,
+    minimum=0,
+    maximum=20,
+    step=1,
+    whole=True,
+    info="0 = off; a quick look at the latents, no VAE decode",
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +170,17 @@ class TaskSpec:
     count_argument: ClassVar[str] = "num_images_per_prompt"
     output: ClassVar[str] = "images"  # how the snippet saves the result: images | frames | rgbd
     lora_applies: ClassVar[bool] = True  # a LoRA in the shared modules changes what this task makes
+    tab_label: ClassVar[str | None] = None  # the tab's title, when shorter than the label
+    run_label: ClassVar[str] = "Generate"
+    description: ClassVar[str] = ""  # what the endpoint does, for the API page
+    note: ClassVar[str] = ""  # a line above the tab's controls (Markdown)
+    companion_note: ClassVar[str] = ""  # what its companion checkpoint is, beside the box that loads it
+    params: ClassVar[tuple[Param, ...]] = ()  # the endpoint's inputs, in order
+    groups: ClassVar[Mapping[str, Group]] = {}
+    outputs: ClassVar[tuple[Output, ...]] = ()
+    results_label: ClassVar[str] = "Results"
+    fixed: ClassVar[Mapping[str, Any]] = {}  # request fields the endpoint does not take, set to these
+    sends_to_upscale: ClassVar[bool] = False  # its gallery has "Upscale the selected image"
     fits_inputs: ClassVar[bool] = True  # inputs larger than the size limit are scaled down (upscale checks its own)
     png_info_sends_image: ClassVar[bool] = False  # PNG info's Send hands this tab the image, not only its settings
     sizes_follow_image: ClassVar[bool] = False  # pass the input image's size where the pipeline takes one
@@ -178,6 +289,10 @@ class TaskSpec:
         self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
     ) -> None:
         """Lines or load arguments the script needs for this task (`load` is the snippet's load arguments)."""
+
+    def output_values(self, result: GenerationResult) -> dict[str, Any]:
+        """The value of each of `outputs` for a finished run."""
+        return {}
 
     def frames(self, request: GenerationRequest) -> int:
         """Frames per image: what a GPU lease has to make per step."""

@@ -11,11 +11,25 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from core.tasks.base import TaskSpec
+from core.tasks.base import (
+    NUM_IMAGES,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Output,
+    Param,
+    TaskSpec,
+    guidance,
+    image,
+    negative,
+    prompt,
+    steps,
+    strength,
+)
 from core.tasks.depth import depth_preview
 
 if TYPE_CHECKING:
-    from core.generation import GenerationRequest
+    from core.generation import GenerationRequest, GenerationResult
 
 
 class Depth2Img(TaskSpec):
@@ -25,6 +39,25 @@ class Depth2Img(TaskSpec):
     pipeline_class = "StableDiffusionDepth2ImgPipeline"
     companions = ("depth",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"depth": "StableDiffusionDepth2ImgPipeline"}
+    description = "Repaint an image following the prompt while keeping its depth (estimated, or the depth_map given)."
+    companion_note = "Stable Diffusion 2 depth (a 5-channel UNet and a DPT depth estimator)."
+    params = (
+        image("Input image"),
+        Param("depth_map", "image", "Depth map (optional; white = near)", mode="L", row="images"),
+        prompt(),
+        negative(),
+        strength(0.8),
+        steps(),
+        guidance(),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+    )
+    outputs = (Output("depth", "image", "The depth map the model used"),)
+
+    def output_values(self, result: GenerationResult) -> dict[str, Any]:
+        return {"depth": result.extras["depth"][0]}
 
     def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
         given = request.depth_map is not None

@@ -5,7 +5,21 @@ from __future__ import annotations
 from diffusers import AutoPipelineForImage2Image
 from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
 
-from core.tasks.base import TaskSpec
+from core.tasks.base import (
+    IMAGE_PROMPT,
+    NUM_IMAGES,
+    PREVIEW,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    TaskSpec,
+    guidance,
+    image,
+    negative,
+    prompt,
+    steps,
+    strength,
+)
 
 
 class Img2Img(TaskSpec):
@@ -16,6 +30,22 @@ class Img2Img(TaskSpec):
     has_strength = True
     sizes_follow_image = True
     png_info_sends_image = True
+    sends_to_upscale = True
+    description = "Make images from an image and a prompt; strength is how much of the image is repainted."
+    params = (
+        image("Input image"),
+        prompt(),
+        negative(),
+        strength(0.75),
+        steps(),
+        guidance(),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+        IMAGE_PROMPT,
+        PREVIEW,
+    )
 
 
 SPEC = Img2Img()

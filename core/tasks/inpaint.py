@@ -10,7 +10,22 @@ from diffusers import AutoPipelineForInpainting, DiffusionPipeline
 from diffusers.pipelines.auto_pipeline import AUTO_INPAINT_PIPELINES_MAPPING
 
 from core.errors import InvalidRequest
-from core.tasks.base import TaskSpec
+from core.tasks.base import (
+    IMAGE_PROMPT,
+    NUM_IMAGES,
+    PREVIEW,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Param,
+    TaskSpec,
+    guidance,
+    image,
+    negative,
+    prompt,
+    steps,
+    strength,
+)
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, Limits
@@ -26,6 +41,24 @@ class Inpaint(TaskSpec):
     has_strength = True
     sizes_follow_image = True
     png_info_sends_image = True
+    sends_to_upscale = True
+    description = "Repaint the white part of `mask` (an image of the same size) in `image`, following the prompt."
+    companion_note = "optional: a 9-channel inpainting checkpoint repaints better."
+    params = (
+        image("Image: paint over what to repaint"),
+        Param("mask", "mask", "…or upload a mask (white = repaint)", mode="L"),
+        prompt(),
+        negative(),
+        strength(1.0),
+        steps(),
+        guidance(),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+        IMAGE_PROMPT,
+        PREVIEW,
+    )
     companions = ("inpaint",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"inpaint": "StableDiffusionInpaintPipeline"}
 

@@ -9,11 +9,24 @@ import numpy as np
 from diffusers import DiffusionPipeline
 from PIL import Image
 
-from core.tasks.base import Serving, TaskSpec
+from core.tasks.base import (
+    NUM_IMAGES,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Output,
+    Serving,
+    TaskSpec,
+    guidance,
+    negative,
+    prompt,
+    size,
+    steps,
+)
 from core.tasks.depth import to_grey
 
 if TYPE_CHECKING:
-    from core.generation import GenerationRequest
+    from core.generation import GenerationRequest, GenerationResult
     from core.pool import Pool
     from core.snippet import Snippet
 
@@ -25,6 +38,25 @@ class Rgbd(TaskSpec):
     companion_pipelines: ClassVar[Mapping[str, str]] = {"ldm3d": "StableDiffusionLDM3DPipeline"}
     sizes_from_request = True
     output = "rgbd"
+    description = "An image and its depth map from a prompt (LDM3D)."
+    companion_note = "LDM3D, whose VAE decodes an image and its depth map together."
+    params = (
+        prompt(),
+        negative(),
+        steps(),
+        guidance(),
+        size("width"),
+        size("height"),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+    )
+    outputs = (Output("depth", "gallery", "Depth maps"),)
+    results_label = "Images"
+
+    def output_values(self, result: GenerationResult) -> dict[str, Any]:
+        return {"depth": result.extras.get("depth", [])}
 
     def view(
         self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving

@@ -9,7 +9,21 @@ import diffusers
 from diffusers import DiffusionPipeline
 
 from core.errors import InvalidRequest
-from core.tasks.base import Serving, TaskSpec
+from core.tasks.base import (
+    IMAGE_PROMPT,
+    NUM_IMAGES,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Param,
+    Serving,
+    TaskSpec,
+    guidance,
+    negative,
+    prompt,
+    size,
+    steps,
+)
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, Limits
@@ -21,6 +35,25 @@ class SafeText2Img(TaskSpec):
     name, label, kind, order = "safe_text2img", "Safe text to image", "feature", 40
     pipeline_class = "StableDiffusionPipelineSafe"
     sizes_from_request = True
+    description = "Text to image with safe latent diffusion at a preset strength (weak, medium, strong, max)."
+    note = (
+        "Safe latent diffusion (`StableDiffusionPipelineSafe`, built with `from_pipe` over the loaded checkpoint: "
+        "no extra memory) steers each step away from unsafe concepts; the presets are diffusers' `SafetyConfig`."
+    )
+    params = (
+        prompt(),
+        negative(),
+        Param("safety_preset", "choice", "Safety preset", "medium", choices=SAFETY_PRESETS),
+        steps(),
+        guidance(),
+        size("width"),
+        size("height"),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+        IMAGE_PROMPT,
+    )
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         if base_class != "StableDiffusionPipeline":

@@ -16,7 +16,26 @@ from core import schedulers
 from core.errors import InvalidRequest, NotLoaded
 from core.runs import PreviewCallback, StepCallback, run_pipeline
 from core.snippet import Code, generators
-from core.tasks.base import Serving, TaskSpec, checker_overrides, family_of, is_number
+from core.tasks.base import (
+    IMAGE_PROMPT,
+    NUM_IMAGES,
+    PREVIEW,
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Group,
+    Param,
+    Serving,
+    TaskSpec,
+    checker_overrides,
+    family_of,
+    guidance,
+    is_number,
+    negative,
+    prompt,
+    size,
+    steps,
+)
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, Limits
@@ -33,6 +52,76 @@ class Text2Img(TaskSpec):
     companions = ("refiner",)  # SDXL's refiner, as an optional second stage
     companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
     sizes_from_request = True
+    sends_to_upscale = True
+    description = (
+        "Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0 perturbed-attention "
+        "guidance (one at a time); refiner_switch > 0 hands SDXL's last steps to the loaded refiner; "
+        "ip_adapter_image is the image prompt of a loaded IP-Adapter."
+    )
+    groups: ClassVar[Mapping[str, Group]] = {
+        "guidance": Group("Guidance features (same memory, built with from_pipe)"),
+        "refiner": Group(
+            "SDXL refiner (second stage)",
+            option="refiner",
+            companions=("refiner",),
+            note="SDXL's refiner does the last, low-noise steps; it shares the base's second text encoder and VAE.",
+        ),
+    }
+    params = (
+        prompt(),
+        negative(),
+        steps(),
+        guidance(),
+        size("width"),
+        size("height"),
+        SEED,
+        SCHEDULER,
+        NUM_IMAGES,
+        SAFETY_CHECKER,
+        Param(
+            "sag_scale",
+            "slider",
+            "Self-attention guidance (SAG) scale",
+            0,
+            0.0,
+            0,
+            10,
+            0.05,
+            info="0 = off",
+            group="guidance",
+            option="sag",
+            elem_id="sag-scale",
+        ),
+        Param(
+            "pag_scale",
+            "slider",
+            "Perturbed-attention guidance (PAG) scale",
+            0,
+            0.0,
+            0,
+            10,
+            0.1,
+            info="0 = off",
+            group="guidance",
+            option="pag",
+            elem_id="pag-scale",
+        ),
+        Param(
+            "refiner_switch",
+            "slider",
+            "Refiner takes over at",
+            0,
+            0.0,
+            0,
+            0.95,
+            0.05,
+            info="the fraction of the steps the base does; 0 = off, 0.8 is usual",
+            group="refiner",
+            elem_id="refiner-switch",
+        ),
+        IMAGE_PROMPT,
+        PREVIEW,
+    )
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         views = super().views_over(base_class, family)

@@ -9,7 +9,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from diffusers import DiffusionPipeline
 
 from core.errors import InvalidRequest
-from core.tasks.base import Serving, TaskSpec, check_int
+from core.tasks.base import (
+    SAFETY_CHECKER,
+    SCHEDULER,
+    SEED,
+    Param,
+    Serving,
+    TaskSpec,
+    check_int,
+    guidance,
+    image,
+    negative,
+    prompt,
+    steps,
+)
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, Limits
@@ -28,6 +41,25 @@ class Upscale(TaskSpec):
         "upscale_x2": "StableDiffusionLatentUpscalePipeline",
     }
     fits_inputs = False  # its input is small by nature; the output's size is what is checked
+    run_label = "Upscale"
+    description = (
+        "Upscale an image x4 (image upscaler, with noise_level) or x2 (latent upscaler), guided by the prompt."
+    )
+    companion_note = "the x4 image upscaler and/or the x2 latent upscaler (load the one you use)."
+    params = (
+        image("Image to upscale"),
+        prompt(),
+        negative(),
+        Param("upscaler", "choice", "Upscaler", "x4", choices=tuple(UPSCALERS), row="upscaler"),
+        Param(
+            "noise_level", "slider", "Noise level (x4)", 20, minimum=0, maximum=350, step=1, whole=True, row="upscaler"
+        ),
+        steps(20),
+        guidance(0.0),
+        SEED,
+        SCHEDULER,
+        SAFETY_CHECKER,
+    )
 
     def companion_kind(self, request: GenerationRequest, companions: Mapping[str, Pool]) -> str | None:
         return f"upscale_{request.upscaler}"

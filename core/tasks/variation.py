@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from core.tasks.base import TaskSpec
+from core.tasks.base import NUM_IMAGES, SAFETY_CHECKER, SCHEDULER, SEED, TaskSpec, guidance, image, steps
 
 
 class Variation(TaskSpec):
@@ -16,6 +16,10 @@ class Variation(TaskSpec):
     pipeline_class = "StableDiffusionImageVariationPipeline"
     companions = ("variation",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"variation": "StableDiffusionImageVariationPipeline"}
+    tab_label = "Variation"
+    description = "New images in the spirit of the given one (no prompt: the image is the prompt)."
+    companion_note = "an image-variation checkpoint (a CLIP image encoder instead of text)."
+    params = (image("Image to vary"), steps(), guidance(3.0), SEED, SCHEDULER, NUM_IMAGES, SAFETY_CHECKER)
 
 
 SPEC = Variation()

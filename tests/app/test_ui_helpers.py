@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ui.generate_tab import mask_from_editor
 from ui.results import notice_markdown
+from ui.task_tab import mask_from_editor
 
 
 def test_painted_layers_become_a_white_on_black_mask():

@@ -1,0 +1,270 @@
+"""Every task's tab and endpoint, built from its spec (core.tasks): the controls from `spec.params`, the endpoint's
+signature (`/text2img(prompt, negative_prompt, ...)`) from the same list, the outputs from `spec.outputs`.
+
+Layout, top to bottom: the companion box (tasks that bring weights), the input images, the prompts, the task's
+own controls (side by side where they share a `row`), steps and guidance, the size, the accordions of `groups`,
+seed and image count, the live preview, Generate and Stop; the results on the right.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from core.generation import GenerationRequest, GenerationResult
+from core.tasks import TaskSpec
+from core.tasks.base import REQUIRED, Param
+from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.companion_box import build_companion_box
+from ui.controls import ImageUpload, prompts, whole, wire_stop
+from ui.model_panel import ModelPanel
+from ui.results import Results, build_results, run_request, shown, stream_request, wire_notice
+
+
+@dataclass
+class TaskTab:
+    """What other parts of the page need from a tab."""
+
+    spec: TaskSpec
+    results: Results
+    inputs: dict[str, Any]  # the tab's controls by parameter name ("image" is the editor for painted masks)
+    send: gr.Button | None = None  # "Upscale the selected image"
+    selected: gr.State | None = None  # the index of the clicked image
+    follows_family: list[tuple[Any, str]] = field(default_factory=list)  # (control, "size" or an option's name)
+
+
+def mask_from_editor(editor: dict | None) -> Image.Image | None:
+    """The mask painted in `gr.ImageMask`: white where any layer has paint, black elsewhere."""
+    if not editor or editor.get("background") is None:
+        return None
+    background = editor["background"]
+    mask = np.zeros((background.height, background.width), dtype=np.uint8)
+    for layer in editor.get("layers") or []:
+        if layer is None:
+            continue
+        alpha = np.asarray(layer.convert("RGBA"))[..., 3]
+        mask[alpha > 0] = 255
+    return Image.fromarray(mask, mode="L") if mask.any() else None
+
+
+def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTab:
+    task, limits = spec.name, ctx.settings.limits
+
+    def bound(value: Any) -> Any:
+        return getattr(limits, value) if isinstance(value, str) else value
+
+    def slider(p: Param, **extra: Any) -> gr.Slider:
+        return gr.Slider(
+            bound(p.minimum), bound(p.maximum), value=p.default, step=p.step, label=p.label, info=p.info,
+            elem_id=extra.pop("elem_id", p.elem_id), **extra,
+        )  # fmt: skip
+
+    c: dict[str, Any] = {}
+    tab = TaskTab(spec, None, c)  # type: ignore[arg-type]
+    if spec.note:
+        gr.Markdown(spec.note)
+    if spec.brings_weights and spec.companions:
+        build_companion_box(ctx, spec.companions, spec.companion_note)
+    params = {p.name: p for p in spec.params}
+    kinds = {p.kind for p in spec.params}
+    painted = "mask" in kinds
+    with gr.Row():
+        with gr.Column(scale=1):
+            images = [p for p in spec.params if p.kind in ("image", "mask")]
+            if painted:  # the mask is painted on the image (gr.ImageMask); a mask file may replace the paint
+                c["image"] = gr.ImageMask(
+                    label=params["image"].label, type="pil", format="png", elem_id=f"{task}-editor",
+                    brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
+                )  # fmt: skip
+                mask = params["mask"]
+                c["mask"] = ImageUpload(
+                    what="mask", label=mask.label, type="pil", image_mode=mask.mode, format="png",
+                    elem_id=f"{task}-mask", height=160,
+                )  # fmt: skip
+            elif images:
+                with gr.Row():
+                    for p in images:
+                        what = None if p.name == "image" else p.name.replace("_", " ")
+                        elem = f"{task}-image" if p.name == "image" else f"{task}-{p.name.replace('_', '-')}"
+                        c[p.name] = ImageUpload(
+                            what=what, label=p.label, type="pil", image_mode=p.mode, format="png", elem_id=elem
+                        )
+            if "prompt" in kinds:
+                c["prompt"], c["negative_prompt"] = prompts(task)
+            _own_controls(spec, c, slider)
+            if "steps" in kinds:
+                with gr.Row():
+                    c["steps"] = slider(params["steps"])
+                    c["guidance_scale"] = slider(params["guidance_scale"])
+            if "size" in kinds:
+                with gr.Row():
+                    for name in ("width", "height"):
+                        c[name] = slider(params[name])
+                        if spec.kind != "companion":  # a companion's size is its own checkpoint's
+                            tab.follows_family.append((c[name], "size"))
+            for key, group in spec.groups.items():
+                members = [p for p in spec.params if p.group == key]
+                with gr.Accordion(group.label, open=False, visible=group.option is None) as box:
+                    with gr.Row():
+                        for p in members:
+                            c[p.name] = slider(p, visible=p.option is None)
+                            if p.option:
+                                tab.follows_family.append((c[p.name], p.option))
+                    if group.companions:
+                        build_companion_box(ctx, group.companions, group.note)
+                if group.option:
+                    tab.follows_family.append((box, group.option))
+            with gr.Row(equal_height=True):
+                c["seed"] = gr.Number(
+                    value=-1, label=params["seed"].label, precision=0, minimum=-1, scale=3, elem_id=f"{task}-seed"
+                )
+                random_seed = gr.Button("🎲", scale=0, min_width=40, elem_id=f"{task}-random-seed")
+                reuse_seed = gr.Button("♻️", scale=0, min_width=40, elem_id=f"{task}-reuse-seed")
+                if "count" in kinds:
+                    c["num_images"] = slider(params["num_images"], scale=3, elem_id=f"{task}-num-images")
+            if "preview" in kinds:
+                c["preview_every"] = slider(params["preview_every"], elem_id=f"{task}-preview-every")
+            with gr.Row():
+                generate = gr.Button(spec.run_label, variant="primary", elem_id=f"{task}-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
+        with gr.Column(scale=1):
+            extra = {o.name: _output(task, o) for o in spec.outputs if o.before_results}
+            results = tab.results = build_results(task, label=spec.results_label)
+            extra |= {o.name: _output(task, o) for o in spec.outputs if not o.before_results}
+            if spec.sends_to_upscale:
+                tab.send = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
+
+    panel_inputs = {"scheduler": panel.scheduler, "safety_checker": panel.safety_checker}
+    panel_inputs["ip_adapter_image"] = panel.image_prompt
+    components = [panel_inputs[p.name] if p.kind == "panel" else c[p.name] for p in spec.params]
+    before = [extra[o.name] for o in spec.outputs if o.before_results]
+    after = [extra[o.name] for o in spec.outputs if not o.before_results]
+    outputs = [*before, results.gallery, *after, results.info]
+    handler = endpoint(ctx, spec)
+    # The progress bar sits on the notice line, so the gallery stays clear for the live previews.
+    run = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[results.notice])
+    triggers = [generate.click, c["prompt"].submit] if "prompt" in c else [generate.click]
+    if painted:
+        # The page sends the editor and the mask file; the endpoint, for scripts, takes the image and the mask.
+        event = gr.on(triggers, _from_editor(handler), components, outputs, api_visibility="private", **run)
+        api_image = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
+        api_mask = ImageUpload(what="mask", type="pil", image_mode=params["mask"].mode, visible=False)
+        api_button = gr.Button(visible=False)
+        api_button.click(handler, [api_image, api_mask, *components[2:]], outputs, api_name=task, **run)
+    else:
+        # One chain for Enter and the button: both get the notice, Stop and the outputs.
+        event = gr.on(triggers, handler, components, outputs, api_name=task, **run)
+    wire_notice(event, results)
+    wire_stop(ctx, stop, event, task, results)
+    random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
+    reuse_seed.click(
+        lambda i: (i or {}).get("seeds", [-1])[0], results.info, c["seed"], api_visibility="private", queue=False
+    )
+    if tab.send is not None:
+        tab.selected = gr.State(None)
+
+        def remember(evt: gr.SelectData) -> Any:
+            return evt.index if isinstance(evt.index, int) and not isinstance(evt.index, bool) else None
+
+        results.gallery.select(remember, None, tab.selected, api_visibility="private", queue=False)
+    in_groups = {kind for group in spec.groups.values() for kind in group.companions}
+    optional = tuple(kind for kind in spec.companions if kind not in in_groups)
+    if optional and not spec.brings_weights:  # a companion that does the task better, e.g. a 9-channel inpaint UNet
+        build_companion_box(ctx, optional, spec.companion_note)
+    return tab
+
+
+def _own_controls(spec: TaskSpec, c: dict[str, Any], slider: Any) -> None:
+    """The task's own sliders and choices (outside accordions), side by side where they share a row."""
+    own = [p for p in spec.params if p.kind in ("slider", "choice") and p.group is None]
+    rows: dict[str | None, list[Param]] = {}
+    for p in own:
+        rows.setdefault(p.row or p.name, []).append(p)
+    for members in rows.values():
+        with gr.Row():
+            for p in members:
+                if p.kind == "choice":
+                    c[p.name] = gr.Radio(list(p.choices), value=p.default, label=p.label, elem_id=p.elem_id)
+                else:
+                    c[p.name] = slider(p)
+
+
+def _output(task: str, output: Any) -> Any:
+    elem_id = f"{task}-{output.name}"
+    if output.kind == "image":
+        return gr.Image(label=output.label, format="png", elem_id=elem_id, height=240)
+    if output.kind == "gallery":
+        return gr.Gallery(label=output.label, format="png", columns=2, height=240, elem_id=elem_id)
+    if output.kind == "gif":
+        return gr.Image(label=output.label, format="gif", elem_id=elem_id, height=320)
+    return gr.Video(label=output.label, elem_id=elem_id, height=320)
+
+
+def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
+    """The handler of `spec`'s endpoint: its parameters are the spec's, by name and in order, then Gradio's request
+    and progress. With a live-preview input it streams (previews, then the result)."""
+    params = spec.params
+    streams = any(p.kind == "preview" for p in params)
+
+    def request_of(values: tuple) -> tuple[GenerationRequest, Any, Any]:
+        *values, request, progress = values
+        fields = {p.name: whole(v) if p.whole else v for p, v in zip(params, values, strict=True)}
+        return GenerationRequest(task=spec.name, **fields, **spec.fixed), request, progress
+
+    def outputs(result: GenerationResult) -> tuple:
+        extra = spec.output_values(result)
+        before = [extra[o.name] for o in spec.outputs if o.before_results]
+        after = [extra[o.name] for o in spec.outputs if not o.before_results]
+        return (*before, shown(result), *after, result.info)
+
+    def streaming(*values: Any) -> Iterator[tuple]:
+        req, request, progress = request_of(values)
+        for item in stream_request(ctx, req, session_of(request), progress):
+            if isinstance(item, GenerationResult):
+                yield outputs(item)
+            else:  # a live preview: the gallery shows it while the run goes on
+                before = [gr.skip() for o in spec.outputs if o.before_results]
+                yield (*before, item, *(gr.skip() for o in spec.outputs if not o.before_results), gr.skip())
+
+    def single(*values: Any) -> tuple:
+        req, request, progress = request_of(values)
+        return outputs(run_request(ctx, req, session_of(request), progress))
+
+    handler = streaming if streams else single
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = [
+        inspect.Parameter(p.name, positional, **({} if p.api_default is REQUIRED else {"default": p.api_default}))
+        for p in params
+    ]
+    signature += [
+        inspect.Parameter("request", positional, default=None, annotation=gr.Request),
+        inspect.Parameter("progress", positional, default=gr.Progress()),
+    ]
+    handler.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"request": gr.Request}  # how Gradio finds where to put the request
+    handler.__name__ = handler.__qualname__ = spec.name
+    handler.__doc__ = spec.description
+    return user_errors(handler)
+
+
+def _from_editor(handler: Any) -> Any:
+    """The page's handler for a painted mask: the editor's background is the image; a mask file wins over paint."""
+    signature = inspect.signature(handler)
+
+    def from_editor(editor: Any, mask_upload: Any, *rest: Any) -> Iterator[tuple]:
+        background = editor.get("background") if editor else None
+        mask = mask_upload if mask_upload is not None else mask_from_editor(editor)
+        if inspect.isgeneratorfunction(handler):
+            yield from handler(background, mask, *rest)
+        else:
+            yield handler(background, mask, *rest)
+
+    from_editor.__signature__ = signature  # type: ignore[attr-defined]
+    from_editor.__annotations__ = {"request": gr.Request}
+    return from_editor
