@@ -11,9 +11,9 @@ from diffusers import DiffusionPipeline
 
 from core import checkpoints, devices, schedulers
 from core.generation import GenerationRequest
-from core.pool import Pool, module_bytes, module_device, module_dtype
+from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
-from core.tasks import Task, family_of, get_task
+from core.tasks import TASKS, Task, family_of, get_task
 
 if TYPE_CHECKING:
     from core.studio import Studio
@@ -244,21 +244,13 @@ def memory_report(studio: Studio) -> dict[str, Any]:
 
 def _motion_rows(studio: Studio) -> list[dict[str, Any]]:
     motion = studio.motion
-    rows = []
-    for name, module in (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet)):
-        if module is not None:
-            rows.append(
-                {
-                    "name": name,
-                    "class": type(module).__name__,
-                    "dtype": module_dtype(module),
-                    "device": module_device(module),
-                    "bytes": module_bytes(module),
-                    "used_by": ["animate"],
-                    "checkpoint": motion.source,
-                }
-            )
-    return rows
+    users = [name for name, task in TASKS.items() if "motion_adapter" in task.companions]
+    modules = (("motion_adapter", motion.adapter), ("motion_unet", motion.motion_unet))
+    return [
+        {**component_row(name, module, users), "checkpoint": motion.source}
+        for name, module in modules
+        if module is not None
+    ]
 
 
 def inspect(studio: Studio) -> dict[str, Any]:

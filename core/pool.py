@@ -47,6 +47,18 @@ def module_device(module: Any) -> str | None:
     return None
 
 
+def component_row(name: str, module: Any, used_by: list[str]) -> dict[str, Any]:
+    """A component as the memory panel lists it: name, class, dtype, device, bytes, the views that use it."""
+    return {
+        "name": name,
+        "class": type(module).__name__,
+        "dtype": module_dtype(module),
+        "device": module_device(module),
+        "bytes": module_bytes(module),
+        "used_by": used_by,
+    }
+
+
 @dataclass
 class Pool:
     """A loaded checkpoint: the base pipeline whose components every task view shares."""
@@ -155,21 +167,11 @@ class Pool:
 
     def component_rows(self) -> list[dict[str, Any]]:
         """One row per component: name, class, dtype, device, bytes, and the tasks whose views use it."""
-        rows = []
-        for name, module in self.components.items():
-            if module is None:
-                continue
-            rows.append(
-                {
-                    "name": name,
-                    "class": type(module).__name__,
-                    "dtype": module_dtype(module),
-                    "device": module_device(module),
-                    "bytes": module_bytes(module),
-                    "used_by": self.tasks_using(name),
-                }
-            )
-        return rows
+        return [
+            component_row(name, module, self.tasks_using(name))
+            for name, module in self.components.items()
+            if module is not None
+        ]
 
     def tasks_using(self, component: str) -> list[str]:
         """The tasks and options whose pipeline class takes this component."""

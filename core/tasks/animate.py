@@ -16,16 +16,14 @@ from core.tasks.base import (
     IMAGE_PROMPT,
     SCHEDULER,
     SEED,
+    SIZE,
+    STEPS_GUIDANCE,
+    TEXT,
     Output,
     Param,
     Serving,
     TaskSpec,
     check_int,
-    guidance,
-    negative,
-    prompt,
-    size,
-    steps,
 )
 
 if TYPE_CHECKING:
@@ -46,14 +44,11 @@ class Animate(TaskSpec):
     companion_note = "a motion adapter; the loaded checkpoint's components are reused with `from_pipe`."
     fixed: ClassVar[Mapping[str, Any]] = {"safety_checker": False}  # no checker runs on frames
     params = (
-        prompt(),
-        negative(),
+        *TEXT,
         Param("num_frames", "slider", "Frames", 16, minimum=1, maximum="max_frames", step=1, whole=True, row="frames"),
         Param("fps", "slider", "Frames per second", 8, minimum=1, maximum=30, step=1, whole=True, row="frames"),
-        steps(),
-        guidance(),
-        size("width"),
-        size("height"),
+        *STEPS_GUIDANCE,
+        *SIZE,
         SEED,
         SCHEDULER,
         IMAGE_PROMPT,

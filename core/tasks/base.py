@@ -125,6 +125,11 @@ SEED = Param("seed", "seed", "Seed (-1 = random)", -1, whole=True)
 SCHEDULER = Param("scheduler", "panel")
 NUM_IMAGES = Param("num_images", "count", "Images", 1, minimum=1, maximum="max_images", step=1, whole=True)
 SAFETY_CHECKER = Param("safety_checker", "panel")
+# The runs of parameters most endpoints share, in their usual order.
+TEXT = (prompt(), negative())
+STEPS_GUIDANCE = (steps(), guidance())
+SIZE = (size("width"), size("height"))
+RUN = (SEED, SCHEDULER, NUM_IMAGES, SAFETY_CHECKER)
 IMAGE_PROMPT = Param("ip_adapter_image", "panel", api_default=None)
 PREVIEW = Param(
     "preview_every",

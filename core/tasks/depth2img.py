@@ -12,18 +12,13 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from core.tasks.base import (
-    NUM_IMAGES,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
+    RUN,
+    STEPS_GUIDANCE,
+    TEXT,
     Output,
     Param,
     TaskSpec,
-    guidance,
     image,
-    negative,
-    prompt,
-    steps,
     strength,
 )
 from core.tasks.depth import depth_preview
@@ -44,15 +39,10 @@ class Depth2Img(TaskSpec):
     params = (
         image("Input image"),
         Param("depth_map", "image", "Depth map (optional; white = near)", mode="L", row="images"),
-        prompt(),
-        negative(),
+        *TEXT,
         strength(0.8),
-        steps(),
-        guidance(),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *STEPS_GUIDANCE,
+        *RUN,
     )
     outputs = (Output("depth", "image", "The depth map the model used"),)
 

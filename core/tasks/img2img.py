@@ -7,17 +7,12 @@ from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
 
 from core.tasks.base import (
     IMAGE_PROMPT,
-    NUM_IMAGES,
     PREVIEW,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
+    RUN,
+    STEPS_GUIDANCE,
+    TEXT,
     TaskSpec,
-    guidance,
     image,
-    negative,
-    prompt,
-    steps,
     strength,
 )
 
@@ -34,15 +29,10 @@ class Img2Img(TaskSpec):
     description = "Make images from an image and a prompt; strength is how much of the image is repainted."
     params = (
         image("Input image"),
-        prompt(),
-        negative(),
+        *TEXT,
         strength(0.75),
-        steps(),
-        guidance(),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *STEPS_GUIDANCE,
+        *RUN,
         IMAGE_PROMPT,
         PREVIEW,
     )

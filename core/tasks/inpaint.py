@@ -1,5 +1,5 @@
-"""Inpaint: repaint where the mask is white. A 9-channel inpainting checkpoint, loaded as a companion, does better
-than the base UNet and serves the task when it is there."""
+"""Inpaint: image to image that repaints only where the mask is white. A 9-channel inpainting checkpoint, loaded as
+a companion, does better than the base UNet and serves the task when it is there."""
 
 from __future__ import annotations
 
@@ -10,57 +10,33 @@ from diffusers import AutoPipelineForInpainting, DiffusionPipeline
 from diffusers.pipelines.auto_pipeline import AUTO_INPAINT_PIPELINES_MAPPING
 
 from core.errors import InvalidRequest
-from core.tasks.base import (
-    IMAGE_PROMPT,
-    NUM_IMAGES,
-    PREVIEW,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
-    Param,
-    TaskSpec,
-    guidance,
-    image,
-    negative,
-    prompt,
-    steps,
-    strength,
-)
+from core.tasks.base import IMAGE_PROMPT, PREVIEW, RUN, STEPS_GUIDANCE, TEXT, Param, image, strength
+from core.tasks.img2img import Img2Img
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, Limits
     from core.pool import Pool
 
 
-class Inpaint(TaskSpec):
+class Inpaint(Img2Img):
     name, label, kind, order = "inpaint", "Inpaint", "auto", 30
     auto_class = AutoPipelineForInpainting
     mapping = AUTO_INPAINT_PIPELINES_MAPPING
-    needs_image = True
     needs_mask = True
-    has_strength = True
-    sizes_follow_image = True
-    png_info_sends_image = True
-    sends_to_upscale = True
     description = "Repaint the white part of `mask` (an image of the same size) in `image`, following the prompt."
+    companions = ("inpaint",)
+    companion_pipelines: ClassVar[Mapping[str, str]] = {"inpaint": "StableDiffusionInpaintPipeline"}
     companion_note = "optional: a 9-channel inpainting checkpoint repaints better."
     params = (
         image("Image: paint over what to repaint"),
         Param("mask", "mask", "…or upload a mask (white = repaint)", mode="L"),
-        prompt(),
-        negative(),
+        *TEXT,
         strength(1.0),
-        steps(),
-        guidance(),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *STEPS_GUIDANCE,
+        *RUN,
         IMAGE_PROMPT,
         PREVIEW,
     )
-    companions = ("inpaint",)
-    companion_pipelines: ClassVar[Mapping[str, str]] = {"inpaint": "StableDiffusionInpaintPipeline"}
 
     def companion_kind(self, request: GenerationRequest, companions: Mapping[str, Pool]) -> str | None:
         return "inpaint" if "inpaint" in companions else None

@@ -10,18 +10,13 @@ from diffusers import DiffusionPipeline
 from PIL import Image
 
 from core.tasks.base import (
-    NUM_IMAGES,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
+    RUN,
+    SIZE,
+    STEPS_GUIDANCE,
+    TEXT,
     Output,
     Serving,
     TaskSpec,
-    guidance,
-    negative,
-    prompt,
-    size,
-    steps,
 )
 from core.tasks.depth import to_grey
 
@@ -41,16 +36,10 @@ class Rgbd(TaskSpec):
     description = "An image and its depth map from a prompt (LDM3D)."
     companion_note = "LDM3D, whose VAE decodes an image and its depth map together."
     params = (
-        prompt(),
-        negative(),
-        steps(),
-        guidance(),
-        size("width"),
-        size("height"),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *TEXT,
+        *STEPS_GUIDANCE,
+        *SIZE,
+        *RUN,
     )
     outputs = (Output("depth", "gallery", "Depth maps"),)
     results_label = "Images"

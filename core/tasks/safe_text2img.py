@@ -11,18 +11,13 @@ from diffusers import DiffusionPipeline
 from core.errors import InvalidRequest
 from core.tasks.base import (
     IMAGE_PROMPT,
-    NUM_IMAGES,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
+    RUN,
+    SIZE,
+    STEPS_GUIDANCE,
+    TEXT,
     Param,
     Serving,
     TaskSpec,
-    guidance,
-    negative,
-    prompt,
-    size,
-    steps,
 )
 
 if TYPE_CHECKING:
@@ -41,17 +36,11 @@ class SafeText2Img(TaskSpec):
         "no extra memory) steers each step away from unsafe concepts; the presets are diffusers' `SafetyConfig`."
     )
     params = (
-        prompt(),
-        negative(),
+        *TEXT,
         Param("safety_preset", "choice", "Safety preset", "medium", choices=SAFETY_PRESETS),
-        steps(),
-        guidance(),
-        size("width"),
-        size("height"),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *STEPS_GUIDANCE,
+        *SIZE,
+        *RUN,
         IMAGE_PROMPT,
     )
 

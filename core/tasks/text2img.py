@@ -18,23 +18,18 @@ from core.runs import PreviewCallback, StepCallback, run_pipeline
 from core.snippet import Code, generators
 from core.tasks.base import (
     IMAGE_PROMPT,
-    NUM_IMAGES,
     PREVIEW,
-    SAFETY_CHECKER,
-    SCHEDULER,
-    SEED,
+    RUN,
+    SIZE,
+    STEPS_GUIDANCE,
+    TEXT,
     Group,
     Param,
     Serving,
     TaskSpec,
     checker_overrides,
     family_of,
-    guidance,
     is_number,
-    negative,
-    prompt,
-    size,
-    steps,
 )
 
 if TYPE_CHECKING:
@@ -68,16 +63,10 @@ class Text2Img(TaskSpec):
         ),
     }
     params = (
-        prompt(),
-        negative(),
-        steps(),
-        guidance(),
-        size("width"),
-        size("height"),
-        SEED,
-        SCHEDULER,
-        NUM_IMAGES,
-        SAFETY_CHECKER,
+        *TEXT,
+        *STEPS_GUIDANCE,
+        *SIZE,
+        *RUN,
         Param(
             "sag_scale",
             "slider",

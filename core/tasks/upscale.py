@@ -13,14 +13,13 @@ from core.tasks.base import (
     SAFETY_CHECKER,
     SCHEDULER,
     SEED,
+    TEXT,
     Param,
     Serving,
     TaskSpec,
     check_int,
     guidance,
     image,
-    negative,
-    prompt,
     steps,
 )
 
@@ -48,8 +47,7 @@ class Upscale(TaskSpec):
     companion_note = "the x4 image upscaler and/or the x2 latent upscaler (load the one you use)."
     params = (
         image("Image to upscale"),
-        prompt(),
-        negative(),
+        *TEXT,
         Param("upscaler", "choice", "Upscaler", "x4", choices=tuple(UPSCALERS), row="upscaler"),
         Param(
             "noise_level", "slider", "Noise level (x4)", 20, minimum=0, maximum=350, step=1, whole=True, row="upscaler"
