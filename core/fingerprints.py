@@ -73,12 +73,21 @@ class SharedModules:
         self._modules: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
 
     def find(self, fingerprint: str, dtype: str, device: str) -> Any | None:
-        """The module loaded from these files, unless it has changed in place since (see carries_adapters)."""
+        """The module loaded from these files, unless it has changed in place since (see carries_adapters) or
+        accelerate is offloading it (see is_offloaded)."""
         module = self._modules.get((fingerprint, dtype, device))
-        return None if module is None or carries_adapters(module) else module
+        return None if module is None or carries_adapters(module) or is_offloaded(module) else module
 
     def add(self, fingerprint: str, dtype: str, device: str, module: Any) -> None:
         self._modules[(fingerprint, dtype, device)] = module
+
+
+def is_offloaded(module: Any) -> bool:
+    """Whether accelerate's offload hooks hold the module (sequential or model CPU offload): its weights may sit on
+    `meta` between calls, and a pipeline being loaded around it can't move or copy them, so another checkpoint
+    gets its own copy from its files instead."""
+    modules = module.modules() if hasattr(module, "modules") else ()
+    return any(getattr(m, "_hf_hook", None) is not None for m in modules)
 
 
 def carries_adapters(module: Any) -> bool:

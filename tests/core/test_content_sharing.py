@@ -66,3 +66,27 @@ def test_shared_with_names_only_checkpoints_still_loaded():
     assert studio.pool.components["vae"] is vae
     rows = {row["name"]: row for row in studio.memory_report()["components"]}
     assert rows["vae"]["checkpoint"] == "demo-sdxl" and rows["vae"]["shared_with"] == [], "demo is gone"
+
+
+def test_a_module_accelerate_keeps_offloaded_is_not_handed_to_a_new_companion():
+    """Sequential offload leaves a module's weights on `meta` behind accelerate's hooks; a companion handed that
+    module failed to load, with the misleading "If a weight file is damaged..." advice. In the app only a GPU
+    offloads; here accelerate's own `cpu_offload` puts the same hooks on, on the CPU."""
+    import accelerate
+    import torch
+    from PIL import Image
+
+    from core.generation import GenerationRequest
+
+    studio = fresh()
+    text_encoder = studio.pool.components["text_encoder"]
+    accelerate.cpu_offload(text_encoder, execution_device=torch.device("cpu"))
+    assert next(text_encoder.parameters()).device.type == "meta", "the stand-in really offloads"
+    studio.load_companion("inpaint", "demo-inpaint")
+    companion = studio._companions["inpaint"].components
+    assert companion["text_encoder"] is not text_encoder, "a clean copy, loaded from its files"
+    assert companion["vae"] is studio.pool.components["vae"], "what is not hooked is still shared"
+    image = Image.new("RGB", (64, 64), (90, 120, 200))
+    mask = Image.new("L", (64, 64), 255)
+    request = GenerationRequest(task="inpaint", prompt="a kite", image=image, mask=mask, steps=2, seed=1)
+    assert studio.generate(request).images[0].size == (64, 64)
