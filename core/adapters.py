@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +25,7 @@ from core.errors import InvalidRequest, LoadError
 if TYPE_CHECKING:
     from core.generation import GenerationRequest
     from core.pool import Pool
-    from core.studio import StudioOptions
+    from core.settings import StudioOptions
     from core.tasks import Task
 
 
@@ -274,44 +276,50 @@ class MotionAdapterState:
         self.motion_unet, self.built_from = None, None
 
 
-class AdaptersMixin:
-    """The Studio's adapter methods (a mixin, as diffusers' pipelines get theirs): LoRA and IP-Adapter on the main
-    pool's shared modules."""
+class Adapters:
+    """LoRA and IP-Adapter on the main pool's shared modules, over what the Studio hands it: its options, the lock
+    every change to the modules holds, and how to hand freed memory back."""
 
-    loras: LoraSet
-    ip_adapter: IpAdapter | None
-    # and the Studio's pool, options, memory modes, _load_lock, _check_allowed and _release
+    def __init__(self, options: StudioOptions, lock: threading.RLock, release: Callable[[], None]) -> None:
+        self.options, self._lock, self._release = options, lock, release
+        self.loras = LoraSet()
+        self.ip_adapter: IpAdapter | None = None
 
-    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
+    def reset(self) -> None:
+        """A new checkpoint was loaded: the adapters lived on the old pool's modules."""
+        self.loras, self.ip_adapter = LoraSet(), None
+
+    @property
+    def any_loaded(self) -> bool:
+        return bool(self.loras.loras) or self.ip_adapter is not None
+
+    def load_lora(self, pool: Pool, source: str, weight: float = 1.0) -> dict[str, Any]:
         """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
         task view sees it."""
         if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
             raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
-        self._check_allowed(source, self.options.allowed_models, "adapters")
-        with self._load_lock:
-            self.loras.load(self.pool, source.strip(), float(weight), self.options)
-            return self.loras.info(self.pool)
+        with self._lock:
+            self.loras.load(pool, source.strip(), float(weight), self.options)
+            return self.loras.info(pool)
 
-    def unload_lora(self, name: str) -> dict[str, Any]:
+    def unload_lora(self, pool: Pool, name: str) -> dict[str, Any]:
         """Remove a LoRA; the shared modules are as they were before it was loaded."""
-        with self._load_lock:
-            self.loras.unload(self.pool, name)
+        with self._lock:
+            self.loras.unload(pool, name)
             self._release()
-            return self.loras.info(self.pool)
+            return self.loras.info(pool)
 
-    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
+    def load_ip_adapter(self, pool: Pool, source: str, scale: float, *, attention_slicing: bool) -> dict[str, Any]:
         """Load an IP-Adapter (`demo-ip-adapter`, a .safetensors file, a Hub id) into the shared UNet: every task
         over it then takes an image prompt. Loading the one already loaded only changes its scale."""
         if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 2.0:
             raise InvalidRequest(f"The IP-Adapter scale must be between 0 and 2, got {scale}.")
         source = source.strip()
-        self._check_allowed(source, self.options.allowed_models, "adapters")
-        with self._load_lock:
-            pool = self.pool
+        with self._lock:
             if self.ip_adapter is not None and self.ip_adapter.source != source:
                 raise InvalidRequest(f"The IP-Adapter {self.ip_adapter.source!r} is loaded; unload it first.")
             if self.ip_adapter is None:
-                if self.memory.modes.attention_slicing:
+                if attention_slicing:
                     raise InvalidRequest(
                         "Attention slicing is on, and an IP-Adapter needs its own attention processors: turn "
                         "slicing off in Memory modes first."
@@ -321,11 +329,11 @@ class AdaptersMixin:
             self.ip_adapter.scale = float(scale)
             return self.ip_adapter.info(pool)
 
-    def unload_ip_adapter(self) -> dict[str, Any]:
+    def unload_ip_adapter(self, pool: Pool) -> dict[str, Any]:
         """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
-        with self._load_lock:
+        with self._lock:
             if self.ip_adapter is not None:
-                unload_ip_adapter(self.pool, self.ip_adapter)
+                unload_ip_adapter(pool, self.ip_adapter)
                 self.ip_adapter = None
                 self._release()
             return {"ip_adapter": None, "affects": []}

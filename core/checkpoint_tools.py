@@ -1,5 +1,5 @@
-"""The Studio's checkpoint tools (a mixin): preflight before a download, the local Hub cache, and saving the
-loaded checkpoint as another variant (seed 003, "Checkpoint variants")."""
+"""Checkpoint tools: preflight before a download, the local Hub cache, and saving the loaded checkpoint as another
+variant (seed 003, "Checkpoint variants"). A collaborator of the Studio, handed what it uses."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import inspect
 import re
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import huggingface_hub
 import torch
@@ -18,19 +19,29 @@ from core import checkpoints, devices, hub, hub_cache, loading
 from core.checkpoints import DEFAULT_VARIANT, weight_variant
 from core.errors import InvalidRequest
 
+if TYPE_CHECKING:
+    from core.pool import Pool
+
 SAVE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 
 
-class CheckpointToolsMixin:
-    """Methods of the Studio; they use its options, device, pool, adapters, _resolve, _check_allowed, _load_lock."""
+class CheckpointTools:
+    """Preflight, the cache browser and saving variants, over what the Studio hands it: its options and device, the
+    lock every change to the modules holds, and how a source resolves to checkpoint files."""
 
-    _load_lock: threading.RLock
+    def __init__(
+        self,
+        options: Any,
+        device: torch.device,
+        lock: threading.RLock,
+        resolve: Callable[[str], checkpoints.CheckpointFiles],
+    ) -> None:
+        self.options, self.device, self._lock, self._resolve = options, device, lock, resolve
 
     def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
         """What loading would download and need in memory, with a fits / tight / does not fit verdict; reads file
         listings and safetensors headers only, loads nothing."""
-        self._check_allowed(source, self.options.allowed_models, "checkpoints")
         torch_dtype = devices.resolve_dtype(dtype, self.device)
         files = self._resolve(source)
         chosen = loading.choose_variant(files, variant, torch_dtype)
@@ -38,43 +49,44 @@ class CheckpointToolsMixin:
 
     def cached_checkpoints(self) -> list[dict[str, Any]]:
         """The model repos in the local Hugging Face cache (not offered on a public server)."""
-        self._refuse_in_public("The cache browser")
+        self.refuse_in_public("The cache browser")
         return hub_cache.cached_checkpoints()
 
-    def delete_cached(self, repo_id: str) -> dict[str, Any]:
-        """Delete a repo from the local cache, unless something loaded now came from it."""
-        self._refuse_in_public("Deleting from the cache")
+    def delete_cached(self, repo_id: str, in_use: dict[str, str]) -> dict[str, Any]:
+        """Delete a repo from the local cache, unless something loaded now came from it (`in_use`: source -> what
+        uses it)."""
+        self.refuse_in_public("Deleting from the cache")
         repo_id = repo_id.strip()
-        in_use = self._sources_in_use()
         if repo_id in in_use:
             raise InvalidRequest(
                 f"{repo_id!r} is loaded now ({in_use[repo_id]}); load another checkpoint first, then delete it."
             )
-        with self._load_lock:
+        with self._lock:
             freed = hub_cache.delete_cached(repo_id)
         return {"deleted": repo_id, "freed_bytes": freed}
 
-    def save_variant(self, folder: str, variant: str = "fp16", dtype: str = "float16") -> dict[str, Any]:
+    def save_variant(
+        self, pool: Pool, folder: str, variant: str, dtype: str, *, adapters_loaded: bool, offload: str
+    ) -> dict[str, Any]:
         """Write the loaded checkpoint's weights as `variant` files in `dtype` (`name.<variant>.safetensors` next to
         the original files), so `load(folder, variant=variant)` reads them back.
 
         `folder` empty means the checkpoint's own folder (a local one). Any other folder gets the configs and
         tokenizer copied first. One component is cast at a time, so the extra memory is one component's copy.
         """
-        self._refuse_in_public("Saving checkpoints")
-        pool = self.pool
+        self.refuse_in_public("Saving checkpoints")
         if not _VARIANT_NAME.match(variant or "") or variant == DEFAULT_VARIANT:
             raise InvalidRequest(
                 f"A variant name is letters, digits or _ (e.g. fp16, bf16), not {variant!r} or `default`."
             )
         if dtype not in SAVE_DTYPES:
             raise InvalidRequest(f"Save as one of {', '.join(SAVE_DTYPES)}, not {dtype!r}.")
-        if self.loras.loras or self.ip_adapter is not None:
+        if adapters_loaded:
             raise InvalidRequest("Unload the LoRAs and the IP-Adapter first: their layers would be saved too.")
-        if self.memory.modes.offload == "sequential":  # its weights sit on the meta device between uses
+        if offload == "sequential":  # its weights sit on the meta device between uses
             raise InvalidRequest("Turn sequential CPU offload off before saving (Memory modes), then save again.")
         target = self._save_target(folder, pool)
-        with self._load_lock:
+        with self._lock:
             _copy_configs(pool.files.path, target)
             written = []
             for name in pool.files.components:
@@ -102,7 +114,7 @@ class CheckpointToolsMixin:
             "notes": notes,
         }
 
-    def _save_target(self, folder: str, pool) -> Path:
+    def _save_target(self, folder: str, pool: Pool) -> Path:
         files = pool.files
         if not folder.strip():
             if files.is_hub or files.source.startswith(checkpoints.DEMO) or files.single_file is not None:
@@ -122,16 +134,7 @@ class CheckpointToolsMixin:
             raise InvalidRequest(f"{target} is a file; give a folder.")
         return target
 
-    def _sources_in_use(self) -> dict[str, str]:
-        used: dict[str, str] = {}
-        if self.is_loaded:
-            used[self.pool.files.source] = "the checkpoint"
-            used[self.pool.vae_source] = "the VAE"
-        for kind, pool in self._companions.items():
-            used[pool.files.source] = f"the {kind} companion"
-        return used
-
-    def _refuse_in_public(self, what: str) -> None:
+    def refuse_in_public(self, what: str) -> None:
         if self.options.public:
             raise InvalidRequest(f"{what} is not available on a public server.")
 

@@ -14,7 +14,7 @@ from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles
 from core.errors import InvalidRequest, LoadError, StudioError
 
 if TYPE_CHECKING:
-    from core.studio import StudioOptions
+    from core.settings import StudioOptions
 
 VAE_CLASSES = ("AutoencoderKL", "AutoencoderTiny", "AsymmetricAutoencoderKL", "ConsistencyDecoderVAE")
 

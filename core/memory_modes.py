@@ -84,32 +84,6 @@ class ModeState:
             view.enable_sequential_cpu_offload(device=device)
 
 
-class MemoryModesMixin:
-    """The Studio's memory-mode switch (a mixin; it uses the Studio's device, lock, pools and IP-Adapter)."""
-
-    memory: ModeState
-
-    def set_memory_modes(
-        self,
-        offload: str = "none",
-        attention_slicing: bool = False,
-        vae_slicing: bool = False,
-        vae_tiling: bool = False,
-    ) -> dict[str, Any]:
-        """Turn memory modes on or off for every loaded checkpoint and every task view; nothing is reloaded."""
-        modes = MemoryModes(str(offload), bool(attention_slicing), bool(vae_slicing), bool(vae_tiling))
-        modes.check(self.device)
-        with self._load_lock:
-            if self.ip_adapter is not None and modes.attention_slicing != self.memory.modes.attention_slicing:
-                raise InvalidRequest(
-                    "An IP-Adapter is loaded and brings its own attention processors; unload it to change "
-                    "attention slicing."
-                )
-            self.memory.apply([pool.base for pool in self.loaded_pools()], modes, self.device)
-            self._release()
-        return {"memory_modes": modes.as_dict()}
-
-
 def undo_offload(pipe: Any, device: torch.device) -> None:
     """Remove accelerate's offload hooks from the pipeline's modules and put their weights back on `device`.
 

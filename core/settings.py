@@ -15,9 +15,25 @@ import yaml
 from core.checkpoints import VARIANT_CHOICES
 from core.devices import DEVICE_CHOICES, DTYPE_CHOICES
 from core.generation import Limits
-from core.studio import StudioOptions
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "spaces_config.yaml"
+
+
+@dataclass(frozen=True)
+class StudioOptions:
+    """How the engine runs; built once by the entry point from flags and environment."""
+
+    device: str = "auto"
+    outputs_dir: Path | None = None
+    outputs_max_bytes: int | None = None  # public mode: the oldest saved files go first beyond this
+    outputs_max_session_bytes: int | None = None  # public mode: each visitor's own share of that
+    cache_dir: Path | None = None  # where demo checkpoints are written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
+    offline: bool = False
+    allow_unsafe: bool = False  # allow pickle (.bin) weights from local folders
+    public: bool = False
+    limits: Limits = field(default_factory=Limits)
+    allowed_models: tuple[str, ...] | None = None  # public mode: only these sources load
+    allowed_vaes: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

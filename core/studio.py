@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,35 +31,22 @@ from core import (
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.errors import InvalidRequest, LoadError, NotLoaded, OutOfMemory
-from core.generation import GenerationRequest, GenerationResult, Limits
+from core.generation import GenerationRequest, GenerationResult
 from core.outputs import OutputStore
 from core.pool import Pool
 from core.runs import StepCallback
+from core.settings import StudioOptions  # where the options live; here too for the engine's callers
 from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task
 
 logger = logging.getLogger(__name__)
 COMPANION_KINDS = (*COMPANION_PIPELINES, "motion_adapter")
 
 
-@dataclasses.dataclass(frozen=True)
-class StudioOptions:
-    """How the engine runs; built once by the entry point from flags and environment."""
+class Studio:
+    """One loaded checkpoint at a time, serving every task from one pool of components (plus companions).
 
-    device: str = "auto"
-    outputs_dir: Path | None = None
-    outputs_max_bytes: int | None = None  # public mode: the oldest saved files go first beyond this
-    outputs_max_session_bytes: int | None = None  # public mode: each visitor's own share of that
-    cache_dir: Path | None = None  # where demo checkpoints are written; None: $DIFFUSION_STUDIO_CACHE or ~/.cache
-    offline: bool = False
-    allow_unsafe: bool = False  # allow pickle (.bin) weights from local folders
-    public: bool = False
-    limits: Limits = dataclasses.field(default_factory=Limits)
-    allowed_models: tuple[str, ...] | None = None  # public mode: only these sources load
-    allowed_vaes: tuple[str, ...] | None = None
-
-
-class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, checkpoint_tools.CheckpointToolsMixin):
-    """One loaded checkpoint at a time, serving every task from one pool of components (plus companions)."""
+    The one object the UI talks to: it loads pools and runs requests itself, and hands the adapters
+    (core.adapters.Adapters) and the checkpoint tools (core.checkpoint_tools.CheckpointTools) what they use."""
 
     def __init__(self, options: StudioOptions | None = None) -> None:
         self.options = options or StudioOptions()
@@ -79,9 +65,9 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, checkpoint_t
         self._load_lock = threading.RLock()  # held by every change to the pool's modules (and by memory_report)
         self._last_report: dict[str, Any] | None = None
         self.loading: str | None = None  # the source being loaded right now, for status lines
-        self.loras = LoraSet()  # adapters on the main pool's modules
-        self.ip_adapter: IpAdapter | None = None  # an image-prompt adapter in the main pool's UNet
+        self.adapters = adapters.Adapters(self.options, self._load_lock, self._release)  # LoRA, IP-Adapter
         self.memory = memory_modes.ModeState()  # offload, slicing and tiling, kept across loads
+        self.tools = checkpoint_tools.CheckpointTools(self.options, self.device, self._load_lock, self._resolve)
         self._hashes = fingerprints.FileHashes()
         self._shared = fingerprints.SharedModules()
 
@@ -126,7 +112,7 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, checkpoint_t
                 )
             self.memory.apply([pool.base], self.memory.modes, self.device)
             self._pool = pool
-            self.loras, self.ip_adapter = LoraSet(), None  # adapters lived on the old pool's modules
+            self.adapters.reset()  # they lived on the old pool's modules
             if self.motion is not None:
                 self.motion.forget()  # built over the old pool's UNet, a copy of its weights
             self._release()
@@ -277,6 +263,89 @@ class Studio(adapters.AdaptersMixin, memory_modes.MemoryModesMixin, checkpoint_t
         if self.motion is not None:
             loaded["motion_adapter"] = self.motion.source
         return {"companions": loaded}
+
+    # -- adapters, memory modes, checkpoint tools ----------------------------------------------------------
+
+    @property
+    def loras(self) -> LoraSet:
+        """The LoRAs on the main pool's modules."""
+        return self.adapters.loras
+
+    @property
+    def ip_adapter(self) -> IpAdapter | None:
+        """The image-prompt adapter in the main pool's UNet, if any."""
+        return self.adapters.ip_adapter
+
+    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
+        """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
+        task view sees it."""
+        self._check_allowed(source, self.options.allowed_models, "adapters")
+        return self.adapters.load_lora(self.pool, source, weight)
+
+    def unload_lora(self, name: str) -> dict[str, Any]:
+        """Remove a LoRA; the shared modules are as they were before it was loaded."""
+        return self.adapters.unload_lora(self.pool, name)
+
+    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
+        """Load an IP-Adapter into the shared UNet: every task over it then takes an image prompt."""
+        self._check_allowed(source.strip(), self.options.allowed_models, "adapters")
+        slicing = self.memory.modes.attention_slicing
+        return self.adapters.load_ip_adapter(self.pool, source, scale, attention_slicing=slicing)
+
+    def unload_ip_adapter(self) -> dict[str, Any]:
+        """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
+        return self.adapters.unload_ip_adapter(self.pool)
+
+    def set_memory_modes(
+        self,
+        offload: str = "none",
+        attention_slicing: bool = False,
+        vae_slicing: bool = False,
+        vae_tiling: bool = False,
+    ) -> dict[str, Any]:
+        """Turn memory modes on or off for every loaded checkpoint and every task view; nothing is reloaded."""
+        modes = memory_modes.MemoryModes(str(offload), bool(attention_slicing), bool(vae_slicing), bool(vae_tiling))
+        modes.check(self.device)
+        with self._load_lock:
+            if self.ip_adapter is not None and modes.attention_slicing != self.memory.modes.attention_slicing:
+                raise InvalidRequest(
+                    "An IP-Adapter is loaded and brings its own attention processors; unload it to change "
+                    "attention slicing."
+                )
+            self.memory.apply([pool.base for pool in self.loaded_pools()], modes, self.device)
+            self._release()
+        return {"memory_modes": modes.as_dict()}
+
+    def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
+        """What loading would download and need in memory, with a fits / tight / does not fit verdict; loads
+        nothing."""
+        self._check_allowed(source, self.options.allowed_models, "checkpoints")
+        return self.tools.preflight(source, variant, dtype)
+
+    def cached_checkpoints(self) -> list[dict[str, Any]]:
+        """The model repos in the local Hugging Face cache (not offered on a public server)."""
+        return self.tools.cached_checkpoints()
+
+    def delete_cached(self, repo_id: str) -> dict[str, Any]:
+        """Delete a repo from the local cache, unless something loaded now came from it."""
+        return self.tools.delete_cached(repo_id, self._sources_in_use())
+
+    def save_variant(self, folder: str, variant: str = "fp16", dtype: str = "float16") -> dict[str, Any]:
+        """Write the loaded checkpoint's weights as `variant` files in `dtype` (core.checkpoint_tools)."""
+        self.tools.refuse_in_public("Saving checkpoints")  # before anything else: no detail of the server either
+        offload = self.memory.modes.offload
+        return self.tools.save_variant(
+            self.pool, folder, variant, dtype, adapters_loaded=self.adapters.any_loaded, offload=offload
+        )
+
+    def _sources_in_use(self) -> dict[str, str]:
+        used: dict[str, str] = {}
+        if self.is_loaded:
+            used[self.pool.files.source] = "the checkpoint"
+            used[self.pool.vae_source] = "the VAE"
+        for kind, pool in self._companions.items():
+            used[pool.files.source] = f"the {kind} companion"
+        return used
 
     # -- generating --------------------------------------------------------------------------------------
 
