@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from core import demo_checkpoint as demo
+from core.demo import checkpoint as demo
 
 VERSION = 1
 

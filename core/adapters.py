@@ -47,7 +47,7 @@ def adapter_name(source: str) -> str:
 def locate(source: str, options: StudioOptions) -> tuple[str, str | None]:
     """(location, weight_name) for load_lora_weights: a .safetensors file, a folder, a Hub id, or `demo-lora`."""
     if source == "demo-lora":
-        from core.demo_families import demo_lora_path
+        from core.demo.families import demo_lora_path
 
         return str(demo_lora_path(options.cache_dir)), None
     path = Path(source).expanduser()
@@ -171,7 +171,7 @@ def locate_ip_adapter(source: str, family: str | None, options: StudioOptions) -
     (its `image_encoder/` beside it), a Hub path `org/name/sub/folder/file.safetensors`, or a Hub id laid out
     like h94/IP-Adapter (the plain adapter of the loaded family)."""
     if source == "demo-ip-adapter":
-        from core.demo_families import IP_ADAPTER_WEIGHTS, demo_ip_adapter_path
+        from core.demo.families import IP_ADAPTER_WEIGHTS, demo_ip_adapter_path
 
         return str(demo_ip_adapter_path(options.cache_dir)), "", IP_ADAPTER_WEIGHTS
     path = Path(source).expanduser()

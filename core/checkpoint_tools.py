@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import huggingface_hub
 import torch
 
-from core import checkpoints, devices, hub, hub_cache, loading
-from core.checkpoints import DEFAULT_VARIANT, weight_variant
+from core import checkpoints, devices
+from core.checkpoints import DEFAULT_VARIANT, hub, hub_cache, loading, weight_variant
 from core.errors import InvalidRequest
 
 if TYPE_CHECKING:

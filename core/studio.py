@@ -19,17 +19,14 @@ from core import (
     checkpoints,
     describe,
     devices,
-    fingerprints,
-    hub,
-    loading,
     memory_modes,
     previews,
     runs,
     schedulers,
-    single_file,
     uploads,
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
+from core.checkpoints import fingerprints, hub, loading, single_file
 from core.errors import InvalidRequest, LoadError, NotLoaded, OutOfMemory
 from core.generation import GenerationRequest, GenerationResult
 from core.outputs import OutputStore

@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def demo_dir() -> Path:
     """The demo checkpoint, exactly as `demo` resolves to it."""
-    from core.demo_checkpoint import demo_checkpoint_path
+    from core.demo.checkpoint import demo_checkpoint_path
 
     return demo_checkpoint_path()
 
@@ -31,7 +31,7 @@ def demo_dir() -> Path:
 @pytest.fixture(scope="session")
 def flagging_demo_dir() -> Path:
     """A demo checkpoint whose safety checker flags every image."""
-    from core.demo_checkpoint import write_demo_checkpoint
+    from core.demo.checkpoint import write_demo_checkpoint
 
     return write_demo_checkpoint(_SESSION_DIR / "demo-flag-all", flag_all=True)
 

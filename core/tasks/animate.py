@@ -118,7 +118,7 @@ def _motion_location(serving: Serving) -> str:
     motion = serving.motion
     assert motion is not None
     if motion.source == "demo-motion-adapter":
-        from core.demo_companions import companion_path
+        from core.demo.companions import companion_path
 
         return str(companion_path("motion_adapter", serving.cache_dir))
     return motion.source

@@ -167,7 +167,7 @@ class TaskSpec:
     auto_class: ClassVar[type | None] = None
     mapping: ClassVar[dict | None] = None
     pipeline_class: ClassVar[str | None] = None  # feature and companion tasks: the diffusers class that runs them
-    companions: ClassVar[tuple[str, ...]] = ()  # companion kinds that can serve it (see core.demo_companions)
+    companions: ClassVar[tuple[str, ...]] = ()  # companion kinds that can serve it (see core.demo.companions)
     companion_pipelines: ClassVar[Mapping[str, str]] = {}  # the class each of its companion kinds loads as
     uses_prompt: ClassVar[bool] = True
     sizes_from_request: ClassVar[bool] = False  # width/height come from the request (else from the input image)

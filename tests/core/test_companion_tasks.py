@@ -11,7 +11,7 @@ import weakref
 import pytest
 from PIL import Image
 
-from core.demo_companions import companion_path, write_companion
+from core.demo.companions import companion_path, write_companion
 from core.errors import InvalidRequest, NotLoaded
 from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions

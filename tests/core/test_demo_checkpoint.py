@@ -11,7 +11,7 @@ import torch
 from diffusers import DiffusionPipeline, PNDMScheduler, StableDiffusionPipeline
 from safetensors import safe_open
 
-from core.demo_checkpoint import demo_checkpoint_path, write_demo_checkpoint
+from core.demo.checkpoint import demo_checkpoint_path, write_demo_checkpoint
 
 COMPONENTS = ["unet", "vae", "text_encoder", "tokenizer", "scheduler", "safety_checker", "feature_extractor"]
 

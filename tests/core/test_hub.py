@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from core import devices, hub
+from core import devices
+from core.checkpoints import hub
 from core.devices import DeviceMemory
 from core.errors import LoadError
 from core.studio import Studio, StudioOptions

@@ -118,7 +118,7 @@ def test_bad_adapters_fail_clearly_and_leave_the_pool_serving(studio, tmp_path):
     with pytest.raises(InvalidRequest, match="between 0 and 2"):
         studio.load_ip_adapter("demo-ip-adapter", scale=3)
     # A LoRA file is a .safetensors file too, but not an IP-Adapter: the library's refusal becomes a LoadError.
-    from core.demo_families import demo_lora_path
+    from core.demo.families import demo_lora_path
 
     lora = demo_lora_path(studio.options.cache_dir) / "pytorch_lora_weights.safetensors"
     with pytest.raises(LoadError, match="Loading the IP-Adapter"):
@@ -137,7 +137,7 @@ def test_other_families_get_a_clear_refusal():
 def test_a_hub_id_laid_out_like_h94_finds_the_adapter_of_the_loaded_family(studio, tmp_path, hub_cache):
     import shutil
 
-    from core.demo_families import IP_ADAPTER_WEIGHTS, demo_ip_adapter_path
+    from core.demo.families import IP_ADAPTER_WEIGHTS, demo_ip_adapter_path
 
     repo = tmp_path / "repo" / "models"
     shutil.copytree(demo_ip_adapter_path(studio.options.cache_dir), repo)

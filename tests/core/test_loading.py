@@ -28,7 +28,7 @@ def studio(tmp_path) -> Studio:
 
 def test_core_imports_no_ui_library():
     code = (
-        "import sys, core.studio, core.demo_checkpoint, core.pool, core.generation, core.outputs;"
+        "import sys, core.studio, core.demo.checkpoint, core.pool, core.generation, core.outputs;"
         "bad = [m for m in ('gradio', 'spaces') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -94,7 +94,7 @@ def test_cuda_memory_is_read_through_torchs_allocator_apis(monkeypatch):
 def test_an_unreadable_cuda_device_says_so_instead_of_reporting_host_ram(monkeypatch):
     # ZeroGPU's main process has no GPU attached between generations; the memory panel must keep working, and
     # preflight must not judge "fits" against host RAM under the GPU's name (it did).
-    from core.hub import _report
+    from core.checkpoints.hub import _report
 
     def no_gpu(*args):
         raise RuntimeError("No CUDA GPUs are available")

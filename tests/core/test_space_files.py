@@ -61,3 +61,12 @@ def test_a_changed_setting_makes_the_card_stale_until_regenerated(tmp_path):
     assert "suggested_hardware: t4-small" in (tmp_path / "README.md").read_text(encoding="utf-8")
     # The README's own text is kept, once, below the card.
     assert (tmp_path / "README.md").read_text(encoding="utf-8").count("# 🧨 Diffusion Studio") == 1
+
+
+def test_an_installed_copy_has_every_package():
+    """`pip install .` (not -e) ships only the packages pyproject lists: a new subpackage left out imports fine in
+    this checkout and fails in the installed app."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("core", "ui") for p in (ROOT / top).rglob("*.py")}
+    assert found >= {"core", "ui", "core.tasks"} and listed == found, found ^ listed

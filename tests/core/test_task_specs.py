@@ -63,7 +63,7 @@ def test_every_task_is_a_whole_spec_in_its_own_module():
 
 
 def test_every_companion_a_task_needs_has_an_offline_twin():
-    from core.demo_companions import COMPANIONS
+    from core.demo.companions import COMPANIONS
 
     kinds = {kind for spec in TASKS.values() for kind in spec.companions}
     assert {"refiner", "depth", "upscale_x4", "motion_adapter"} <= kinds

@@ -81,7 +81,7 @@ def test_a_broken_variant_file_is_reported_not_replaced_by_the_default_weights(d
 
     from safetensors.torch import load_file, save_file
 
-    from core import loading
+    from core.checkpoints import loading
 
     vae = tmp_path / "vae"
     shutil.copytree(demo_dir / "vae", vae)

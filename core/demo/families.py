@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from core import demo_checkpoint as demo
+from core.demo import checkpoint as demo
 
 FAMILIES = {
     "sdxl": "SDXL (two text encoders, size-and-crop conditioning), like stabilityai/stable-diffusion-xl-base-1.0",
@@ -170,7 +170,7 @@ def _sd3():
 
 
 FAMILY_BUILDERS = {"sdxl": _sdxl, "sd3": _sd3}
-# Companions of these families (see core.demo_companions).
+# Companions of these families (see core.demo.companions).
 COMPANION_BUILDERS = {"refiner": _sdxl_refiner}
 REFINER = "SDXL refiner (second stage of SDXL text to image), like stabilityai/stable-diffusion-xl-refiner-1.0"
 

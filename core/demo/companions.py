@@ -1,9 +1,9 @@
 """Tiny offline twins of the checkpoints that tasks needing their own weights load beside the main one.
 
-Each is written like `core.demo_checkpoint`: deterministic random weights, the folder layout of the Hub checkpoint
+Each is written like `core.demo.checkpoint`: deterministic random weights, the folder layout of the Hub checkpoint
 it stands for, saved by diffusers/transformers themselves (safetensors only). The text encoder, tokenizer and VAE
 are the demo's own where the real checkpoint family shares them, so they are byte-identical to the demo's files.
-`python -m core.demo_companions KIND DIR` writes one.
+`python -m core.demo.companions KIND DIR` writes one.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from core import demo_checkpoint as demo
-from core.demo_families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
+from core.demo import checkpoint as demo
+from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
 
 COMPANIONS_FORMAT_VERSION = 1
 COMPANIONS = {
@@ -277,8 +277,8 @@ def companion_path(kind: str, cache_dir: str | os.PathLike | None = None) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m core.demo_companions KIND DIR`."""
-    parser = argparse.ArgumentParser(prog="python -m core.demo_companions", description=__doc__.split("\n")[0])
+    """`python -m core.demo.companions KIND DIR`."""
+    parser = argparse.ArgumentParser(prog="python -m core.demo.companions", description=__doc__.split("\n")[0])
     parser.add_argument("kind", choices=list(COMPANIONS))
     parser.add_argument("dir")
     args = parser.parse_args(argv)

@@ -1,4 +1,7 @@
-"""Where a checkpoint's files are and what they hold, read before any weights are loaded."""
+"""Checkpoints: where a checkpoint's files are and what they hold, read before any weights are loaded (here), and
+beside this, getting them and loading them: `hub` (downloads and preflight), `hub_cache` (the local cache),
+`single_file` (original-layout .safetensors files), `fingerprints` (content keys, to share identical modules between
+checkpoints), `loading` (pipelines, VAEs and motion adapters from those files)."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from huggingface_hub.errors import (
 from transformers.utils import SAFE_WEIGHTS_NAME as TRANSFORMERS_SAFE_WEIGHTS_NAME
 from transformers.utils import WEIGHTS_NAME as TRANSFORMERS_WEIGHTS_NAME
 
-from core import single_file
+from core.checkpoints import single_file
 from core.errors import LoadError
 
 DEMO = "demo"
@@ -147,11 +150,11 @@ def resolve(source: str, *, demo_dir: Path | None = None, offline: bool = False)
     if not source:
         raise LoadError("No checkpoint given: enter a Hub id (org/name), a local folder, or `demo`.")
     if source == DEMO:
-        from core.demo_checkpoint import demo_checkpoint_path
+        from core.demo.checkpoint import demo_checkpoint_path
 
         return scan_folder(demo_checkpoint_path(demo_dir), source=DEMO)
     if source.startswith(DEMO + "-"):
-        from core.demo_companions import COMPANIONS, companion_path
+        from core.demo.companions import COMPANIONS, companion_path
 
         kind = source.removeprefix(DEMO + "-").replace("-", "_")
         if kind in COMPANIONS:
@@ -199,8 +202,8 @@ def hub_offline(offline: bool) -> bool:
 
 
 def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
-    """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet (core.hub
-    downloads the chosen variant's weights before loading)."""
+    """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet
+    (core.checkpoints.hub downloads the chosen variant's weights before loading)."""
     offline = hub_offline(offline)
     try:
         folder = Path(

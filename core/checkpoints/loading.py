@@ -9,8 +9,8 @@ import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, single_file
-from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles
+from core import checkpoints, devices
+from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, single_file
 from core.errors import InvalidRequest, LoadError, StudioError
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, o
     """A `MotionAdapter` (AnimateDiff) from a Hub id, a folder, or `demo-motion-adapter`."""
     location = source
     if source == "demo-motion-adapter":
-        from core.demo_companions import companion_path
+        from core.demo.companions import companion_path
 
         location = str(companion_path("motion_adapter", options.cache_dir))
     elif not Path(source).expanduser().is_dir() and not checkpoints.looks_like_repo_id(source):
