@@ -278,10 +278,20 @@ class MotionAdapterState:
 
 class Adapters:
     """LoRA and IP-Adapter on the main pool's shared modules, over what the Studio hands it: its options, the lock
-    every change to the modules holds, and how to hand freed memory back."""
+    every change to the modules holds, the main pool (asked for under the lock: a load may be replacing it), whether
+    attention slicing is on, the public allowlist check, and how to hand freed memory back."""
 
-    def __init__(self, options: StudioOptions, lock: threading.RLock, release: Callable[[], None]) -> None:
-        self.options, self._lock, self._release = options, lock, release
+    def __init__(
+        self,
+        options: StudioOptions,
+        lock: threading.RLock,
+        pool: Callable[[], Pool],
+        attention_slicing: Callable[[], bool],
+        check_allowed: Callable[[str], None],
+        release: Callable[[], None],
+    ) -> None:
+        self.options, self._lock, self._pool, self._release = options, lock, pool, release
+        self._slicing, self._check_allowed = attention_slicing, check_allowed
         self.loras = LoraSet()
         self.ip_adapter: IpAdapter | None = None
 
@@ -293,33 +303,38 @@ class Adapters:
     def any_loaded(self) -> bool:
         return bool(self.loras.loras) or self.ip_adapter is not None
 
-    def load_lora(self, pool: Pool, source: str, weight: float = 1.0) -> dict[str, Any]:
+    def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
         """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
         task view sees it."""
         if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
             raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
+        self._check_allowed(source)
         with self._lock:
+            pool = self._pool()
             self.loras.load(pool, source.strip(), float(weight), self.options)
             return self.loras.info(pool)
 
-    def unload_lora(self, pool: Pool, name: str) -> dict[str, Any]:
+    def unload_lora(self, name: str) -> dict[str, Any]:
         """Remove a LoRA; the shared modules are as they were before it was loaded."""
         with self._lock:
+            pool = self._pool()
             self.loras.unload(pool, name)
             self._release()
             return self.loras.info(pool)
 
-    def load_ip_adapter(self, pool: Pool, source: str, scale: float, *, attention_slicing: bool) -> dict[str, Any]:
+    def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
         """Load an IP-Adapter (`demo-ip-adapter`, a .safetensors file, a Hub id) into the shared UNet: every task
         over it then takes an image prompt. Loading the one already loaded only changes its scale."""
         if not isinstance(scale, (int, float)) or not 0.0 <= scale <= 2.0:
             raise InvalidRequest(f"The IP-Adapter scale must be between 0 and 2, got {scale}.")
         source = source.strip()
+        self._check_allowed(source)
         with self._lock:
+            pool = self._pool()
             if self.ip_adapter is not None and self.ip_adapter.source != source:
                 raise InvalidRequest(f"The IP-Adapter {self.ip_adapter.source!r} is loaded; unload it first.")
             if self.ip_adapter is None:
-                if attention_slicing:
+                if self._slicing():
                     raise InvalidRequest(
                         "Attention slicing is on, and an IP-Adapter needs its own attention processors: turn "
                         "slicing off in Memory modes first."
@@ -329,11 +344,11 @@ class Adapters:
             self.ip_adapter.scale = float(scale)
             return self.ip_adapter.info(pool)
 
-    def unload_ip_adapter(self, pool: Pool) -> dict[str, Any]:
+    def unload_ip_adapter(self) -> dict[str, Any]:
         """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
         with self._lock:
             if self.ip_adapter is not None:
-                unload_ip_adapter(pool, self.ip_adapter)
+                unload_ip_adapter(self._pool(), self.ip_adapter)
                 self.ip_adapter = None
                 self._release()
             return {"ip_adapter": None, "affects": []}

@@ -62,7 +62,14 @@ class Studio:
         self._load_lock = threading.RLock()  # held by every change to the pool's modules (and by memory_report)
         self._last_report: dict[str, Any] | None = None
         self.loading: str | None = None  # the source being loaded right now, for status lines
-        self.adapters = adapters.Adapters(self.options, self._load_lock, self._release)  # LoRA, IP-Adapter
+        self.adapters = adapters.Adapters(  # LoRA, IP-Adapter
+            self.options,
+            self._load_lock,
+            pool=lambda: self.pool,
+            attention_slicing=lambda: self.memory.modes.attention_slicing,
+            check_allowed=lambda source: self._check_allowed(source, self.options.allowed_models, "adapters"),
+            release=self._release,
+        )
         self.memory = memory_modes.ModeState()  # offload, slicing and tiling, kept across loads
         self.tools = checkpoint_tools.CheckpointTools(self.options, self.device, self._load_lock, self._resolve)
         self._hashes = fingerprints.FileHashes()
@@ -276,22 +283,19 @@ class Studio:
     def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
         """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
         task view sees it."""
-        self._check_allowed(source, self.options.allowed_models, "adapters")
-        return self.adapters.load_lora(self.pool, source, weight)
+        return self.adapters.load_lora(source, weight)
 
     def unload_lora(self, name: str) -> dict[str, Any]:
         """Remove a LoRA; the shared modules are as they were before it was loaded."""
-        return self.adapters.unload_lora(self.pool, name)
+        return self.adapters.unload_lora(name)
 
     def load_ip_adapter(self, source: str, scale: float = 0.6) -> dict[str, Any]:
         """Load an IP-Adapter into the shared UNet: every task over it then takes an image prompt."""
-        self._check_allowed(source.strip(), self.options.allowed_models, "adapters")
-        slicing = self.memory.modes.attention_slicing
-        return self.adapters.load_ip_adapter(self.pool, source, scale, attention_slicing=slicing)
+        return self.adapters.load_ip_adapter(source, scale)
 
     def unload_ip_adapter(self) -> dict[str, Any]:
         """Remove the IP-Adapter and its image encoder; the UNet is exactly as before it was loaded."""
-        return self.adapters.unload_ip_adapter(self.pool)
+        return self.adapters.unload_ip_adapter()
 
     def set_memory_modes(
         self,
@@ -368,6 +372,7 @@ class Studio:
         upload_notes += fit_notes
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
+        task.check_options(pool, request)
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker

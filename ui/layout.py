@@ -78,8 +78,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def fill_history(request: gr.Request) -> list:
             return history_fill(request)
 
-        # Tabs of tasks served from the main checkpoint are disabled where its family has no such pipeline.
-        own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.kind != "companion"}
+        # Feature tabs (views over the main checkpoint beyond AutoPipeline's, e.g. safe SD, AnimateDiff) are disabled
+        # where its family has no such pipeline; AutoPipeline tasks stay (inpaint may run on its companion).
+        own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.kind in ("feature", "animate")}
         followers = [pair for tab in built.values() for pair in tab.follows_family]
 
         def follow_family() -> tuple:

@@ -106,7 +106,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                 with gr.Row():
                     for name in ("width", "height"):
                         c[name] = slider(params[name])
-                        if spec.kind != "companion":  # a companion's size is its own checkpoint's
+                        if spec.size_follows_family:
                             tab.follows_family.append((c[name], "size"))
             for key, group in spec.groups.items():
                 members = [p for p in spec.params if p.group == key]
@@ -164,7 +164,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     wire_stop(ctx, stop, event, task, results)
     random_seed.click(lambda: -1, None, c["seed"], api_visibility="private", queue=False)
     reuse_seed.click(
-        lambda i: (i or {}).get("seeds", [-1])[0], results.info, c["seed"], api_visibility="private", queue=False
+        lambda i: ((i or {}).get("seeds") or [-1])[0], results.info, c["seed"], api_visibility="private", queue=False
     )
     if tab.send is not None:
         tab.selected = gr.State(None)

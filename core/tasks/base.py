@@ -185,6 +185,7 @@ class TaskSpec:
     outputs: ClassVar[tuple[Output, ...]] = ()
     results_label: ClassVar[str] = "Results"
     fixed: ClassVar[Mapping[str, Any]] = {}  # request fields the endpoint does not take, set to these
+    size_follows_family: ClassVar[bool] = False  # width and height jump to the loaded family's size on each load
     sends_to_upscale: ClassVar[bool] = False  # its gallery has "Upscale the selected image"
     fits_inputs: ClassVar[bool] = True  # inputs larger than the size limit are scaled down (upscale checks its own)
     png_info_sends_image: ClassVar[bool] = False  # PNG info's Send hands this tab the image, not only its settings
@@ -227,6 +228,9 @@ class TaskSpec:
         """Raise NotLoaded/InvalidRequest when `pool` can't serve the request."""
         if pool.companion_kind is None and not pool.supports(self.name):
             raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {self.label}.")
+
+    def check_options(self, pool: Pool, request: GenerationRequest) -> None:
+        """Raise InvalidRequest for an option of the (validated) request that `pool` can't serve."""
 
     def view(
         self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving

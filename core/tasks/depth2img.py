@@ -47,7 +47,7 @@ class Depth2Img(TaskSpec):
     outputs = (Output("depth", "image", "The depth map the model used"),)
 
     def output_values(self, result: GenerationResult) -> dict[str, Any]:
-        return {"depth": result.extras["depth"][0]}
+        return {"depth": (result.extras.get("depth") or [None])[0]}  # none when a Stop left no output
 
     def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
         given = request.depth_map is not None

@@ -48,6 +48,7 @@ class Text2Img(TaskSpec):
     companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
     sizes_from_request = True
     sends_to_upscale = True
+    size_follows_family = True
     description = (
         "Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0 perturbed-attention "
         "guidance (one at a time); refiner_switch > 0 hands SDXL's last steps to the loaded refiner; "
@@ -132,11 +133,9 @@ class Text2Img(TaskSpec):
         if request.sag_scale > 0 and request.pag_scale > 0:
             raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
 
-    def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
-        super().check_pool(pool, request, serving)
+    def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
-            value = getattr(request, option)  # checked before validation: the pool is chosen first
-            if is_number(value) and value > 0 and not pool.supports(view):
+            if getattr(request, option) > 0 and not pool.supports(view):
                 raise InvalidRequest(
                     f"{view.upper()} is not available for {pool.files.pipeline_class}; set {option} to 0."
                 )

@@ -50,6 +50,9 @@ def test_pag_works_and_sag_says_it_does_not_apply(sdxl):
     assert pag.info["pipeline"] == "StableDiffusionXLPAGPipeline" and pag.images[0].tobytes() != plain.tobytes()
     with pytest.raises(InvalidRequest, match="SAG is not available for StableDiffusionXLPipeline; set sag_scale to 0"):
         sdxl.generate(GenerationRequest(**BASE, width=64, height=64, sag_scale=0.5))
+    # An out-of-range value is told its range first, as on any family (availability comes after validation).
+    with pytest.raises(InvalidRequest, match="sag_scale must be a number between 0 and 10, got 50"):
+        sdxl.generate(GenerationRequest(**BASE, width=64, height=64, sag_scale=50))
 
 
 def test_sdxl_snippet_gives_the_same_pixels(sdxl, tmp_path, monkeypatch):

@@ -106,3 +106,40 @@ def test_reloading_the_same_checkpoint_gives_clean_modules(studio, unload_first)
     assert image(studio, **T2I) == plain
     studio.load_lora("demo-lora")  # and the new one takes a LoRA as the first did
     assert image(studio, **T2I) != plain
+
+
+def test_a_lora_sent_during_a_load_goes_onto_the_model_that_load_leaves(studio):
+    """The LoRA call waits for the load under way and applies to the new model (it once took the old pool before
+    waiting, and the panel then listed a LoRA the new model did not carry)."""
+    import threading
+    import time
+
+    from core.checkpoints.fingerprints import carries_adapters
+
+    old_unet = studio.pool.components["unet"]
+    holding = threading.Event()
+
+    def reload() -> None:
+        with studio._load_lock:
+            holding.set()
+            time.sleep(0.3)  # the LoRA call arrives meanwhile
+            studio.load("demo-inpaint", variant="default", dtype="float32")
+
+    loader = threading.Thread(target=reload)
+    loader.start()
+    holding.wait(10)
+    info = studio.load_lora("demo-lora", weight=1.0)
+    loader.join(30)
+    assert studio.pool.files.source == "demo-inpaint" and info["loras"]
+    assert carries_adapters(studio.pool.components["unet"]) and not carries_adapters(old_unet)
+
+
+def test_adapter_calls_check_their_own_values_first_and_unloading_nothing_is_fine():
+    """Before any model is loaded: a bad weight or scale is told as such, and unloading an IP-Adapter that isn't
+    there is a no-op (not "No checkpoint is loaded")."""
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    with pytest.raises(InvalidRequest, match="LoRA weight must be between -2 and 2"):
+        studio.load_lora("demo-lora", 5.0)
+    with pytest.raises(InvalidRequest, match="IP-Adapter scale must be between 0 and 2"):
+        studio.load_ip_adapter("demo-ip-adapter", 9.0)
+    assert studio.unload_ip_adapter() == {"ip_adapter": None, "affects": []}
