@@ -80,7 +80,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
 
         # Feature tabs (views over the main checkpoint beyond AutoPipeline's, e.g. safe SD, AnimateDiff) are disabled
         # where its family has no such pipeline; AutoPipeline tasks stay (inpaint may run on its companion).
-        own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.kind in ("feature", "animate")}
+        own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.needs_its_family}
         followers = [pair for tab in built.values() for pair in tab.follows_family]
 
         def follow_family() -> tuple:

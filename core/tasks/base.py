@@ -196,6 +196,12 @@ class TaskSpec:
         """Whether it runs on weights of its own (a companion checkpoint, a motion adapter) besides the main ones."""
         return self.kind in ("companion", "animate")
 
+    @property
+    def needs_its_family(self) -> bool:
+        """Whether only some families serve it (a view beyond AutoPipeline's, e.g. safe SD, AnimateDiff): its tab is
+        disabled where the loaded family has no such pipeline."""
+        return self.kind in ("feature", "animate")
+
     # -- the views this task adds over the main checkpoint ----------------------------------------------
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
