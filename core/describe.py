@@ -13,7 +13,7 @@ from core import checkpoints, devices, schedulers
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
-from core.tasks import TASKS, Task, family_of, get_task
+from core.tasks import TASKS, Serving, Task, family_of, get_task
 
 if TYPE_CHECKING:
     from core.studio import Studio
@@ -56,6 +56,7 @@ def run_info(
     seeds: list[int],
     images: list,
     nsfw: list[bool] | None,
+    serving: Serving,
 ) -> dict[str, Any]:
     """The `info` of a finished run (without timings and code, which the caller adds)."""
     width, height = images[0].size if images else (request.width, request.height)
@@ -81,7 +82,7 @@ def run_info(
         "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
         "warnings": prompt_warnings(pool, request) + black_image_warnings(pool, images, nsfw),
     }
-    info.update(get_task(request.task).info_fields(request, studio.serving()))
+    info.update(get_task(request.task).info_fields(request, serving))
     if studio.memory.modes.active:
         info["memory_modes"] = studio.memory.modes.as_dict()
     return info
@@ -95,6 +96,7 @@ def run_snippet(
     pipe: DiffusionPipeline,
     arguments: dict[str, Any],
     seeds: list[int],
+    serving: Serving,
 ) -> Snippet:
     """The script that makes the run again with diffusers alone: the whole batch, with the same generators."""
     cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
@@ -138,7 +140,7 @@ def run_snippet(
         snippet.after_load += studio.loras.snippet_lines()
         if studio.ip_adapter is not None:
             snippet.after_load += studio.ip_adapter.snippet_lines()
-    task.add_to_snippet(snippet, request, seeds, studio.serving(), load)
+    task.add_to_snippet(snippet, request, seeds, serving, load)
     return snippet
 
 

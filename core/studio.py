@@ -362,7 +362,8 @@ class Studio:
         """Run one request and return its images and info (saved first, if outputs is set); with `on_preview`
         and `request.preview_every`, a cheap picture of the latents goes to it every that many steps."""
         task = get_task(request.task)
-        pool = self._pool_for(task, request)
+        serving = self.serving()  # one snapshot per request: every hook of the run sees the same companions
+        pool = self._pool_for(task, request, serving)
         if self.options.public and not request.safety_checker and pool.has_safety_checker:
             raise InvalidRequest("The safety checker can't be turned off on a public server.")
         if self.options.public and task.brings_weights and not pool.has_safety_checker:
@@ -379,7 +380,7 @@ class Studio:
         out_of_memory = False
         try:
             pipe, arguments, output, stopped_at, switched = self._denoise(
-                pool, task, request, seeds, run_checker, on_step, cancel, on_preview
+                pool, task, request, seeds, run_checker, on_step, cancel, on_preview, serving
             )
         except torch.OutOfMemoryError:
             out_of_memory = True
@@ -390,7 +391,7 @@ class Studio:
         finished = time.perf_counter()
         images, extras = task.collect(output, arguments) if output is not None else ([], {})
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
-        info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw)
+        info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw, serving)
         info["warnings"] += upload_notes + ip_notes
         info["interrupted"] = stopped_at is not None
         if stopped_at is not None:
@@ -400,7 +401,7 @@ class Studio:
             "generate_ms": round((finished - switched) * 1000, 2),
             "total_ms": round((finished - started) * 1000, 2),
         }
-        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds).render()
+        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds, serving).render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
         files = (
             self.outputs.save_animation(extras["frames"][0], info, session)
@@ -419,10 +420,11 @@ class Studio:
         on_step: StepCallback | None,
         cancel: threading.Event | None,
         on_preview: Callable[[list], None] | None,
+        serving: Serving,
     ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
         when the view was ready)."""
-        scheduler, serving = schedulers.build(request.scheduler, pool.base.scheduler), self.serving()
+        scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
         pipe = task.view(pool, request, scheduler, run_checker, serving)
         refiner = task.second_stage(pool, request, serving)
         for view in (pipe, refiner) if refiner is not None else (pipe,):
@@ -459,7 +461,7 @@ class Studio:
             cache_dir=self.options.cache_dir,
         )
 
-    def _pool_for(self, task: Task, request: GenerationRequest) -> Pool:
+    def _pool_for(self, task: Task, request: GenerationRequest, serving: Serving) -> Pool:
         """The pool that serves the request: the main checkpoint's, or the companion the task runs on."""
         kind = task.companion_kind(request, self._companions)
         if kind is not None and kind not in self._companions:
@@ -468,7 +470,7 @@ class Studio:
                 f"offered in its tab (e.g. `demo-{kind.replace('_', '-')}` offline) first."
             )
         pool = self._companions[kind] if kind is not None else self.pool
-        task.check_pool(pool, request, self.serving())
+        task.check_pool(pool, request, serving)
         return pool
 
     # -- reporting ---------------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ class Animate(TaskSpec):
     name, label, kind, order = "animate", "Animate", "animate", 90
     pipeline_class = "AnimateDiffPipeline"
     companions = ("motion_adapter",)
-    sizes_from_request = True
     count_argument = "num_videos_per_prompt"
     output = "frames"
     lora_applies = False  # its motion UNet is built from the plain UNet (see `view`)

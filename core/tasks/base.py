@@ -162,16 +162,11 @@ class TaskSpec:
     label: ClassVar[str]
     kind: ClassVar[str]  # auto | feature | companion | animate
     order: ClassVar[int]  # where its tab and endpoint come among the others
-    needs_image: ClassVar[bool] = False
-    needs_mask: ClassVar[bool] = False
     auto_class: ClassVar[type | None] = None
     mapping: ClassVar[dict | None] = None
     pipeline_class: ClassVar[str | None] = None  # feature and companion tasks: the diffusers class that runs them
     companions: ClassVar[tuple[str, ...]] = ()  # companion kinds that can serve it (see core.demo.companions)
     companion_pipelines: ClassVar[Mapping[str, str]] = {}  # the class each of its companion kinds loads as
-    uses_prompt: ClassVar[bool] = True
-    sizes_from_request: ClassVar[bool] = False  # width/height come from the request (else from the input image)
-    has_strength: ClassVar[bool] = False  # how far from the input image the run may go
     count_argument: ClassVar[str] = "num_images_per_prompt"
     output: ClassVar[str] = "images"  # how the snippet saves the result: images | frames | rgbd
     lora_applies: ClassVar[bool] = True  # a LoRA in the shared modules changes what this task makes
@@ -186,10 +181,45 @@ class TaskSpec:
     results_label: ClassVar[str] = "Results"
     fixed: ClassVar[Mapping[str, Any]] = {}  # request fields the endpoint does not take, set to these
     size_follows_family: ClassVar[bool] = False  # width and height jump to the loaded family's size on each load
-    sends_to_upscale: ClassVar[bool] = False  # its gallery has "Upscale the selected image"
     fits_inputs: ClassVar[bool] = True  # inputs larger than the size limit are scaled down (upscale checks its own)
-    png_info_sends_image: ClassVar[bool] = False  # PNG info's Send hands this tab the image, not only its settings
     sizes_follow_image: ClassVar[bool] = False  # pass the input image's size where the pipeline takes one
+
+    # What the inputs say, read from `params` rather than declared twice.
+
+    def _takes(self, name: str) -> bool:
+        return any(p.name == name for p in self.params)
+
+    @property
+    def needs_image(self) -> bool:
+        return self._takes("image")
+
+    @property
+    def needs_mask(self) -> bool:
+        return any(p.kind == "mask" for p in self.params)
+
+    @property
+    def uses_prompt(self) -> bool:
+        return self._takes("prompt")
+
+    @property
+    def has_strength(self) -> bool:
+        """How far from the input image the run may go."""
+        return self._takes("strength")
+
+    @property
+    def sizes_from_request(self) -> bool:
+        """Width and height come from the request (else from the input image)."""
+        return self._takes("width")
+
+    @property
+    def png_info_sends_image(self) -> bool:
+        """PNG info's Send hands this tab the image too: the AutoPipeline tasks that start from one."""
+        return self.kind == "auto" and self.needs_image
+
+    @property
+    def sends_to_upscale(self) -> bool:
+        """Its gallery has "Upscale the selected image": the AutoPipeline tasks."""
+        return self.kind == "auto"
 
     @property
     def brings_weights(self) -> bool:

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 class Depth2Img(TaskSpec):
     name, label, kind, order = "depth2img", "Depth to image", "companion", 50
-    needs_image = True
-    has_strength = True
     pipeline_class = "StableDiffusionDepth2ImgPipeline"
     companions = ("depth",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"depth": "StableDiffusionDepth2ImgPipeline"}

@@ -21,11 +21,7 @@ class Img2Img(TaskSpec):
     name, label, kind, order = "img2img", "Image to image", "auto", 20
     auto_class = AutoPipelineForImage2Image
     mapping = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
-    needs_image = True
-    has_strength = True
     sizes_follow_image = True
-    png_info_sends_image = True
-    sends_to_upscale = True
     description = "Make images from an image and a prompt; strength is how much of the image is repainted."
     params = (
         image("Input image"),

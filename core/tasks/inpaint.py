@@ -22,7 +22,6 @@ class Inpaint(Img2Img):
     name, label, kind, order = "inpaint", "Inpaint", "auto", 30
     auto_class = AutoPipelineForInpainting
     mapping = AUTO_INPAINT_PIPELINES_MAPPING
-    needs_mask = True
     description = "Repaint the white part of `mask` (an image of the same size) in `image`, following the prompt."
     companions = ("inpaint",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"inpaint": "StableDiffusionInpaintPipeline"}

@@ -31,7 +31,6 @@ class Rgbd(TaskSpec):
     pipeline_class = "StableDiffusionLDM3DPipeline"
     companions = ("ldm3d",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"ldm3d": "StableDiffusionLDM3DPipeline"}
-    sizes_from_request = True
     output = "rgbd"
     description = "An image and its depth map from a prompt (LDM3D)."
     companion_note = "LDM3D, whose VAE decodes an image and its depth map together."

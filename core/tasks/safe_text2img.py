@@ -29,7 +29,6 @@ SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig 
 class SafeText2Img(TaskSpec):
     name, label, kind, order = "safe_text2img", "Safe text to image", "feature", 40
     pipeline_class = "StableDiffusionPipelineSafe"
-    sizes_from_request = True
     description = "Text to image with safe latent diffusion at a preset strength (weak, medium, strong, max)."
     note = (
         "Safe latent diffusion (`StableDiffusionPipelineSafe`, built with `from_pipe` over the loaded checkpoint: "

@@ -46,8 +46,6 @@ class Text2Img(TaskSpec):
     mapping = AUTO_TEXT2IMAGE_PIPELINES_MAPPING
     companions = ("refiner",)  # SDXL's refiner, as an optional second stage
     companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
-    sizes_from_request = True
-    sends_to_upscale = True
     size_follows_family = True
     description = (
         "Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0 perturbed-attention "

@@ -32,7 +32,6 @@ UPSCALERS = {"x4": 4, "x2": 2}
 
 class Upscale(TaskSpec):
     name, label, kind, order = "upscale", "Upscale", "companion", 70
-    needs_image = True
     pipeline_class = "StableDiffusionUpscalePipeline"
     companions = ("upscale_x4", "upscale_x2")
     companion_pipelines: ClassVar[Mapping[str, str]] = {

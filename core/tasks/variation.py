@@ -10,8 +10,6 @@ from core.tasks.base import NUM_IMAGES, SAFETY_CHECKER, SCHEDULER, SEED, TaskSpe
 
 class Variation(TaskSpec):
     name, label, kind, order = "variation", "Image variation", "companion", 60
-    needs_image = True
-    uses_prompt = False
     sizes_follow_image = True
     pipeline_class = "StableDiffusionImageVariationPipeline"
     companions = ("variation",)
