@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.errors import InvalidRequest
 from core.tasks import TaskSpec, get_task
-from core.tasks.base import check_int, is_number
+from core.tasks.base import ALWAYS_CHECKED, check_int
 
 MAX_SEED = 2**32 - 1
 # Image i of a batch made again alone, from its own seed, is near-identical, not byte-identical: matrix products
@@ -82,30 +82,19 @@ class GenerationRequest:
                     f"The {label} is {len(text):,} characters; this app takes at most {limits.max_prompt_chars:,} "
                     "(the text encoder reads only its first few hundred tokens). Shorten it."
                 )
-        self._check_options(task, limits)
+        checked = {p.name: p for p in (*ALWAYS_CHECKED, *task.params) if p.checked}
+        for name, param in checked.items():  # ranges and choices: the spec's params are the one source
+            param.check(getattr(self, name), limits)
         if task.sizes_from_request:
-            for label, value in (("width", self.width), ("height", self.height)):
-                check_int(label, value)
-                if not limits.min_side <= value <= limits.max_side:
-                    raise InvalidRequest(
-                        f"{label} must be between {limits.min_side} and {limits.max_side} pixels, got {value}."
-                    )
+            for label in ("width", "height"):
+                value = getattr(self, label)
                 if value % size_multiple:
                     lower = value - value % size_multiple
                     raise InvalidRequest(
                         f"{label} must be a multiple of {size_multiple}, got {value}; "
                         f"try {lower} or {lower + size_multiple}."
                     )
-        check_int("steps", self.steps)
-        if not 1 <= self.steps <= limits.max_steps:
-            raise InvalidRequest(f"steps must be between 1 and {limits.max_steps}, got {self.steps}.")
-        if not is_number(self.guidance_scale) or not 0 <= self.guidance_scale <= limits.max_guidance:
-            raise InvalidRequest(
-                f"guidance_scale must be a number between 0 and {limits.max_guidance}, got {self.guidance_scale}."
-            )
-        check_int("num_images", self.num_images)
-        if not 1 <= self.num_images <= limits.max_images:
-            raise InvalidRequest(f"num_images must be between 1 and {limits.max_images}, got {self.num_images}.")
+        task.check(self, limits)
         check_int("seed", self.seed)
         if not (self.seed == -1 or 0 <= self.seed <= MAX_SEED - self.num_images):
             raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED - self.num_images}.")
@@ -118,15 +107,7 @@ class GenerationRequest:
             if width * height > limits.max_image_pixels:
                 raise InvalidRequest(f"The image prompt is {width}x{height}, larger than this app accepts; shrink it.")
 
-    def _check_options(self, task: TaskSpec, limits: Limits) -> None:
-        check_int("preview_every", self.preview_every)
-        if not 0 <= self.preview_every <= limits.max_steps:
-            raise InvalidRequest(f"preview_every must be between 0 (off) and {limits.max_steps} steps.")
-        task.check(self, limits)
-
     def _check_images(self, task: TaskSpec, limits: Limits) -> None:
-        if task.has_strength and (not is_number(self.strength) or not 0 < self.strength <= 1):
-            raise InvalidRequest(f"strength must be above 0 and at most 1, got {self.strength}.")
         if self.image is None:
             raise InvalidRequest(f"{task.label} needs an input image: upload one.")
         if not isinstance(self.image, Image.Image):

@@ -23,38 +23,6 @@ def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
     return prompt, negative
 
 
-def steps_guidance(steps: int = 25, guidance: float = 7.5) -> tuple[gr.Slider, gr.Slider]:
-    with gr.Row():
-        return (
-            gr.Slider(1, 150, value=steps, step=1, label="Steps"),
-            gr.Slider(0, 30, value=guidance, step=0.5, label="Guidance scale"),
-        )
-
-
-def size_sliders(ctx: AppContext, default: int = 512) -> tuple[gr.Slider, gr.Slider]:
-    limits = ctx.settings.limits
-    with gr.Row():
-        return (
-            gr.Slider(limits.min_side, limits.max_side, value=default, step=8, label="Width"),
-            gr.Slider(limits.min_side, limits.max_side, value=default, step=8, label="Height"),
-        )
-
-
-def seed_and_count(ctx: AppContext, task: str, count: bool = True) -> tuple[gr.Number, gr.Slider | None]:
-    with gr.Row():
-        seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, minimum=-1, elem_id=f"{task}-seed")
-        num = gr.Slider(1, ctx.settings.limits.max_images, value=1, step=1, label="Images") if count else None
-    return seed, num
-
-
-def run_buttons(task: str, label: str = "Generate") -> tuple[gr.Button, gr.Button]:
-    with gr.Row():
-        return (
-            gr.Button(label, variant="primary", elem_id=f"{task}-generate"),
-            gr.Button("Stop", variant="stop", elem_id=f"{task}-stop"),
-        )
-
-
 def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str, results: Any = None) -> None:
     """Stop ends the visitor's run after its current step. With `results` (ui.results.Results), the stopped
     image, which the run still saves, is shown when it comes, marked "stopped at step N": cancelling the event

@@ -56,13 +56,11 @@ def mask_from_editor(editor: dict | None) -> Image.Image | None:
 def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTab:
     task, limits = spec.name, ctx.settings.limits
 
-    def bound(value: Any) -> Any:
-        return getattr(limits, value) if isinstance(value, str) else value
-
     def slider(p: Param, **extra: Any) -> gr.Slider:
+        low, high = p.page_range(limits)  # the range the API checks (core.generation), a step in at open ends
         return gr.Slider(
-            bound(p.minimum), bound(p.maximum), value=p.default, step=p.step, label=p.label, info=p.info,
-            elem_id=extra.pop("elem_id", p.elem_id), **extra,
+            low, high, value=p.default, step=p.step, label=p.label, info=p.info,
+            elem_id=extra.pop("elem_id", p.elem_id or f"{task}-{p.name.replace('_', '-')}"), **extra,
         )  # fmt: skip
 
     c: dict[str, Any] = {}

@@ -19,6 +19,8 @@ Task = TaskSpec
 def _discover() -> dict[str, TaskSpec]:
     specs = []
     for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):  # __main__ prints the README table
+            continue
         spec = getattr(importlib.import_module(f"{__name__}.{module.name}"), "SPEC", None)
         if isinstance(spec, TaskSpec):
             specs.append(spec)
@@ -37,6 +39,16 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except (KeyError, TypeError):
         raise InvalidRequest(f"Unknown task {name!r}; choose one of {', '.join(TASKS)}.") from None
+
+
+def tasks_table() -> str:
+    """The README's task table, made from the specs (the README holds a copy; a test keeps the two equal)."""
+    header = [
+        "| tab / endpoint | diffusers pipeline | what it shares with the loaded checkpoint |",
+        "| --- | --- | --- |",
+    ]
+    return "\n".join(header + [row for spec in TASKS.values() for row in spec.table_rows()])
+
 
 
 def views_over(base_class: str) -> dict[str, type]:

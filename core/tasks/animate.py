@@ -23,11 +23,10 @@ from core.tasks.base import (
     Param,
     Serving,
     TaskSpec,
-    check_int,
 )
 
 if TYPE_CHECKING:
-    from core.generation import GenerationRequest, GenerationResult, Limits
+    from core.generation import GenerationRequest, GenerationResult
     from core.pool import Pool
     from core.snippet import Snippet
 
@@ -35,6 +34,10 @@ if TYPE_CHECKING:
 class Animate(TaskSpec):
     name, label, kind, order = "animate", "Animate", "animate", 90
     pipeline_class = "AnimateDiffPipeline"
+    table_pipeline = "`AnimateDiffPipeline.from_pipe(base, motion_adapter=...)` → GIF and MP4"
+    table_shares = (
+        "everything but the UNet, which AnimateDiff turns into a motion UNet (a copy with the adapter's layers)"
+    )
     companions = ("motion_adapter",)
     count_argument = "num_videos_per_prompt"
     output = "frames"
@@ -60,14 +63,6 @@ class Animate(TaskSpec):
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         return {self.name: diffusers.AnimateDiffPipeline} if base_class == "StableDiffusionPipeline" else {}
-
-    def check(self, request: GenerationRequest, limits: Limits) -> None:
-        check_int("num_frames", request.num_frames)
-        check_int("fps", request.fps)
-        if not 1 <= request.num_frames <= limits.max_frames:
-            raise InvalidRequest(f"num_frames must be between 1 and {limits.max_frames}, got {request.num_frames}.")
-        if not 1 <= request.fps <= 60:
-            raise InvalidRequest(f"fps must be between 1 and 60, got {request.fps}.")
 
     def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
         super().check_pool(pool, request, serving)

@@ -58,7 +58,7 @@ class Param:
     label: str = ""
     default: Any = None  # what the page shows first
     api_default: Any = REQUIRED
-    minimum: float | str | None = None
+    minimum: float | str | None = None  # the range the API accepts and the page's control shows
     maximum: float | str | None = None
     step: float | None = None
     choices: tuple = ()
@@ -69,6 +69,44 @@ class Param:
     group: str | None = None  # a key of the spec's `groups`: controls in an accordion
     option: str | None = None  # shown only where the loaded model has this option (model info's `options`)
     elem_id: str | None = None  # the page's id for it, where tests or styles need one
+    above: bool = False  # the minimum itself is refused (the page's control starts a step above it)
+    below: bool = False  # the maximum itself is refused (the page's control ends a step below it)
+
+    @property
+    def checked(self) -> bool:
+        """Whether validation checks its value here: numbers with a range, and choices."""
+        return self.kind == "choice" or self.minimum is not None
+
+    def bounds(self, limits: Limits) -> tuple[float, float]:
+        """The range the API accepts, with names of `Limits` fields read from `limits`."""
+        low, high = (getattr(limits, b) if isinstance(b, str) else b for b in (self.minimum, self.maximum))
+        return low, high
+
+    def page_range(self, limits: Limits) -> tuple[float, float]:
+        """The page control's range: the API's, a step inside where an end itself is refused."""
+        low, high = self.bounds(limits)
+        step = self.step or 0
+        return (low + step if self.above else low), (high - step if self.below else high)
+
+    def check(self, value: Any, limits: Limits) -> None:
+        """Raise InvalidRequest, saying what is allowed, when `value` is out of this parameter's range or choices."""
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise InvalidRequest(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}.")
+            return
+        low, high = self.bounds(limits)
+        if self.whole:
+            check_int(self.name, value)
+        within = is_number(value) and (low < value if self.above else low <= value)
+        within = within and (value < high if self.below else value <= high)
+        if within:
+            return
+        if self.above or self.below:
+            allowed = f"{'above' if self.above else 'at least'} {low} and {'below' if self.below else 'at most'} {high}"
+        else:
+            allowed = f"between {low} and {high}"
+        what = "" if self.whole else "a number "
+        raise InvalidRequest(f"{self.name} must be {what}{allowed}, got {value}.")
 
 
 @dataclass(frozen=True)
@@ -114,7 +152,7 @@ def size(name: str) -> Param:
 
 
 def strength(default: float) -> Param:
-    return Param("strength", "slider", "Strength", default, minimum=0.01, maximum=1.0, step=0.01, row="strength")
+    return Param("strength", "slider", "Strength", default, minimum=0, maximum=1, step=0.01, above=True, row="strength")
 
 
 def image(label: str, name: str = "image", *, mode: str = "RGB", optional: bool = False) -> Param:
@@ -138,11 +176,14 @@ PREVIEW = Param(
     5,
     api_default=0,
     minimum=0,
-    maximum=20,
+    maximum="max_steps",
     step=1,
     whole=True,
     info="0 = off; a quick look at the latents, no VAE decode",
 )
+# Request fields every run reads, checked even where a task's endpoint does not take them (a Python caller may set
+# them); a task's own param of the same name replaces these.
+ALWAYS_CHECKED = (steps(), guidance(), NUM_IMAGES, PREVIEW)
 
 
 @dataclass(frozen=True)
@@ -183,6 +224,11 @@ class TaskSpec:
     size_follows_family: ClassVar[bool] = False  # width and height jump to the loaded family's size on each load
     fits_inputs: ClassVar[bool] = True  # inputs larger than the size limit are scaled down (upscale checks its own)
     sizes_follow_image: ClassVar[bool] = False  # pass the input image's size where the pipeline takes one
+    # The README's task table (`python -m core.tasks` prints it): the pipeline cell (default: the class that runs
+    # it), what it shares with the loaded checkpoint, and a row under it per option that runs another pipeline.
+    table_pipeline: ClassVar[str] = ""
+    table_shares: ClassVar[str] = "everything"
+    table_options: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (option, pipeline, shares)
 
     # What the inputs say, read from `params` rather than declared twice.
 
@@ -342,6 +388,15 @@ class TaskSpec:
     def frames(self, request: GenerationRequest) -> int:
         """Frames per image: what a GPU lease has to make per step."""
         return 1
+
+    def table_rows(self) -> list[str]:
+        """This task's rows of the README's task table."""
+        cls = self.auto_class.__name__ if self.auto_class is not None else self.pipeline_class
+        rows = [
+            (f"{self.tab_label or self.label} `/{self.name}`", self.table_pipeline or f"`{cls}`", self.table_shares)
+        ]
+        rows += [(f"… {option}", pipeline, shares) for option, pipeline, shares in self.table_options]
+        return [f"| {' | '.join(cells)} |" for cells in rows]
 
 
 _ALL_MAPPINGS = (AUTO_TEXT2IMAGE_PIPELINES_MAPPING, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, AUTO_INPAINT_PIPELINES_MAPPING)

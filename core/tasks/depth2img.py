@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 class Depth2Img(TaskSpec):
     name, label, kind, order = "depth2img", "Depth to image", "companion", 50
     pipeline_class = "StableDiffusionDepth2ImgPipeline"
+    table_shares = "companion: `stabilityai/stable-diffusion-2-depth`"
     companions = ("depth",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"depth": "StableDiffusionDepth2ImgPipeline"}
     description = "Repaint an image following the prompt while keeping its depth (estimated, or the depth_map given)."

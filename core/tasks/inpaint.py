@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 class Inpaint(Img2Img):
     name, label, kind, order = "inpaint", "Inpaint", "auto", 30
     auto_class = AutoPipelineForInpainting
+    table_pipeline = "`AutoPipelineForInpainting` (or a loaded 9-channel inpainting companion)"
     mapping = AUTO_INPAINT_PIPELINES_MAPPING
     description = "Repaint the white part of `mask` (an image of the same size) in `image`, following the prompt."
     companions = ("inpaint",)

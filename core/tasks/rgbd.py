@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 class Rgbd(TaskSpec):
     name, label, kind, order = "rgbd", "RGB + depth", "companion", 80
     pipeline_class = "StableDiffusionLDM3DPipeline"
+    table_shares = "companion: `Intel/ldm3d`"
     companions = ("ldm3d",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"ldm3d": "StableDiffusionLDM3DPipeline"}
     output = "rgbd"

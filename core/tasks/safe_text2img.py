@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import diffusers
 from diffusers import DiffusionPipeline
 
-from core.errors import InvalidRequest
 from core.tasks.base import (
     IMAGE_PROMPT,
     RUN,
@@ -21,7 +20,7 @@ from core.tasks.base import (
 )
 
 if TYPE_CHECKING:
-    from core.generation import GenerationRequest, Limits
+    from core.generation import GenerationRequest
 
 SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig presets
 
@@ -29,6 +28,7 @@ SAFETY_PRESETS = ("weak", "medium", "strong", "max")  # diffusers' SafetyConfig 
 class SafeText2Img(TaskSpec):
     name, label, kind, order = "safe_text2img", "Safe text to image", "feature", 40
     pipeline_class = "StableDiffusionPipelineSafe"
+    table_pipeline = "`StableDiffusionPipelineSafe` with `SafetyConfig` presets"
     description = "Text to image with safe latent diffusion at a preset strength (weak, medium, strong, max)."
     note = (
         "Safe latent diffusion (`StableDiffusionPipelineSafe`, built with `from_pipe` over the loaded checkpoint: "
@@ -47,12 +47,6 @@ class SafeText2Img(TaskSpec):
         if base_class != "StableDiffusionPipeline":
             return {}
         return {self.name: diffusers.StableDiffusionPipelineSafe}
-
-    def check(self, request: GenerationRequest, limits: Limits) -> None:
-        if request.safety_preset not in SAFETY_PRESETS:
-            raise InvalidRequest(
-                f"safety_preset must be one of {', '.join(SAFETY_PRESETS)}, got {request.safety_preset!r}."
-            )
 
     def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
         from diffusers.pipelines.deprecated.stable_diffusion_safe import SafetyConfig

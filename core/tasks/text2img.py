@@ -29,7 +29,6 @@ from core.tasks.base import (
     TaskSpec,
     checker_overrides,
     family_of,
-    is_number,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +46,17 @@ class Text2Img(TaskSpec):
     companions = ("refiner",)  # SDXL's refiner, as an optional second stage
     companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
     size_follows_family = True
+    table_shares = "everything (a `from_pipe` view)"
+    table_options = (
+        ("with SAG (`sag_scale`)", "`StableDiffusionSAGPipeline`", "everything: same memory as plain SD"),
+        ("with PAG (`pag_scale`)", "`StableDiffusionPAGPipeline` (`enable_pag`)", "everything"),
+        (
+            "SDXL refiner (`refiner_switch`)",
+            "`StableDiffusionXLImg2ImgPipeline` on the base's latents (`denoising_end` / `denoising_start`)",
+            "companion `stabilityai/stable-diffusion-xl-refiner-1.0`, which takes the base's second text encoder "
+            "and VAE from memory",
+        ),
+    )
     description = (
         "Make images from a prompt; sag_scale > 0 adds self-attention guidance, pag_scale > 0 perturbed-attention "
         "guidance (one at a time); refiner_switch > 0 hands SDXL's last steps to the loaded refiner; "
@@ -101,9 +111,10 @@ class Text2Img(TaskSpec):
             0,
             0.0,
             0,
-            0.95,
+            1,
             0.05,
             info="the fraction of the steps the base does; 0 = off, 0.8 is usual",
+            below=True,
             group="refiner",
             elem_id="refiner-switch",
         ),
@@ -121,13 +132,6 @@ class Text2Img(TaskSpec):
         return views
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
-        for label, value in (("sag_scale", request.sag_scale), ("pag_scale", request.pag_scale)):
-            if not is_number(value) or not 0 <= value <= 10:
-                raise InvalidRequest(f"{label} must be a number between 0 and 10, got {value}.")
-        if not is_number(request.refiner_switch) or not 0 <= request.refiner_switch < 1:
-            raise InvalidRequest(
-                f"refiner_switch must be at least 0 (off) and below 1, got {request.refiner_switch}; 0.8 is usual."
-            )
         if request.sag_scale > 0 and request.pag_scale > 0:
             raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
 

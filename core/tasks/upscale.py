@@ -17,7 +17,6 @@ from core.tasks.base import (
     Param,
     Serving,
     TaskSpec,
-    check_int,
     guidance,
     image,
     steps,
@@ -33,6 +32,8 @@ UPSCALERS = {"x4": 4, "x2": 2}
 class Upscale(TaskSpec):
     name, label, kind, order = "upscale", "Upscale", "companion", 70
     pipeline_class = "StableDiffusionUpscalePipeline"
+    table_pipeline = "`StableDiffusionUpscalePipeline` (x4), `StableDiffusionLatentUpscalePipeline` (x2)"
+    table_shares = "companions: `stabilityai/stable-diffusion-x4-upscaler`, `stabilityai/sd-x2-latent-upscaler`"
     companions = ("upscale_x4", "upscale_x2")
     companion_pipelines: ClassVar[Mapping[str, str]] = {
         "upscale_x4": "StableDiffusionUpscalePipeline",
@@ -60,13 +61,6 @@ class Upscale(TaskSpec):
 
     def companion_kind(self, request: GenerationRequest, companions: Mapping[str, Pool]) -> str | None:
         return f"upscale_{request.upscaler}"
-
-    def check(self, request: GenerationRequest, limits: Limits) -> None:
-        if request.upscaler not in UPSCALERS:
-            raise InvalidRequest(f"upscaler must be one of {', '.join(UPSCALERS)}, got {request.upscaler!r}.")
-        check_int("noise_level", request.noise_level)
-        if not 0 <= request.noise_level <= 350:
-            raise InvalidRequest(f"noise_level must be between 0 and 350, got {request.noise_level}.")
 
     def check_input_size(self, request: GenerationRequest, limits: Limits) -> None:
         (width, height), factor = request.image.size, UPSCALERS.get(request.upscaler, 4)

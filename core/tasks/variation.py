@@ -12,6 +12,7 @@ class Variation(TaskSpec):
     name, label, kind, order = "variation", "Image variation", "companion", 60
     sizes_follow_image = True
     pipeline_class = "StableDiffusionImageVariationPipeline"
+    table_shares = "companion: `lambdalabs/sd-image-variations-diffusers`"
     companions = ("variation",)
     companion_pipelines: ClassVar[Mapping[str, str]] = {"variation": "StableDiffusionImageVariationPipeline"}
     tab_label = "Variation"

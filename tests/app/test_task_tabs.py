@@ -30,3 +30,24 @@ def test_every_tab_has_run_controls_results_and_a_stop_that_cancels_its_run(runn
     assert all(f"{name}-prompt" in ids for name in prompt_tasks)
     stop_fns = [d for d in conf["dependencies"] if d.get("cancels")]
     assert len(stop_fns) >= len(TASKS), "each tab's Stop cancels its run (compare has one too)"
+
+
+def test_every_slider_spans_the_range_its_endpoint_accepts(running_app):
+    """The page's sliders and the API's checks read one range (the spec's params): a value the page lets a user
+    pick is never refused, and the page never stops short of what the API takes."""
+    from core.generation import Limits
+
+    limits = Limits()  # the app under test runs with the default (local) limits
+    sliders = {
+        c["props"].get("elem_id"): c["props"]
+        for c in attack.config(running_app.url)["components"]
+        if c["type"] == "slider"
+    }
+    seen = 0
+    for name, spec in TASKS.items():
+        for p in spec.params:
+            if p.kind in ("slider", "steps", "guidance", "size", "count", "preview"):
+                props = sliders[p.elem_id or f"{name}-{p.name.replace('_', '-')}"]
+                assert (props["minimum"], props["maximum"]) == p.page_range(limits), (name, p.name)
+                seen += 1
+    assert seen > 3 * len(TASKS)

@@ -6,7 +6,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from core.tasks import COMPANION_PIPELINES, TASKS, TaskSpec
+import pytest
+
+from core.errors import InvalidRequest
+from core.generation import Limits
+from core.tasks import COMPANION_PIPELINES, TASKS, TaskSpec, tasks_table
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 
@@ -70,7 +74,32 @@ def test_every_companion_a_task_needs_has_an_offline_twin():
     assert kinds <= set(COMPANIONS), kinds - set(COMPANIONS)
 
 
-def test_the_readme_table_has_a_row_for_every_task():
+def test_the_readme_table_is_the_one_the_specs_make():
     readme = (CORE.parent / "README.md").read_text(encoding="utf-8")
-    for name, spec in TASKS.items():
-        assert f"| {spec.tab_label or spec.label} `/{name}` |" in readme, f"README: add the row of {name}"
+    table = tasks_table()
+    assert all(f"`/{name}`" in table for name in TASKS)
+    assert table in readme, "README: paste the output of `python -m core.tasks` over the task table"
+
+
+def test_each_range_refuses_one_step_past_where_the_page_stops():
+    """Validation reads each param's range: both ends of the page's control pass, one step past them is refused
+    with the allowed range in the message; a choice outside the list names the list."""
+    limits = Limits()
+    for spec in TASKS.values():
+        for p in spec.params:
+            if p.kind == "choice":
+                for choice in p.choices:
+                    p.check(choice, limits)
+                with pytest.raises(InvalidRequest, match=f"{p.name} must be one of {', '.join(p.choices)}"):
+                    p.check("nonsense", limits)
+            elif p.checked:
+                low, high = p.page_range(limits)
+                p.check(low, limits)
+                p.check(high, limits)
+                step = p.step or 1
+                for outside in (low - step, high + step):
+                    with pytest.raises(InvalidRequest, match=f"{p.name} must be .*, got"):
+                        p.check(outside, limits)
+                if p.whole:
+                    with pytest.raises(InvalidRequest, match="whole number"):
+                        p.check(low + 0.5, limits)
