@@ -50,7 +50,6 @@ def tasks_table() -> str:
     return "\n".join(header + [row for spec in TASKS.values() for row in spec.table_rows()])
 
 
-
 def views_over(base_class: str) -> dict[str, type]:
     """Every view a main checkpoint of `base_class` serves, with its class: the AutoPipeline tasks first, then the
     options and feature tasks."""
