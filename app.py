@@ -122,7 +122,7 @@ def public_blocked_paths(settings: Settings) -> list[str]:
 
 def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
     """Start the server with the settings' address, sharing, login and public-mode rules."""
-    from ui.layout import css
+    from ui.layout import css, page_script, theme
 
     warning = outputs_warning(settings)
     if warning:
@@ -144,6 +144,8 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         inbrowser=settings.open_browser,
         prevent_thread_lock=prevent_thread_lock,
         css=css(),
+        js=page_script(),
+        theme=theme(),
         footer_links=["api", "gradio"],
         app_kwargs={"middleware": visitor_limits(settings, app)} if settings.public else None,
     )

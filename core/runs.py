@@ -55,6 +55,8 @@ def _run(
     on_latents: PreviewCallback | None,
 ) -> tuple[Any | None, int | None]:
     accepted = inspect.signature(pipe.__call__).parameters
+    if on_step is not None:
+        on_step = _in_asked_steps(on_step, steps, arguments)
     if "callback_on_step_end" in accepted:
         skipped: list[int] = []  # the step a Stop ended the loop at; a Stop after the last step skips nothing
 
@@ -89,6 +91,21 @@ def _run(
         return pipe(**arguments, callback=legacy, callback_steps=1), None
     except _Stopped:
         return None, stopped_at[0]
+
+
+def _in_asked_steps(on_step: StepCallback, steps: int, arguments: dict[str, Any]) -> StepCallback:
+    """Progress in the steps the user asked for. Some schedulers call back more often than that: PNDM's warm-up adds
+    one (26 for 25), second-order ones nearly double (Heun: 7 for 4). Fewer is real and shown as is (img2img at a
+    strength runs that fraction of the steps, as diffusers' get_timesteps rounds it)."""
+    strength = arguments.get("strength") if "image" in arguments else None
+    asked = max(1, min(int(steps * strength), steps)) if isinstance(strength, (int, float)) else steps
+
+    def report(done: int, total: int) -> None:
+        if total > asked:
+            done, total = -(-done * asked // total), asked  # ceil: the first call is step 1, the last is `asked`
+        on_step(done, total)
+
+    return report
 
 
 def _legacy_total_steps(pipe: DiffusionPipeline, arguments: dict[str, Any], steps: int) -> int:

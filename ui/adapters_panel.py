@@ -41,9 +41,13 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
     """Accordions above the tabs: `/load_lora(source, weight)`, `/unload_lora(name)`,
     `/load_ip_adapter(source, scale)` and `/unload_ip_adapter()`. Returns the image prompt component, which the
     task tabs take as an input."""
-    image_prompt = build_ip_adapter_panel(ctx)
+    with gr.Column(scale=1, min_width=200):
+        image_prompt = build_ip_adapter_panel(ctx)
     # A public server's visitors can't change the shared modules, and no adapter source is on its allowlist.
-    with gr.Accordion("LoRA adapters", open=False, elem_id="lora-panel", visible=not ctx.settings.public):
+    with (
+        gr.Column(scale=1, min_width=200),
+        gr.Accordion("LoRA adapters", open=False, elem_id="lora-panel", visible=not ctx.settings.public),
+    ):
         gr.Markdown(WARNING)
         with gr.Row(equal_height=True):
             source = gr.Dropdown(

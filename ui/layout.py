@@ -30,10 +30,15 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
     # (the outputs folder keeps the images; History reads it), locally once a day of a week's.
     sweep = (900, 3600) if ctx.settings.public else (86400, 7 * 86400)
     with gr.Blocks(title=TITLE, delete_cache=sweep) as app:
-        gr.Markdown(f"# 🧨 {TITLE}\nOne checkpoint, loaded once, serving every task with `from_pipe`.", elem_id="title")
+        gr.Markdown(
+            f"# 🧨 {TITLE} <small>one checkpoint, loaded once, serving every task with `from_pipe`</small>",
+            elem_id="title",
+        )
         panel = build_model_panel(ctx)
-        panel.image_prompt = build_adapters_panel(ctx)
-        memory = build_memory_panel(ctx)
+        with gr.Row(elem_id="extras"):  # folded, side by side: each is one line until opened
+            panel.image_prompt = build_adapters_panel(ctx)
+            with gr.Column(scale=2, min_width=240):
+                memory = build_memory_panel(ctx)
         built: dict[str, TaskTab] = {}
         task_tabs: dict[str, gr.Tab] = {}
         with gr.Tabs(elem_id="tasks") as tabs:
@@ -162,3 +167,17 @@ def build_companion_api(ctx: AppContext) -> None:
 
 def css() -> str:
     return (ASSETS / "style.css").read_text(encoding="utf-8")
+
+
+def page_script() -> str:
+    """The page's script: folding the model bar on a phone, Ctrl+Enter, the progress in the tab's title."""
+    return (ASSETS / "app.js").read_text(encoding="utf-8")
+
+
+def theme() -> gr.Theme:
+    """Gradio's Soft theme in the colours of the 🧨; it follows the system's light or dark setting."""
+    # System fonts: the theme's Google font would be fetched from Google by every visitor's browser (and fails
+    # offline).
+    fonts = ("ui-sans-serif", "system-ui", "sans-serif")
+    mono = ("ui-monospace", "SFMono-Regular", "Menlo", "monospace")
+    return gr.themes.Soft(primary_hue="orange", secondary_hue="amber", neutral_hue="slate", font=fonts, font_mono=mono)

@@ -56,6 +56,20 @@ def summary_markdown(report: dict[str, Any]) -> str:
     return line
 
 
+def panel_label(report: dict[str, Any]) -> gr.Accordion:
+    """The folded panel's one line: memory in use now and the pool's weights."""
+    if not report:
+        return gr.Accordion(label="Memory")
+    if report.get("readable") is False:
+        used = f"host RAM {fmt_bytes(report['process_rss_bytes'])}"
+    elif report["device"] == "cpu":
+        used = f"this process {fmt_bytes(report['process_rss_bytes'])}"
+    else:
+        used = f"VRAM {fmt_bytes(report['total_bytes'] - report['free_bytes'])} of {fmt_bytes(report['total_bytes'])}"
+    pool = f" · model weights {fmt_bytes(report['pool_bytes'])}" if report["pool_bytes"] else ""
+    return gr.Accordion(label=f"Memory · {report['device_name']}: {used}{pool}")
+
+
 def components_table(report: dict[str, Any]) -> pd.DataFrame:
     rows = [
         {
@@ -83,7 +97,8 @@ class MemoryPanel:
 
 def build_memory_panel(ctx: AppContext) -> MemoryPanel:
     """Build the panel; its timer's event is the `/memory` endpoint."""
-    with gr.Accordion("Memory", open=True, elem_id="memory-panel"):
+    # Folded to one line (its label says the headline) until opened.
+    with gr.Accordion("Memory", open=False, elem_id="memory-panel") as panel:
         with gr.Row(equal_height=True):
             summary = gr.Markdown(elem_id="memory-summary")
             plot = gr.LinePlot(
@@ -117,7 +132,7 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
             + [(t - now, p / 1e9, "model weights") for t, _b, p in samples],
             columns=["seconds ago", "GB", "series"],
         )
-        return summary_markdown(report), frame, components_table(report or {}), samples
+        return summary_markdown(report), frame, components_table(report or {}), samples, panel_label(report)
 
     # Polling has its own queue with no limit, so it never waits behind a running generation.
     polled = timer.tick(
@@ -126,7 +141,7 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
     polled.then(
         render,
         [report, history],
-        [summary, plot, table, history],
+        [summary, plot, table, history, panel],
         api_visibility="private",
         concurrency_id="memory",
         concurrency_limit=None,
@@ -137,7 +152,7 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
         return event.then(memory, None, report, api_visibility="private", show_progress="hidden").then(
             render,
             [report, history],
-            [summary, plot, table, history],
+            [summary, plot, table, history, panel],
             api_visibility="private",
             show_progress="hidden",
         )

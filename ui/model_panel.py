@@ -16,13 +16,12 @@ from ui import zerogpu
 from ui.common import GPU_QUEUE, AppContext, change_shared, fmt_bytes, user_errors
 
 DEMO_BANNER = (
-    "**You are on the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: it "
-    "is here to show how the studio works without a download. To make real images, pick a real model above "
-    "(for example `stable-diffusion-v1-5/stable-diffusion-v1-5`) and press **Load** while online."
+    "**You are on the offline demo checkpoint**: tiny random weights, so every image is noise. For real images, "
+    "load a real model (the bar below) while online."
 )
 PUBLIC_DEMO_BANNER = (
-    "**This server runs the offline demo checkpoint.** Its weights are tiny and random, so every image is noise: "
-    "it shows how the studio works. Its owner picks the model."
+    "**This server runs the offline demo checkpoint**: tiny random weights, so every image is noise. Its owner "
+    "picks the model."
 )
 
 ZERO_GPU_NOTE = (
@@ -52,14 +51,15 @@ class ModelPanel:
     image_prompt: Any = None  # the IP-Adapter's image prompt (set by the adapters panel), an input of every task
     model_loads: list[Any] = field(default_factory=list)  # the events that load a checkpoint (Load, the cache tab)
     load_model: Callable[..., dict] | None = None  # the Load button's function (with its download progress)
+    progress: Any = None  # the line under the bar where load progress (and a failure's pill) shows
 
     def wire_load(self, trigger: Callable[..., Any], fn: Callable[..., dict], inputs: list[Any]) -> None:
-        """Another button that loads a checkpoint: the model queue, progress on the status line, the panel's refresh,
-        and whatever the page refreshes after a load."""
+        """Another button that loads a checkpoint: the model queue, progress under the bar, the panel's refresh (after
+        a failure too: it shows what still serves), and whatever the page refreshes after a load."""
         event = trigger(
-            fn, inputs, self.info, api_visibility="private", concurrency_id=GPU_QUEUE, show_progress_on=self.status
+            fn, inputs, self.info, api_visibility="private", concurrency_id=GPU_QUEUE, show_progress_on=self.progress
         )
-        event.success(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
+        event.then(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
         self.model_loads.append(event)
         self.loaded.append(event)
 
@@ -135,56 +135,67 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
     if settings.model not in [m.id for m in settings.curated_models]:
         model_choices.insert(0, (settings.model, settings.model))
     banner = gr.Markdown(banner_markdown(ctx), elem_id="banner", elem_classes=["banner"], visible=True)
-    with gr.Row(equal_height=True, elem_id="model-panel"):
-        source = gr.Dropdown(
-            model_choices,
-            value=settings.model,
-            label="Checkpoint",
-            info="Set by this server's owner"
-            if public
-            else "A curated model, or type a Hub id (org/name), a local folder or a single .safetensors file",
-            allow_custom_value=not public,
-            scale=4,
-            elem_id="model-source",
-        )
-        variant = gr.Dropdown(
-            list(VARIANT_CHOICES),
-            value=settings.variant,
-            label="Variant",
-            allow_custom_value=True,  # a saved variant (e.g. bf16); the engine checks it against the files
-            scale=1,
-        )
-        dtype = gr.Dropdown(list(DTYPE_CHOICES), value=settings.dtype, label="dtype", scale=1)
-        load_button = gr.Button("Load", variant="primary", scale=1, elem_id="load-button")
-        check_button = gr.Button("Check size", scale=1, elem_id="check-button")
-    with gr.Row(equal_height=True):
-        vae = gr.Dropdown(
-            ["default", *settings.curated_vaes],
-            value="default",
-            label="VAE",
-            info="`default` is the checkpoint's own" + ("" if public else "; or a Hub id / local folder"),
-            allow_custom_value=not public,
-            scale=3,
-        )
-        vae_button = gr.Button("Apply VAE", scale=1)
-        # Built with every catalog name: gradio checks API values against these, not a session's narrowed list;
-        # the engine rejects a name the loaded checkpoint can't use, with the list of those it can.
-        scheduler = gr.Dropdown(
-            [schedulers.DEFAULT, *(c.name for c in schedulers.CATALOG)],
-            value=schedulers.DEFAULT,
-            label="Scheduler",
-            info="Only those this model can use",
-            scale=3,
-            elem_id="scheduler",
-        )
-        safety_checker = gr.Checkbox(
-            value=True,
-            label="Safety checker",
-            info="Always on for a public server" if public else "Screens each image; flagged ones are blacked out",
-            interactive=not public,
-            scale=2,
-        )
     status = gr.Markdown(status_markdown(ctx), elem_id="model-status")
+    # A compact bar above the tabs (a phone folds it on page open: assets/app.js), so the prompt comes first.
+    with gr.Accordion("Model, VAE and scheduler", open=True, elem_id="model-bar"):
+        with gr.Row(equal_height=True, elem_id="model-panel"):
+            source = gr.Dropdown(
+                model_choices,
+                value=settings.model,
+                label="Checkpoint",
+                info="Set by this server's owner"
+                if public
+                else "a curated model, a Hub id (org/name), a folder or a .safetensors file",
+                allow_custom_value=not public,
+                scale=4,
+                min_width=240,
+                elem_id="model-source",
+            )
+            variant = gr.Dropdown(
+                list(VARIANT_CHOICES),
+                value=settings.variant,
+                label="Variant",
+                allow_custom_value=True,  # a saved variant (e.g. bf16); the engine checks it against the files
+                scale=1,
+                min_width=120,
+            )
+            dtype = gr.Dropdown(list(DTYPE_CHOICES), value=settings.dtype, label="dtype", scale=1, min_width=120)
+            with gr.Column(scale=1, min_width=110):
+                load_button = gr.Button("Load", variant="primary", size="sm", elem_id="load-button")
+                check_button = gr.Button("Check size", size="sm", elem_id="check-button")
+            vae = gr.Dropdown(
+                ["default", *settings.curated_vaes],
+                value="default",
+                label="VAE",
+                info="default = the checkpoint's own" + ("" if public else "; or a Hub id / folder"),
+                allow_custom_value=not public,
+                scale=2,
+                min_width=160,
+                elem_id="vae-source",
+            )
+            with gr.Column(scale=0, min_width=100):
+                vae_button = gr.Button("Apply VAE", size="sm", elem_id="vae-apply")
+            # Built with every catalog name: gradio checks API values against these, not a session's narrowed
+            # list; the engine rejects a name the loaded checkpoint can't use, with the list of those it can.
+            scheduler = gr.Dropdown(
+                [schedulers.DEFAULT, *(c.name for c in schedulers.CATALOG)],
+                value=schedulers.DEFAULT,
+                label="Scheduler",  # the list holds only those this model can use
+                scale=2,
+                min_width=160,
+                elem_id="scheduler",
+            )
+            safety_checker = gr.Checkbox(
+                value=True,
+                label="Safety checker",
+                info="Always on for a public server" if public else None,
+                interactive=not public,
+                scale=1,
+                min_width=120,
+                elem_id="safety-checker",
+            )
+        # Load and VAE progress (and a failure's red pill) show here, so the status line above stays readable.
+        progress_line = gr.Markdown(elem_id="load-progress")
     preflight_card = gr.Markdown(visible=False, elem_id="preflight")
     info = gr.JSON(visible=False)
     preflight_info = gr.JSON(visible=False)
@@ -251,11 +262,15 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         info,
         api_name="load_model",
         concurrency_id=GPU_QUEUE,
-        show_progress_on=status,  # `info` is hidden: the download and load progress shows on the status line
-    ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
+        show_progress_on=progress_line,  # `info` is hidden: the download and load progress shows under the bar
+    )
+    # On success the panel shows the new model; on failure it goes back to the one still serving (the bad id
+    # would otherwise stay in the box as if it were loaded).
+    load_event.then(refresh, scheduler, refresh_outputs, api_visibility="private")
     vae_event = vae_button.click(
-        set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE, show_progress_on=status
-    ).success(refresh, scheduler, refresh_outputs, api_visibility="private")
+        set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE, show_progress_on=progress_line
+    )
+    vae_event.then(refresh, scheduler, refresh_outputs, api_visibility="private")
     panel = ModelPanel(
         source,
         variant,
@@ -273,5 +288,6 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         refresh_outputs,
         model_loads=[load_event],
         load_model=load_model,
+        progress=progress_line,
     )
     return panel

@@ -1,9 +1,9 @@
 """Every task's tab and endpoint, built from its spec (core.tasks): the controls from `spec.params`, the endpoint's
 signature (`/text2img(prompt, negative_prompt, ...)`) from the same list, the outputs from `spec.outputs`.
 
-Layout, top to bottom: the companion box (tasks that bring weights), the input images, the prompts, the task's
-own controls (side by side where they share a `row`), steps and guidance, the size, the accordions of `groups`,
-seed and image count, the live preview, Generate and Stop; the results on the right.
+Layout, top to bottom: the companion box (tasks that bring weights), the input images, the prompts, Generate and
+Stop, the task's own controls (side by side where they share a `row`), steps and guidance, the size, the accordions
+of `groups`, seed and image count, the live preview; the results on the right.
 """
 
 from __future__ import annotations
@@ -95,6 +95,12 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                         )
             if "prompt" in kinds:
                 c["prompt"], c["negative_prompt"] = prompts(task)
+            # Right under what the user writes, as in the tools people know: the first screen has it.
+            with gr.Row(elem_classes=["run-row"]):
+                generate = gr.Button(
+                    spec.run_label, variant="primary", elem_id=f"{task}-generate", scale=3, min_width=120
+                )
+                stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop", scale=1, min_width=70)
             _own_controls(spec, c, slider)
             if "steps" in kinds:
                 with gr.Row():
@@ -128,9 +134,6 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                     c["num_images"] = slider(params["num_images"], scale=3, elem_id=f"{task}-num-images")
             if "preview" in kinds:
                 c["preview_every"] = slider(params["preview_every"], elem_id=f"{task}-preview-every")
-            with gr.Row():
-                generate = gr.Button(spec.run_label, variant="primary", elem_id=f"{task}-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
         with gr.Column(scale=1):
             extra = {o.name: _output(task, o) for o in spec.outputs if o.before_results}
             results = tab.results = build_results(task, label=spec.results_label)

@@ -46,6 +46,9 @@ def test_text_to_image_shows_status_image_and_memory(page: Page):
     set_slider(page, "text2img", "Width", 128)
     set_slider(page, "text2img", "Height", 128)
     generate_and_wait(page, "text2img")
+    # Folded, the memory panel is one line that says the headline; opened, the whole summary.
+    expect(page.locator("#memory-panel")).to_contain_text(re.compile(r"this process .*MB · model weights .*MB"))
+    page.locator("#memory-panel").get_by_text("Memory ·").click()
     expect(page.locator("#memory-summary")).to_contain_text(re.compile(r"Model weights in the pool: .*MB"))
     expect(page.locator("#memory-summary")).to_contain_text("this process")
     page.get_by_text("Reproduce in Python").click()
@@ -257,3 +260,42 @@ def test_submitting_the_prompt_generates_with_the_notice(page: Page):
     prompt.press("Shift+Enter")  # a multi-line box: Enter is a new line, Shift+Enter submits (Gradio)
     expect(page.locator("#text2img-gallery img").first).to_be_visible(timeout=60_000)
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=30_000)
+
+
+def test_the_first_screen_has_the_prompt_generate_and_stop_on_a_laptop_and_a_phone(browser, browser_app):
+    """As in the tools people know: no scrolling to find where to write and what to press (it once took 1,900 px
+    on a phone). On a phone the model bar folds to its one-line label, and every tab stays reachable."""
+    for width, height, mobile in ((1440, 900, False), (390, 844, True)):
+        context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=mobile)
+        page = context.new_page()
+        page.goto(browser_app.url)
+        expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+        if mobile:
+            expect(page.locator("#model-source")).to_be_hidden()  # folded by the page script
+        for element in ("#text2img-prompt textarea", "#text2img-generate", "#text2img-stop"):
+            box = page.locator(element).bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (width, element, box)
+        if not mobile:
+            gallery = page.locator("#text2img-gallery").bounding_box()
+            assert gallery["y"] < height - 300 and gallery["x"] > width / 3, "the result beside the prompt, on screen"
+        page.screenshot(path=str(SCREENSHOTS / f"first-screen-{width}.png"))
+        open_tab(page, "Animate")
+        expect(page.locator("#animate-generate")).to_be_visible()
+        if mobile:
+            page.get_by_text("Model, VAE and scheduler").click()  # one tap opens the bar again
+        expect(page.locator("#model-source")).to_be_visible()
+        context.close()
+
+
+def test_ctrl_enter_generates_and_the_tab_title_shows_the_progress(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    set_slider(page, "text2img", "Steps", 40)
+    set_slider(page, "text2img", "Width", 64)
+    set_slider(page, "text2img", "Height", 64)
+    page.locator("#text2img-prompt textarea").fill("ctrl enter")
+    page.locator("#text2img-prompt textarea").press("Control+Enter")
+    # "(Step 3 of 40) Diffusion Studio" while it runs: the steps asked for, not the scheduler's extra call.
+    page.wait_for_function("document.title.includes('of 40')", timeout=60_000)
+    expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
+    expect(page.locator("#text2img-gallery img").first).to_be_visible()
+    page.wait_for_function("document.title === 'Diffusion Studio'", timeout=10_000)

@@ -198,12 +198,15 @@ def test_progress_is_reported_each_step_and_cancel_stops_within_a_step(studio):
     request = GenerationRequest(prompt="x", steps=5, width=64, height=64, seed=1, scheduler="DDIM")
     studio.generate(request, on_step=lambda i, n: seen.append((i, n)))
     assert seen == [(i, 5) for i in range(1, 6)]
-    # PLMS (the SD 1.5 default) runs one extra timestep; the bar still ends at n of n.
-    seen.clear()
-    studio.generate(
-        GenerationRequest(prompt="x", steps=5, width=64, height=64, seed=1), on_step=lambda i, n: seen.append((i, n))
-    )
-    assert seen[-1] == (6, 6) and [i for i, _n in seen] == list(range(1, 7))
+    # PLMS (the SD 1.5 default) runs one extra timestep and Heun nearly two per step; the bar counts the steps
+    # asked for (it once said "Step 6 of 6" for 5, and "of 7" for Heun's 4).
+    for scheduler, asked, calls in (("default", 5, 6), ("Heun", 4, 7)):
+        seen.clear()
+        request = GenerationRequest(prompt="x", steps=asked, width=64, height=64, seed=1, scheduler=scheduler)
+        studio.generate(request, on_step=lambda i, n: seen.append((i, n)))
+        assert len(seen) == calls, scheduler
+        assert {n for _i, n in seen} == {asked} and seen[0] == (1, asked) and seen[-1] == (asked, asked)
+        assert [i for i, _n in seen] == sorted(i for i, _n in seen), "never goes back"
 
     cancel = threading.Event()
     calls: list[int] = []

@@ -1,0 +1,31 @@
+// Diffusion Studio's page script (launch(js=...)): what Gradio's components don't do on their own.
+() => {
+  const TITLE = document.title || "Diffusion Studio";
+  const visible = (el) => el && el.offsetParent !== null;
+
+  // A phone folds the model bar on page open, so the prompt and Generate are on its first screen; one tap on
+  // "Model, VAE and scheduler" opens it again.
+  let tries = 0;
+  const fold = setInterval(() => {
+    const label = document.querySelector("#model-bar > .label-wrap, #model-bar button.label-wrap");
+    if (label || ++tries > 100) clearInterval(fold);
+    if (label && window.matchMedia("(max-width: 768px)").matches && label.classList.contains("open")) label.click();
+  }, 100);
+
+  // Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab, from anywhere on the page.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    const button = [...document.querySelectorAll('#tasks button[id$="-generate"]')].find(visible);
+    if (!button) return;
+    event.preventDefault();
+    button.click();
+  }, true);
+
+  // The run's progress in the browser tab's title, for a user in another tab.
+  setInterval(() => {
+    const bar = [...document.querySelectorAll(".progress-level-inner")].find((el) => visible(el) && el.textContent.trim());
+    const text = bar ? bar.textContent.trim().replace(/\s+/g, " ") : "";
+    const title = text ? `(${text}) ${TITLE}` : TITLE;
+    if (document.title !== title) document.title = title;
+  }, 500);
+}
