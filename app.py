@@ -70,11 +70,13 @@ def load_initial_model(ctx, settings: Settings, *, background: bool) -> threadin
         except StudioError as e:
             ctx.startup_notice = f"Could not load `{settings.model}`: {e}"
             logger.error("%s", ctx.startup_notice)
+        finally:
+            ctx.starting = False
 
+    ctx.starting = True  # the status line says a model is on its way from the first page view, fallback and all
     if not background:
         load()
         return None
-    ctx.studio.loading = settings.model  # the status line says so from the first page view
     thread = threading.Thread(target=load, name="initial-load", daemon=True)
     thread.start()
     return thread

@@ -101,21 +101,22 @@ class Studio:
         with self._load_lock:
             started = time.perf_counter()
             self.loading = source
-            try:
+            try:  # `loading` is cleared once the new pool serves: the status line never says "nothing loaded" between
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
                 files = self._resolve(source)
                 chosen = loading.choose_variant(files, variant, torch_dtype)
                 base = self._load_sharing(files, chosen, torch_dtype, on_progress)
+                pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
+                if not pool.task_classes:
+                    raise LoadError(
+                        f"{source!r} is a {files.pipeline_class}, which none of the studio's main tasks can run. "
+                        "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a "
+                        "task)."
+                    )
+                self.memory.apply([pool.base], self.memory.modes, self.device)
+                self._pool = pool
             finally:
                 self.loading = None
-            pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
-            if not pool.task_classes:
-                raise LoadError(
-                    f"{source!r} is a {files.pipeline_class}, which none of the studio's main tasks can run. "
-                    "Load a text-to-image checkpoint such as Stable Diffusion (or load it as a companion of a task)."
-                )
-            self.memory.apply([pool.base], self.memory.modes, self.device)
-            self._pool = pool
             self.adapters.reset()  # they lived on the old pool's modules
             if self.motion is not None:
                 self.motion.forget()  # built over the old pool's UNet, a copy of its weights

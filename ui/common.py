@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,8 +34,16 @@ class AppContext:
     cancel_flags: CancelFlags
     worker: Worker  # runs the generations, one at a time (see core.jobs.Worker)
     startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
+    starting: bool = False  # the start-up load (and its fallback to the demo) is still under way
     shown: ShownResults = field(default_factory=ShownResults)  # what each visitor's galleries show
     owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
+
+
+def toast_text(message: str) -> str:
+    """An engine message as a toast shows it: Gradio renders a toast's message as HTML, so the text is escaped
+    (it can hold what a visitor typed), and the Markdown `code` spans the engine writes (which a toast showed as
+    literal backticks) become quotes, which read well in a script's error too."""
+    return re.sub(r"`([^`]+)`", r"“\1”", html.escape(message, quote=False))
 
 
 def user_errors(fn: F) -> F:
@@ -43,7 +53,7 @@ def user_errors(fn: F) -> F:
         if isinstance(e, gr.Error):
             return e
         if isinstance(e, StudioError):
-            return gr.Error(str(e), print_exception=False)
+            return gr.Error(toast_text(str(e)), print_exception=False)
         # Shown as a message instead of a dead spinner; the traceback goes to the log.
         logger.exception("Unexpected error in %s", fn.__name__)
         return gr.Error(

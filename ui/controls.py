@@ -10,7 +10,7 @@ from PIL import ImageOps
 
 from core.errors import StudioError
 from core.uploads import read_image
-from ui.common import GPU_QUEUE, AppContext, session_of
+from ui.common import GPU_QUEUE, AppContext, session_of, toast_text
 from ui.results import notice_and_code
 
 
@@ -80,7 +80,7 @@ def ImageUpload(what: str | None = None, **kwargs: Any) -> gr.Image:
         try:
             image, notes = read_image(payload.path, label, mode)
         except StudioError as e:
-            raise gr.Error(str(e), print_exception=False) from e
+            raise gr.Error(toast_text(str(e)), print_exception=False) from e
         image = ImageOps.exif_transpose(image) or image
         image.info["studio_notes"] = notes
         return image

@@ -96,6 +96,8 @@ def status_markdown(ctx: AppContext) -> str:
     if not studio.is_loaded:
         if studio.loading:
             return f"⏳ Loading **{studio.loading}**…"
+        if ctx.starting:  # between the start-up model failing and the demo's fallback
+            return f"⏳ Loading the start-up model (**{ctx.settings.model}**, or the offline demo if it can't be had)…"
         return "No model loaded yet. Pick one and press **Load**."
     info = studio.model_info()
     parts = [

@@ -201,7 +201,9 @@ def hub_offline(offline: bool) -> bool:
     return offline or huggingface_hub.constants.HF_HUB_OFFLINE
 
 
-def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
+def hub_file_names(
+    repo_id: str, *, offline: bool, instead: str = "load `demo` or a local folder"
+) -> tuple[Path, list[str]]:
     """Fetch (or find in the cache) a repo's config files, and list its files' paths; no weights yet
     (core.checkpoints.hub downloads the chosen variant's weights before loading)."""
     offline = hub_offline(offline)
@@ -220,7 +222,7 @@ def hub_file_names(repo_id: str, *, offline: bool) -> tuple[Path, list[str]]:
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
         raise LoadError(
             f"{repo_id!r} is not in the local cache and the Hub can't be reached (offline). "
-            "Connect to the network, or load `demo` or a local folder."
+            f"Connect to the network, or {instead}."
         ) from e
     except HfHubHTTPError as e:
         raise LoadError(f"The Hub refused {repo_id!r}: {e}. Try again later, or load a local folder.") from e

@@ -107,7 +107,9 @@ def find_vae(source: str, options: StudioOptions) -> tuple[str, str | None]:
         raise LoadError(f"{source!r} holds no VAE: there is no config.json in it or in a `vae` subfolder.")
     if not checkpoints.looks_like_repo_id(source):
         raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name); give the VAE's folder or id.")
-    _folder, names = checkpoints.hub_file_names(source, offline=options.offline)
+    # `demo` is a checkpoint, not a VAE: the advice offline is the checkpoint's own VAE or a local one.
+    instead = "keep `default` (the checkpoint's own VAE), or give a local VAE folder"
+    _folder, names = checkpoints.hub_file_names(source, offline=options.offline, instead=instead)
     if "config.json" in names:
         return source, None
     if "vae/config.json" in names:

@@ -10,9 +10,19 @@ from ui.model_panel import banner_markdown, status_markdown
 def test_unreachable_model_falls_back_to_the_demo_and_says_why(tmp_path):
     settings = settings_module.from_args(["--model", "nobody/not-cached", "--outputs", str(tmp_path)], env={})
     studio, ctx, blocks = app_module.build_app(settings)
+    seen: list[str] = []
+    load = studio.load
+
+    def load_and_look(*args, **kwargs):
+        seen.append(status_markdown(ctx))  # what the page shows as each load starts
+        return load(*args, **kwargs)
+
+    studio.load = load_and_look
     try:
         app_module.load_initial_model(ctx, settings, background=False)
         assert studio.model_info()["model"] == "demo"
+        # Between the failed load and the demo's, the page once said "No model loaded yet. Pick one...".
+        assert len(seen) == 2 and all("⏳ Loading the start-up model" in line for line in seen), seen
         banner = banner_markdown(ctx)
         assert "Could not load `nobody/not-cached`" in banner and "not in the local cache" in banner
         assert "offline demo checkpoint" in banner and "every image is noise" in banner

@@ -61,3 +61,20 @@ def test_the_memory_line_of_a_device_that_cant_be_read_says_so():
     line = summary_markdown(report)
     assert "can't be read" in line and "attached only while a generation runs" in line and "600" in line
     assert "VRAM used" not in line
+
+
+def test_a_toast_shows_code_as_quotes_and_never_the_visitors_html():
+    """Gradio renders a toast's message as HTML: backticks once showed literally, and a typed id is text."""
+    from core.errors import LoadError
+    from ui.common import user_errors
+
+    @user_errors
+    def load(source: str) -> None:
+        raise LoadError(f"Could not load {source!r}; load `demo` or a local folder.")
+
+    try:
+        load("<img src=x onerror=alert(1)>")
+    except Exception as e:  # gr.Error
+        message = e.message
+    assert "“demo”" in message and "`" not in message
+    assert "<img" not in message and "&lt;img" in message

@@ -69,8 +69,10 @@ def test_a_failed_swap_keeps_the_current_vae(studio, tmp_path):
     vae = studio.pool.components["vae"]
     with pytest.raises(LoadError, match="holds no VAE"):
         studio.set_vae(str(tmp_path))
-    with pytest.raises(LoadError, match="not in the local cache"):
+    with pytest.raises(LoadError, match="not in the local cache") as offline:
         studio.set_vae("nobody/no-vae")
+    # `demo` is a checkpoint, not a VAE: the advice offline was once "or load `demo`".
+    assert "demo" not in str(offline.value) and "keep `default`" in str(offline.value)
     assert studio.pool.components["vae"] is vae
     assert studio.generate(GenerationRequest(**TINY)).images
 
