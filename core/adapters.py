@@ -66,6 +66,11 @@ def locate(source: str, options: StudioOptions) -> tuple[str, str | None]:
     raise LoadError(f"{source!r} is not a LoRA file, folder or Hub id (org/name); check the path.")
 
 
+def _check_lora_weight(weight: Any) -> None:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
+        raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
+
+
 class LoraSet:
     """The LoRAs loaded into one pool, with their weights."""
 
@@ -106,6 +111,13 @@ class LoraSet:
             # delete_adapters leaves peft's wrapper layers in place: they would be saved as `...base_layer.weight`
             # keys by save_variant, and make the module look adapted. With no LoRA left, remove them.
             pool.base.unload_lora_weights()
+        self._activate(pool)
+
+    def set_weight(self, pool: Pool, name: str, weight: float) -> None:
+        """Change a loaded LoRA's weight in place (peft's `set_adapters`): nothing is loaded again."""
+        if name not in self.loras:
+            raise InvalidRequest(f"No LoRA named {name!r} is loaded; loaded: {', '.join(self.loras) or 'none'}.")
+        self.loras[name].weight = weight
         self._activate(pool)
 
     def _activate(self, pool: Pool) -> None:
@@ -306,12 +318,19 @@ class Adapters:
     def load_lora(self, source: str, weight: float = 1.0) -> dict[str, Any]:
         """Load a LoRA (a .safetensors file, a folder, a Hub id, or `demo-lora`) onto the shared modules: every
         task view sees it."""
-        if not isinstance(weight, (int, float)) or not -2.0 <= weight <= 2.0:
-            raise InvalidRequest(f"The LoRA weight must be between -2 and 2, got {weight}.")
+        _check_lora_weight(weight)
         self._check_allowed(source)
         with self._lock:
             pool = self._pool()
             self.loras.load(pool, source.strip(), float(weight), self.options)
+            return self.loras.info(pool)
+
+    def set_lora_weight(self, name: str, weight: float) -> dict[str, Any]:
+        """Change a loaded LoRA's weight without loading it again."""
+        _check_lora_weight(weight)
+        with self._lock:
+            pool = self._pool()
+            self.loras.set_weight(pool, name, float(weight))
             return self.loras.info(pool)
 
     def unload_lora(self, name: str) -> dict[str, Any]:

@@ -286,6 +286,10 @@ class Studio:
         task view sees it."""
         return self.adapters.load_lora(source, weight)
 
+    def set_lora_weight(self, name: str, weight: float) -> dict[str, Any]:
+        """Change a loaded LoRA's weight (every task sees it at once); nothing is loaded again."""
+        return self.adapters.set_lora_weight(name, weight)
+
     def unload_lora(self, name: str) -> dict[str, Any]:
         """Remove a LoRA; the shared modules are as they were before it was loaded."""
         return self.adapters.unload_lora(name)

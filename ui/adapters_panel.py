@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.tasks import view_labels
 from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 from ui.controls import ImageUpload
 
@@ -16,11 +17,16 @@ WARNING = (
 )
 
 
+def affects_words(info: dict) -> str:
+    """The tasks an adapter changes, as their tabs name them (the API answer keeps the endpoint names)."""
+    return ", ".join(view_labels(list(info.get("affects") or [])))
+
+
 def adapters_markdown(info: dict) -> str:
     if not info.get("loras"):
         return "No LoRA loaded."
-    loras = ", ".join(f"`{name}` × {spec['weight']:g}" for name, spec in info["loras"].items())
-    return f"Loaded: {loras}. Affects: {', '.join(info['affects'])}."
+    count = len(info["loras"])
+    return f"{count} LoRA{'s' if count > 1 else ''} loaded. Affects: {affects_words(info)}."
 
 
 IP_WARNING = (
@@ -34,7 +40,7 @@ def ip_adapter_markdown(info: dict) -> str:
     if not info.get("ip_adapter"):
         return "No IP-Adapter loaded."
     spec = info["ip_adapter"]
-    return f"Loaded: `{spec['source']}` at scale {spec['scale']:g}. Affects: {', '.join(info['affects'])}."
+    return f"Loaded: `{spec['source']}` at scale {spec['scale']:g}. Affects: {affects_words(info)}."
 
 
 def build_adapters_panel(ctx: AppContext) -> gr.Image:
@@ -61,11 +67,42 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
             )
             weight = gr.Slider(-2, 2, value=1.0, step=0.05, label="Weight", scale=2)
             load = gr.Button("Load LoRA", scale=1, elem_id="lora-load")
-        with gr.Row(equal_height=True):
-            name = gr.Textbox(label="Unload by name", scale=4, placeholder="e.g. demo_lora")
-            unload = gr.Button("Unload", scale=1)
         status = gr.Markdown("No LoRA loaded.", elem_id="lora-status")
-        info = gr.JSON(visible=False)
+        info = gr.JSON(visible=False)  # the last answer: the loaded LoRAs with their weights, for the list below
+
+        @gr.render(inputs=info)
+        def loaded_list(answer: dict | None) -> None:
+            """One row per loaded LoRA: its weight (changed in place on release) and Remove."""
+            for lora_name, lora in ((answer or {}).get("loras") or {}).items():
+                with gr.Row(equal_height=True, elem_classes=["lora-row"]):
+                    gr.Markdown(f"**{lora_name}** · {lora['source']}", elem_classes=["lora-name"])
+                    row_weight = gr.Slider(
+                        -2,
+                        2,
+                        value=lora["weight"],
+                        step=0.05,
+                        label="Weight",
+                        scale=2,
+                        interactive=True,
+                        key=f"w-{lora_name}",
+                    )
+                    remove = gr.Button("Remove", scale=0, min_width=90, size="sm", key=f"r-{lora_name}")
+                # Their answer goes to `info` only: it re-draws this list (these buttons with it), so nothing may be
+                # chained to them; the status line follows `info` below.
+                weight_changed, removed = row_handlers(lora_name)
+                row_weight.release(weight_changed, row_weight, info, api_visibility="private", concurrency_id=GPU_QUEUE)
+                remove.click(removed, None, info, api_visibility="private", concurrency_id=GPU_QUEUE)
+
+        info.change(adapters_markdown, info, status, api_visibility="private", queue=False)
+
+    def row_handlers(name: str) -> tuple:
+        def weight_changed(weight: float, request: gr.Request) -> dict:
+            return set_lora_weight(name, weight, request)
+
+        def removed(request: gr.Request) -> dict:
+            return unload_lora(name, request)
+
+        return weight_changed, removed
 
     @user_errors
     def load_lora(source: str, weight: float, request: gr.Request = None) -> dict:
@@ -73,11 +110,28 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
         return change_shared(ctx, request, "Loading a LoRA", ctx.studio.load_lora, source, weight)
 
     @user_errors
+    def set_lora_weight(name: str, weight: float, request: gr.Request = None) -> dict:
+        """Change a loaded LoRA's weight (-2 to 2) in place; returns the loaded adapters and the tasks affected."""
+        return change_shared(
+            ctx, request, "Changing a LoRA's weight", ctx.studio.set_lora_weight, str(name or "").strip(), weight
+        )
+
+    @user_errors
     def unload_lora(name: str, request: gr.Request = None) -> dict:
         """Unload a LoRA by its name (see /load_lora's answer)."""
         return change_shared(ctx, request, "Unloading a LoRA", ctx.studio.unload_lora, str(name or "").strip())
 
-    wire(((load, load_lora, [source, weight]), (unload, unload_lora, name)), info, status, adapters_markdown)
+    wire(((load, load_lora, [source, weight]),), info, status, adapters_markdown)
+    # Scripts name the LoRA; the page has a row per LoRA. Endpoints with no widget of their own: gr.api.
+    gr.api(unload_lora, api_name="unload_lora", concurrency_id=GPU_QUEUE)
+    gr.api(set_lora_weight, api_name="set_lora_weight", concurrency_id=GPU_QUEUE)
+
+    def now() -> tuple:
+        answer = ctx.studio.loras.info(ctx.studio.pool) if ctx.studio.is_loaded else {"loras": {}, "affects": []}
+        return answer, adapters_markdown(answer)
+
+    ctx.on_page_open.append((now, [info, status]))
+
     return image_prompt
 
 
@@ -122,6 +176,12 @@ def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:
     wire(
         ((load, load_ip_adapter, [source, scale]), (unload, unload_ip_adapter, None)), info, status, ip_adapter_markdown
     )
+
+    def now() -> str:
+        adapter = ctx.studio.ip_adapter if ctx.studio.is_loaded else None
+        return ip_adapter_markdown(adapter.info(ctx.studio.pool) if adapter is not None else {})
+
+    ctx.on_page_open.append((now, [status]))
     return image_prompt
 
 

@@ -35,6 +35,9 @@ class AppContext:
     worker: Worker  # runs the generations, one at a time (see core.jobs.Worker)
     startup_notice: str = ""  # e.g. why the app fell back to the demo checkpoint
     starting: bool = False  # the start-up load (and its fallback to the demo) is still under way
+    # What each page refreshes when it opens (a reload too): (function, outputs) of panels whose state lives on the
+    # server (companions, adapters), so a reload never shows "not loaded" for something that serves.
+    on_page_open: list[tuple[Callable[[], Any], list[Any]]] = field(default_factory=list)
     shown: ShownResults = field(default_factory=ShownResults)  # what each visitor's galleries show
     owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
 

@@ -16,6 +16,15 @@ def companion_choices(ctx: AppContext, kind: str) -> list[str]:
     ]
 
 
+def default_companion(ctx: AppContext, kind: str) -> str:
+    """The picker's first choice: the tiny twin while the app serves the offline demo (it fell back to it when the
+    start-up model could not be had) or runs offline, where a Hub id could not load; else the real checkpoint."""
+    choices = companion_choices(ctx, kind)
+    studio = ctx.studio
+    on_demo = ctx.settings.model == "demo" or (studio.is_loaded and studio.model_info()["is_demo"])
+    return choices[-1] if on_demo or ctx.settings.offline else choices[0]
+
+
 def companion_status(ctx: AppContext, kinds: tuple[str, ...]) -> str:
     loaded = ctx.studio.companions_info()["companions"]
     parts = []
@@ -35,8 +44,7 @@ def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str) -
             with gr.Row(equal_height=True):
                 source = gr.Dropdown(
                     choices,
-                    # The demo's twin when the app runs on the demo (or offline), else the real checkpoint.
-                    value=choices[-1] if ctx.settings.model == "demo" or ctx.settings.offline else choices[0],
+                    value=default_companion(ctx, kind),  # set again when a page opens (see below)
                     label=f"{kind.replace('_', ' ')} checkpoint",
                     allow_custom_value=not ctx.settings.public,
                     scale=4,
@@ -48,6 +56,8 @@ def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str) -
             on_load, on_unload = _handlers(ctx, kind, kinds)
             load.click(on_load, source, status, api_visibility="private", concurrency_id=GPU_QUEUE)
             unload.click(on_unload, None, status, api_visibility="private", concurrency_id=GPU_QUEUE)
+            ctx.on_page_open.append((lambda kind=kind: default_companion(ctx, kind), [source]))
+    ctx.on_page_open.append((lambda: companion_status(ctx, kinds), [status]))
     return status
 
 

@@ -127,6 +127,21 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         app.load(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
         app.load(inspect_fill, None, inspect_outputs, api_visibility="private")
         app.load(follow_family, None, family_outputs, api_visibility="private")
+        opened = [output for _refresh, outputs in ctx.on_page_open for output in outputs]
+
+        def page_opened() -> tuple:
+            values: list = []
+            for refresh, outputs in ctx.on_page_open:
+                value = refresh()
+                values.extend(value if len(outputs) > 1 else [value])
+            return tuple(values)
+
+        if opened:
+            # Queued (on the memory queue, which never waits behind a run): a gr.render that a non-queued event
+            # re-draws (the LoRA list) registers no events for its buttons (Gradio 6.31: "KeyError: fn_index").
+            app.load(
+                page_opened, None, opened, api_visibility="private", concurrency_id="memory", concurrency_limit=None
+            )
         status_timer = gr.Timer(1.0, active=ctx.studio.loading is not None or not ctx.studio.is_loaded)
 
         def poll_status(scheduler: str) -> tuple:

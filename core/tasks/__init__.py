@@ -41,6 +41,17 @@ def get_task(name: str) -> TaskSpec:
         raise InvalidRequest(f"Unknown task {name!r}; choose one of {', '.join(TASKS)}.") from None
 
 
+def view_labels(views: list[str]) -> list[str]:
+    """Views of a pool (task names, and option views such as "sag") in a user's words, in tab order."""
+    labels = []
+    for spec in TASKS.values():
+        if spec.name in views:
+            labels.append(spec.label)
+        labels += [f"{spec.label} with {words}" for view, words in spec.option_views.items() if view in views]
+    known = set(TASKS) | {view for spec in TASKS.values() for view in spec.option_views}
+    return labels + [view for view in views if view not in known]
+
+
 def tasks_table() -> str:
     """The README's task table, made from the specs (the README holds a copy; a test keeps the two equal)."""
     header = [

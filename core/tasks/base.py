@@ -229,6 +229,7 @@ class TaskSpec:
     table_pipeline: ClassVar[str] = ""
     table_shares: ClassVar[str] = "everything"
     table_options: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (option, pipeline, shares)
+    option_views: ClassVar[Mapping[str, str]] = {}  # views it adds for an option, in a user's words ("sag": ...)
 
     # What the inputs say, read from `params` rather than declared twice.
 

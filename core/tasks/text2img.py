@@ -47,6 +47,10 @@ class Text2Img(TaskSpec):
     companion_pipelines: ClassVar[Mapping[str, str]] = {"refiner": "StableDiffusionXLImg2ImgPipeline"}
     size_follows_family = True
     table_shares = "everything (a `from_pipe` view)"
+    option_views: ClassVar[Mapping[str, str]] = {
+        "sag": "self-attention guidance (SAG)",
+        "pag": "perturbed-attention guidance (PAG)",
+    }
     table_options = (
         ("with SAG (`sag_scale`)", "`StableDiffusionSAGPipeline`", "everything: same memory as plain SD"),
         ("with PAG (`pag_scale`)", "`StableDiffusionPAGPipeline` (`enable_pag`)", "everything"),

@@ -41,3 +41,21 @@ def test_status_line_says_loading_until_the_model_is_there(tmp_path):
         assert status_markdown(ctx).startswith("✅ **StableDiffusionPipeline**")
     finally:
         blocks.close()
+
+
+def test_after_the_offline_fallback_companions_default_to_their_twins(tmp_path):
+    """The README's default path without a network: every companion picker once offered its Hub id first, and
+    Load failed offline. On the demo the tiny twin comes first; on a real model the real checkpoint does."""
+    from ui.companion_box import companion_choices, default_companion
+
+    settings = settings_module.from_args(["--model", "nobody/not-cached", "--outputs", str(tmp_path)], env={})
+    studio, ctx, blocks = app_module.build_app(settings)
+    try:
+        app_module.load_initial_model(ctx, settings, background=False)
+        for kind in ("depth", "upscale_x4", "motion_adapter"):
+            assert len(companion_choices(ctx, kind)) == 2, kind  # a curated Hub id and the twin
+            assert default_companion(ctx, kind) == f"demo-{kind.replace('_', '-')}", kind
+        # The page sets these again each time it opens (the fallback ends after the page was built).
+        assert any("demo-depth" in str(refresh()) for refresh, _outputs in ctx.on_page_open)
+    finally:
+        blocks.close()

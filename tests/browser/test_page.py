@@ -138,7 +138,7 @@ def test_an_image_prompt_through_the_ip_adapter_panel(page: Page, tmp_path):
     page.get_by_text("IP-Adapter (image prompt)").click()
     page.locator("#ip-adapter-load").click()
     expect(page.locator("#ip-adapter-status")).to_contain_text("demo-ip-adapter", timeout=60_000)
-    expect(page.locator("#ip-adapter-status")).to_contain_text("img2img")
+    expect(page.locator("#ip-adapter-status")).to_contain_text("Image to image")  # the tabs' words
     try:
         page.locator("#text2img-prompt textarea").fill("a yellow kite")
         set_slider(page, "text2img", "Steps", 2)
@@ -299,3 +299,34 @@ def test_ctrl_enter_generates_and_the_tab_title_shows_the_progress(page: Page):
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
     expect(page.locator("#text2img-gallery img").first).to_be_visible()
     page.wait_for_function("document.title === 'Diffusion Studio'", timeout=10_000)
+
+
+def test_lora_list_with_weights_and_statuses_that_survive_a_reload(page: Page, browser_app):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.get_by_text("LoRA adapters").click()
+    page.locator("#lora-load").click()
+    status = page.locator("#lora-status")
+    expect(status).to_contain_text("1 LoRA loaded", timeout=60_000)
+    expect(status).to_contain_text("Text to image with self-attention guidance (SAG)")  # not "sag"
+    row = page.locator(".lora-row")
+    expect(row).to_contain_text("demo_lora")
+    box = row.locator("input[type=number]").first
+    box.fill("0.25")
+    box.press("Enter")
+    box.blur()
+    row.locator("input[type=range]").first.dispatch_event("pointerup")  # the slider's release
+    deadline = time.monotonic() + 30
+    while browser_app.studio.loras.loras["demo_lora"].weight != 0.25 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert browser_app.studio.loras.loras["demo_lora"].weight == 0.25, "changed in place, still loaded"
+    expect(page.locator('[data-testid="toast-body"].error')).to_have_count(0)
+    shot(page, "lora-list")
+    page.reload()  # the page asks the server what is loaded: no "No LoRA loaded" for one that serves
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.get_by_text("LoRA adapters").click()
+    expect(page.locator("#lora-status")).to_contain_text("1 LoRA loaded", timeout=15_000)
+    page.locator(".lora-row").get_by_role("button", name="Remove").click()
+    expect(page.locator("#lora-status")).to_contain_text("No LoRA loaded", timeout=30_000)
+    expect(page.locator(".lora-row")).to_have_count(0)
+    expect(page.locator('[data-testid="toast-body"].error')).to_have_count(0)
+    assert not browser_app.studio.loras.loras

@@ -143,3 +143,21 @@ def test_adapter_calls_check_their_own_values_first_and_unloading_nothing_is_fin
     with pytest.raises(InvalidRequest, match="IP-Adapter scale must be between 0 and 2"):
         studio.load_ip_adapter("demo-ip-adapter", 9.0)
     assert studio.unload_ip_adapter() == {"ip_adapter": None, "affects": []}
+
+
+def test_a_weight_changes_in_place_as_if_loaded_with_it(studio):
+    """The panel's weight slider: no unload and load again; the image is the one a fresh load at that weight
+    makes, and the snippet repeats the new weight."""
+    studio.load_lora("demo-lora", weight=0.5)
+    at_half = image(studio, **T2I)
+    studio.unload_lora("demo_lora")
+    studio.load_lora("demo-lora", weight=1.0)
+    info = studio.set_lora_weight("demo_lora", 0.5)
+    assert info["loras"]["demo_lora"]["weight"] == 0.5
+    result = studio.generate(GenerationRequest(**T2I))
+    assert result.images[0].tobytes() == at_half
+    assert "adapter_weights=[0.5]" in result.info["code"]
+    with pytest.raises(InvalidRequest, match="No LoRA named 'nope'"):
+        studio.set_lora_weight("nope", 1.0)
+    with pytest.raises(InvalidRequest, match="between -2 and 2"):
+        studio.set_lora_weight("demo_lora", 3)
