@@ -49,7 +49,7 @@ def test_after_the_offline_fallback_companions_default_to_their_twins(tmp_path):
     from ui.companion_box import companion_choices, default_companion
 
     settings = settings_module.from_args(["--model", "nobody/not-cached", "--outputs", str(tmp_path)], env={})
-    studio, ctx, blocks = app_module.build_app(settings)
+    _studio, ctx, blocks = app_module.build_app(settings)
     try:
         app_module.load_initial_model(ctx, settings, background=False)
         for kind in ("depth", "upscale_x4", "motion_adapter"):
