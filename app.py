@@ -10,6 +10,12 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+if "--verbose" not in sys.argv[1:]:
+    # Quiet by default: transformers' and diffusers' notes (the torchvision fallback of image processors, "should
+    # be kept in float32: []") come at import time, before the flags are parsed; --verbose keeps them.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
 import ui.zerogpu  # first (isort keeps plain imports first): on ZeroGPU it imports `spaces` before torch
 from core import settings as settings_module
 from core.access import Owners, PasswordCheck
@@ -149,6 +155,7 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         js=page_script(),
         theme=theme(),
         footer_links=["api", "gradio"],
+        quiet=not settings.verbose,  # Gradio's own lines ("set `share=True` in `launch()`": our flag is --share)
         app_kwargs={"middleware": visitor_limits(settings, app)} if settings.public else None,
     )
 
@@ -166,22 +173,35 @@ def visitor_limits(settings: Settings, app) -> list:
 
 def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> int:
     """`python app.py [flags]`; see `--help`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = settings_module.from_args(argv, open_browser_default=open_browser)
+    # Quiet by default: warnings and errors, and the ready line below; --verbose: every library's info too.
+    logging.basicConfig(
+        level=logging.INFO if settings.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     _studio, ctx, app = build_app(settings)
     ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
     if ui.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
         load_initial_model(ctx, settings, background=False)
-    launch(settings, app, prevent_thread_lock=True)
+    _server, local_url, share_url = launch(settings, app, prevent_thread_lock=True)
     if not ui.zerogpu.ON_ZERO_GPU:
         # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
         load_initial_model(ctx, settings, background=True)
+    print(ready_line(settings, local_url, share_url), flush=True)
     try:
         ctx.worker.serve()
     except KeyboardInterrupt:
         print("Stopping the server.")
         app.close()
     return 0
+
+
+def ready_line(settings: Settings, local_url: str, share_url: str | None) -> str:
+    """The one line the console shows when the page is up: where to open it, and what it is loading."""
+    where = share_url or local_url
+    return (
+        f"Diffusion Studio is ready: open {where}" + (f" (on this machine: {local_url})" if share_url else "") + " · "
+        f"loading {settings.model} beside it; Ctrl+C stops the server."
+    )
 
 
 def cli() -> int:

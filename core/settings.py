@@ -61,6 +61,7 @@ class Settings:
     offline: bool = False
     open_browser: bool = False
     on_spaces: bool = False
+    verbose: bool = False  # the libraries' own log lines and warnings too
     curated_models: tuple[CuratedModel, ...] = ()
     curated_vaes: tuple[str, ...] = ()
     curated_companions: dict[str, str] = field(default_factory=dict)  # companion kind -> Hub id
@@ -128,6 +129,9 @@ def build_parser(default_model: str) -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_true", help="never contact the Hub; use the local cache only")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab (console command)")
     parser.add_argument(
+        "--verbose", action="store_true", help="the libraries' own messages too (quiet by default: one ready line)"
+    )
+    parser.add_argument(
         "--queue-size", type=int, default=None, help="visitors who may wait; more are told to try again (public: 20)"
     )
     return parser
@@ -171,6 +175,7 @@ def from_args(
         offline=args.offline or env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"),
         open_browser=open_browser_default and not args.no_browser and not on_spaces,
         on_spaces=on_spaces,
+        verbose=args.verbose,
         curated_models=curated,
         curated_vaes=tuple(config.get("vaes", [])),
         curated_companions={kind: spec["id"] for kind, spec in (config.get("companions") or {}).items()},

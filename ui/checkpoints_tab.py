@@ -83,7 +83,10 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     listed = dict(fn=show, inputs=[rows_state, chosen], outputs=[table, chosen], api_visibility="private")
     refresh_button.click(list_cache, None, rows_state, api_name="cached_checkpoints").then(**listed)
     tab.select(list_cache, None, rows_state, api_visibility="private").then(**listed)
-    delete_button.click(ask, [chosen, rows_state], [confirm_row, confirm_text], api_visibility="private", queue=False)
+    # Queued (with no limit): Gradio shows the error of a queued event as a toast; a non-queued one's was lost.
+    delete_button.click(
+        ask, [chosen, rows_state], [confirm_row, confirm_text], api_visibility="private", concurrency_limit=None
+    )
     cancel_button.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private", queue=False)
     confirm_button.click(delete_cached, chosen, deleted, api_name="delete_cached", concurrency_id=GPU_QUEUE).then(
         lambda: gr.update(visible=False), None, confirm_row, api_visibility="private"

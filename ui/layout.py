@@ -75,7 +75,10 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         for task, tab in built.items():
             if tab.send is not None:
                 send = send_to_upscale(task)
-                tab.send.click(send, tab.selected, [upscale_input, tabs], api_visibility="private", queue=False)
+                # Queued (with no limit): the error of a non-queued event never reached the page.
+                tab.send.click(
+                    send, tab.selected, [upscale_input, tabs], api_visibility="private", concurrency_limit=None
+                )
         build_companion_api(ctx)
         if ctx.settings.public and ctx.owners.enabled:
             build_owner_panel(ctx)

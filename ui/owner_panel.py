@@ -30,4 +30,4 @@ def build_owner_panel(ctx: AppContext) -> None:
             raise gr.Error("Wrong owner name or password.", print_exception=False)
         return "Logged in as the owner: this session may change the model, VAE, memory modes and adapters."
 
-    button.click(admin_login, [user, password], status, api_name="admin_login", queue=False)
+    button.click(admin_login, [user, password], status, api_name="admin_login", concurrency_limit=None)  # errors shown

@@ -105,4 +105,5 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
 
         image_output = [fields["image"]] if fields.get("image") is not None else []
         outputs = [comp for _, comp in present] + [panel.scheduler, *image_output, tabs]
-        button.click(send, [found, upload, whole_batch], outputs, api_visibility="private", queue=False)
+        # Queued (no limit): a non-queued event's error never reached the page.
+        button.click(send, [found, upload, whole_batch], outputs, api_visibility="private", concurrency_limit=None)

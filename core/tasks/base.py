@@ -101,6 +101,7 @@ class Param:
         within = within and (value < high if self.below else value <= high)
         if within:
             return
+        low, high = f"{low:g}", f"{high:g}"
         if self.above or self.below:
             allowed = f"{'above' if self.above else 'at least'} {low} and {'below' if self.below else 'at most'} {high}"
         else:
@@ -152,7 +153,9 @@ def size(name: str) -> Param:
 
 
 def strength(default: float) -> Param:
-    return Param("strength", "slider", "Strength", default, minimum=0, maximum=1, step=0.01, above=True, row="strength")
+    return Param(
+        "strength", "slider", "Strength", default, minimum=0.0, maximum=1.0, step=0.01, above=True, row="strength"
+    )
 
 
 def image(label: str, name: str = "image", *, mode: str = "RGB", optional: bool = False) -> Param:

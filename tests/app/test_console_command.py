@@ -17,7 +17,7 @@ from tests.launch import free_port
 COMMAND = Path(sys.executable).parent / "diffusion-studio"  # installed by `pip install -e .`
 
 
-def _run(tmp_path: Path, *flags: str) -> tuple[str, Path]:
+def _run(tmp_path: Path, *flags: str) -> tuple[str, Path, str]:
     """Start the command with a stand-in browser (python's webbrowser honours $BROWSER) until the page answers."""
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.sh"
@@ -27,7 +27,9 @@ def _run(tmp_path: Path, *flags: str) -> tuple[str, Path]:
     env = {**os.environ, "BROWSER": str(browser)}
     env.pop("SPACE_ID", None)
     args = [str(COMMAND), "--model", "demo", "--dtype", "float32", "--port", str(port), "--outputs", str(tmp_path)]
-    process = subprocess.Popen([*args, *flags], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    console = tmp_path / "console.txt"
+    with console.open("w") as out:
+        process = subprocess.Popen([*args, *flags], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 90
@@ -46,18 +48,28 @@ def _run(tmp_path: Path, *flags: str) -> tuple[str, Path]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return url, opened
+    return url, opened, console.read_text(encoding="utf-8", errors="replace")
 
 
 def test_the_command_opens_the_page_in_a_browser(tmp_path):
     assert COMMAND.exists(), "pip install -e . installs the console command"
-    url, opened = _run(tmp_path)
+    url, opened, _console = _run(tmp_path)
     assert opened.read_text().split() == [url]
 
 
 def test_no_browser_keeps_it_closed(tmp_path):
-    _url, opened = _run(tmp_path, "--no-browser")
+    url, opened, console = _run(tmp_path, "--no-browser")
     assert not opened.exists()
+    # Quiet by default: one line that says where, none of the libraries' notes or Gradio's "set `share=True`"
+    # (our flag is --share).
+    assert f"Diffusion Studio is ready: open {url}" in console
+    for noise in ("share=True", "torchvision", "should be kept in float32", "Running on local URL", "Traceback"):
+        assert noise not in console, noise
+
+
+def test_verbose_shows_the_libraries_lines(tmp_path):
+    _url, _opened, console = _run(tmp_path, "--no-browser", "--verbose")
+    assert "Running on local URL" in console and "Diffusion Studio is ready" in console
 
 
 def test_only_the_command_opens_a_browser_and_never_on_spaces():
