@@ -21,6 +21,28 @@
     button.click();
   }, true);
 
+  // A number typed outside a slider's range is set to the nearest end by Gradio, silently (width 7 ran at 64,
+  // steps 0 at 1), while one inside the range but off its rule gets the server's message. Say it here too.
+  const outOfRange = (input) => {
+    if (!(input instanceof HTMLInputElement) || input.type !== "number") return;
+    const value = parseFloat(input.value), min = parseFloat(input.min), max = parseFloat(input.max);
+    if (Number.isNaN(value)) return;
+    const bound = !Number.isNaN(min) && value < min ? min : !Number.isNaN(max) && value > max ? max : null;
+    if (bound === null) return;
+    const block = input.closest(".block");
+    if (!block) return;
+    const label = (input.getAttribute("aria-label") || "").replace(/^number input for /, "") || "This value";
+    block.querySelector(".range-note")?.remove();
+    const note = document.createElement("div");
+    note.className = "range-note";
+    note.setAttribute("role", "status");
+    note.textContent = `${label} takes ${min} to ${max}: ${value} was set to ${bound}.`;
+    block.appendChild(note);
+    setTimeout(() => note.remove(), 8000);
+  };
+  document.addEventListener("focusout", (event) => outOfRange(event.target), true);
+  document.addEventListener("keydown", (event) => { if (event.key === "Enter") outOfRange(event.target); }, true);
+
   // The run's progress in the browser tab's title, for a user in another tab.
   setInterval(() => {
     const bar = [...document.querySelectorAll(".progress-level-inner")].find((el) => visible(el) && el.textContent.trim());

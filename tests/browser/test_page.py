@@ -330,3 +330,17 @@ def test_lora_list_with_weights_and_statuses_that_survive_a_reload(page: Page, b
     expect(page.locator(".lora-row")).to_have_count(0)
     expect(page.locator('[data-testid="toast-body"].error')).to_have_count(0)
     assert not browser_app.studio.loras.loras
+
+
+def test_buttons_and_out_of_range_numbers_say_what_happened(page: Page):
+    """Upscale with nothing to upscale once showed nothing (a non-queued event's error never reached the page),
+    and width 7 silently became 64 while width 100 got a message."""
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-send-upscale").click()
+    expect(page.locator('[data-testid="toast-body"]')).to_contain_text("Click an image in the gallery first")
+    set_slider(page, "text2img", "Width", 7)
+    note = page.locator("#tab-text2img .range-note")
+    expect(note).to_contain_text("Width takes 64 to 2048: 7 was set to 64.")
+    set_slider(page, "text2img", "Steps", 0)
+    expect(page.locator("#tab-text2img .range-note").filter(has_text="Steps")).to_contain_text("0 was set to 1")
+    shot(page, "range-note")
