@@ -106,6 +106,8 @@ def compare(
         "values": values,
         "schedulers": schedulers,
         "cells": cells,
+        "steps": base.steps,  # each cell's own where steps is the axis
+        "guidance_scale": base.guidance_scale,
         "prompt": base.prompt,
         "interrupted": len(cells) < total,
     }

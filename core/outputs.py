@@ -145,10 +145,16 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
-    def list(self, session: str) -> list[Path]:
-        """This session's saved images, newest first."""
-        folder = self.root / session_folder_name(session)
+    def list(self, session: str | None) -> list[Path]:
+        """This session's saved images (every session's, for None), newest first."""
+        folder = self.root / session_folder_name(session) if session is not None else self.root
         if not folder.is_dir():
             return []
-        saved = [p for p in folder.glob("*.png") if not p.name.startswith(".tmp-")]  # not a save under way
-        return sorted(saved, key=lambda p: p.stat().st_mtime, reverse=True)
+        pattern = "*.png" if session is not None else "*/*.png"
+        saved = []
+        for path in folder.glob(pattern):
+            if path.name.startswith(".tmp-"):  # a save under way
+                continue
+            with contextlib.suppress(OSError):  # deleted meanwhile (the cap)
+                saved.append((path.stat().st_mtime, path))
+        return [path for _mtime, path in sorted(saved, key=lambda item: item[0], reverse=True)]

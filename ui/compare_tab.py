@@ -19,6 +19,16 @@ INTRO = (
 )
 
 
+def cell_captions(info: dict) -> list[str]:
+    """Each cell's caption: its scheduler, steps and guidance (one of them is the axis), and the shared seed."""
+    captions = []
+    for cell in info.get("cells", []):
+        steps = cell.get("steps", info.get("steps"))
+        guidance = cell.get("guidance_scale", info.get("guidance_scale"))
+        captions.append(f"{cell['scheduler']} · {steps} steps · guidance {guidance:g} · seed {info.get('seed')}")
+    return captions
+
+
 def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
     gr.Markdown(INTRO)
     names = [c.name for c in catalog.CATALOG]
@@ -105,7 +115,7 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         grid = result.info.get("grid_path") or result.grid
         if ctx.settings.public:  # the grid goes out as a file; its place on the server does not
             result.info.pop("grid_path", None)
-        return grid, result.images, result.info
+        return grid, list(zip(result.images, cell_captions(result.info), strict=True)), result.info
 
     inputs = [prompt, negative, chosen, axis, values, steps, guidance, width, height, seed, panel.safety_checker]
     inputs.append(panel.image_prompt)

@@ -49,14 +49,14 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
             with gr.Tab("PNG info", id="png_info", elem_id="tab-png_info"):
-                build_png_info_tab(ctx, panel, tabs, task_inputs)
+                png_info = build_png_info_tab(ctx, panel, tabs, task_inputs)
             if not ctx.settings.public:  # the server's cache and disk are the owner's business
                 with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as checkpoints_tab:
                     build_checkpoints_tab(ctx, panel, checkpoints_tab)
             with gr.Tab("Inspect", id="inspect", elem_id="tab-inspect"):
                 inspect_outputs, inspect_fill = build_inspect_tab(ctx)
             with gr.Tab("History", id="history", elem_id="tab-history") as history_tab:
-                history_gallery, history_fill = build_history_tab(ctx)
+                history_gallery, history_fill = build_history_tab(ctx, png_info, tabs)
 
         def send_to_upscale(task: str):
             def send(index: Any, request: gr.Request) -> tuple:

@@ -3,6 +3,8 @@ them (and, for image-to-image and inpainting, the image itself) to a task tab.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -43,7 +45,18 @@ def summary_markdown(found: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict]) -> None:
+@dataclass
+class PngInfoTab:
+    """What the History tab needs to hand PNG info a saved image: the outputs `open` fills (the tab selected too),
+    and the outputs `send_to_its_tab` fills (every target tab's fields, the scheduler, the tabs)."""
+
+    open_outputs: list[Any]
+    open: Callable[[str], tuple]
+    send_outputs: list[Any]
+    send_to_its_tab: Callable[[str], tuple]
+
+
+def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict]) -> PngInfoTab:
     """`inputs`: each generate tab's input components by name (ui.task_tab.TaskTab.inputs)."""
     with gr.Row():
         with gr.Column(scale=1):
@@ -74,36 +87,61 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
         batch = gr.update(visible=bool(result.get("batch")), value=False)
         return path, summary_markdown(result), result.get("text", ""), batch, *buttons
 
+    shown_outputs = [preview, summary, text, whole_batch, *send_buttons.values()]
     upload.upload(png_info, upload, found, api_name="png_info").success(
-        shown,
-        [upload, found],
-        [preview, summary, text, whole_batch, *send_buttons.values()],
-        api_visibility="private",
+        shown, [upload, found], shown_outputs, api_visibility="private"
     )
 
-    for task, button in send_buttons.items():
+    def send_values(task: str, result: dict | None, path: str | None, whole: bool) -> tuple:
+        """The values of `task`'s fields (then the scheduler and, for image tasks, the image) from a PNG's info."""
+        if not result or not result.get("found"):
+            raise gr.Error("Upload a PNG with parameters first.")
         fields = inputs[task]
-        targets = [fields.get(name) for name in SENT]
-        present = [(name, comp) for name, comp in zip(SENT, targets, strict=True) if comp is not None]
+        values = request_fields(result, whole_batch=bool(whole))
+        present = [name for name in SENT if fields.get(name) is not None]
+        updates = [gr.update(value=values[name]) if name in values else gr.update() for name in present]
+        scheduler = values.get("scheduler")
+        usable = ctx.studio.model_info()["schedulers"] if ctx.studio.is_loaded else []
+        images = []
+        if fields.get("image") is not None:  # image to image and inpainting also get the image itself
+            editor = isinstance(fields["image"], gr.ImageMask)
+            value = {"background": path, "layers": [], "composite": path} if editor else path
+            images.append(gr.update(value=value) if path else gr.update())
+        scheduler_update = gr.update(value=scheduler) if scheduler in usable else gr.update()
+        return (*updates, scheduler_update, *images)
 
-        def send(
-            result: dict | None, path: str | None, whole: bool, _task=task, _present=present, fields=fields
-        ) -> tuple:
-            if not result or not result.get("found"):
-                raise gr.Error("Upload a PNG with parameters first.")
-            values = request_fields(result, whole_batch=bool(whole))
-            updates = [gr.update(value=values[name]) if name in values else gr.update() for name, _ in _present]
-            scheduler = values.get("scheduler")
-            usable = ctx.studio.model_info()["schedulers"] if ctx.studio.is_loaded else []
-            images = []
-            if fields.get("image") is not None:  # image to image and inpainting also get the image itself
-                editor = isinstance(fields["image"], gr.ImageMask)
-                value = {"background": path, "layers": [], "composite": path} if editor else path
-                images.append(gr.update(value=value) if path else gr.update())
-            scheduler_update = gr.update(value=scheduler) if scheduler in usable else gr.update()
-            return (*updates, scheduler_update, *images, gr.Tabs(selected=_task))
+    def task_outputs(task: str) -> list[Any]:
+        fields = inputs[task]
+        image = [fields["image"]] if fields.get("image") is not None else []
+        return [fields[name] for name in SENT if fields.get(name) is not None] + [panel.scheduler, *image]
 
-        image_output = [fields["image"]] if fields.get("image") is not None else []
-        outputs = [comp for _, comp in present] + [panel.scheduler, *image_output, tabs]
+    for task, button in send_buttons.items():
+
+        def send(result: dict | None, path: str | None, whole: bool, _task=task) -> tuple:
+            return (*send_values(_task, result, path, whole), gr.Tabs(selected=_task))
+
         # Queued (no limit): a non-queued event's error never reached the page.
+        outputs = [*task_outputs(task), tabs]
         button.click(send, [found, upload, whole_batch], outputs, api_visibility="private", concurrency_limit=None)
+
+    def open_saved(path: str) -> tuple:
+        result = read_png_info(path)
+        return (path, result, *shown(path, result), gr.Tabs(selected="png_info"))
+
+    # One event can fill any of the target tabs: its outputs are all of theirs (the scheduler once).
+    every_output = list(dict.fromkeys(c for task in send_buttons for c in task_outputs(task)))
+
+    def send_saved(path: str) -> tuple:
+        result = read_png_info(path)
+        task = result.get("task")
+        if task not in send_buttons:
+            raise gr.Error(f"This image was made by {task or 'another tool'}; open it in PNG info instead.")
+        sent = dict(zip(task_outputs(task), send_values(task, result, path, False), strict=True))
+        return (*(sent.get(c, gr.update()) for c in every_output), gr.Tabs(selected=task))
+
+    return PngInfoTab(
+        open_outputs=[upload, found, *shown_outputs, tabs],
+        open=open_saved,
+        send_outputs=[*every_output, tabs],
+        send_to_its_tab=send_saved,
+    )

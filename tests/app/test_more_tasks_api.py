@@ -101,6 +101,13 @@ def test_compare_makes_a_labelled_grid_with_one_seed(client):
         ("DDIM", 4),
     ]
     assert all(c["seconds"] > 0 for c in info["cells"])
+    # Each cell says what made it (they were all "text2img - seed 123").
+    assert [c["caption"] for c in cells] == [
+        "Euler a · 2 steps · guidance 7 · seed 123",
+        "Euler a · 4 steps · guidance 7 · seed 123",
+        "DDIM · 2 steps · guidance 7 · seed 123",
+        "DDIM · 4 steps · guidance 7 · seed 123",
+    ]
     with Image.open(grid) as im:
         assert im.width > 2 * 64 and im.height > 2 * 64, "two columns and two rows plus labels"
     with pytest.raises(AppError, match="Values must be numbers"):

@@ -85,7 +85,11 @@ def test_memory_answers_while_a_generation_runs(running_app):
     job.result(timeout=60)
 
 
-def test_history_shows_only_the_visitors_own_images(running_app):
+def test_history_is_every_saved_image_locally_and_the_visitors_own_in_public(running_app):
+    """History once lived in the browser session: a reload emptied it. Locally it is now the outputs folder,
+    newest first, from any session; a public server still shows each visitor only their own."""
+    import dataclasses
+
     from ui.history_tab import history_items
 
     alice, bob = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
@@ -96,10 +100,18 @@ def test_history_shows_only_the_visitors_own_images(running_app):
         def __init__(self, session_hash: str) -> None:
             self.session_hash = session_hash
 
-    alice_items = history_items(running_app.ctx, Request(alice.session_hash))
-    assert [caption for _path, caption in alice_items] == ["text2img · seed 111 · slow"]
-    bob_items = history_items(running_app.ctx, Request(bob.session_hash))
-    assert [caption for _path, caption in bob_items] == ["text2img · seed 222 · slow"]
+    after_a_reload = history_items(running_app.ctx, Request("a-new-browser-session"))
+    captions = [caption for _path, caption in after_a_reload]
+    assert captions[:2] == [
+        "text2img · Euler · 2 steps · seed 222 · slow",
+        "text2img · Euler · 2 steps · seed 111 · slow",
+    ]
+    public = dataclasses.replace(running_app.ctx, settings=dataclasses.replace(running_app.ctx.settings, public=True))
+    alice_items = history_items(public, Request(alice.session_hash))
+    assert [caption for _path, caption in alice_items] == ["text2img · Euler · 2 steps · seed 111 · slow"]
+    bob_items = history_items(public, Request(bob.session_hash))
+    assert [caption for _path, caption in bob_items] == ["text2img · Euler · 2 steps · seed 222 · slow"]
+    assert history_items(public, Request("a-new-browser-session")) == []
 
 
 def test_stop_during_live_previews_still_delivers_the_stopped_image(running_app):
@@ -172,7 +184,7 @@ def test_history_captions_are_read_once_per_file_and_never_decode_pixels(running
     client = Client(running_app.url, verbose=False)
     client.predict(**{**LONG, "steps": 2, "width": 64, "height": 64, "num_images": 2}, api_name="/text2img")
     first = history_tab.history_items(running_app.ctx, Request(client.session_hash))
-    assert len(first) >= 2 and all("text2img · seed" in caption for _path, caption in first)
+    assert len(first) >= 2 and all("text2img · Euler · 2 steps · seed" in caption for _path, caption in first[:2])
 
     def no_decoding(self, *args, **kwargs):
         raise AssertionError("History decoded a PNG")

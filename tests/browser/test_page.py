@@ -344,3 +344,27 @@ def test_buttons_and_out_of_range_numbers_say_what_happened(page: Page):
     set_slider(page, "text2img", "Steps", 0)
     expect(page.locator("#tab-text2img .range-note").filter(has_text="Steps")).to_contain_text("0 was set to 1")
     shot(page, "range-note")
+
+
+def test_history_survives_a_reload_and_sends_an_image_back(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.locator("#text2img-prompt textarea").fill("a kept lighthouse")
+    set_slider(page, "text2img", "Steps", 3)
+    set_slider(page, "text2img", "Width", 64)
+    set_slider(page, "text2img", "Height", 64)
+    page.locator("#text2img-seed input").fill("4242")
+    generate_and_wait(page, "text2img")
+    page.reload()  # History once lived in the browser session
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "History")
+    gallery = page.locator("#history-gallery")
+    expect(gallery).to_contain_text("3 steps · seed 4242 · a kept lighthouse", timeout=15_000)
+    gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
+    shot(page, "history")
+    page.locator("#history-send").click()
+    expect(page.locator("#text2img-prompt textarea")).to_have_value("a kept lighthouse", timeout=15_000)
+    expect(page.locator("#text2img-seed input")).to_have_value("4242")
+    open_tab(page, "History")
+    gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
+    page.locator("#history-png-info").click()
+    expect(page.locator("#png-info-summary")).to_contain_text("a kept lighthouse", timeout=15_000)
