@@ -109,11 +109,30 @@ def stream_request(
             newest.get_nowait()  # drop a preview nobody has picked up yet
         newest.put_nowait(images)
 
-    future = _submit(ctx, request, session, progress, offer)
+    reported = _LastProgress(progress)
+    future = _submit(ctx, request, session, reported, offer)
     while not future.done():
         with contextlib.suppress(queue.Empty):
             yield newest.get(timeout=0.1)
+            # Gradio's page clears the bar at each yielded output until the next step reports (seconds on a CPU):
+            # report the last step again at once.
+            reported.again()
     yield future.result()
+
+
+class _LastProgress:
+    """A gr.Progress that remembers its last report, to repeat it."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress, self.last = progress, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.last = (args, kwargs)
+        return self.progress(*args, **kwargs)
+
+    def again(self) -> None:
+        if self.last is not None:
+            self.progress(*self.last[0], **self.last[1])
 
 
 def shown(result: GenerationResult) -> list:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from PIL import Image
 
@@ -78,3 +80,28 @@ def test_a_toast_shows_code_as_quotes_and_never_the_visitors_html():
         message = e.message
     assert "“demo”" in message and "`" not in message
     assert "<img" not in message and "&lt;img" in message
+
+
+def test_the_progress_comes_back_right_after_each_live_preview():
+    """Gradio's page cleared the bar at each preview until the next step reported (about 2 s on a CPU)."""
+    import types
+
+    from core.generation import GenerationRequest, GenerationResult
+    from core.jobs import CancelFlags, ShownResults, Worker
+    from ui.results import stream_request
+
+    class Studio:
+        def generate(self, request, *, session, on_step, cancel, on_preview):
+            for step in (1, 2):
+                on_step(step, 2)
+                on_preview([f"preview {step}"])
+                time.sleep(0.3)  # the stream picks the preview up meanwhile
+            return GenerationResult(images=[], info={"task": "text2img"})
+
+    reports: list = []
+    ctx = types.SimpleNamespace(cancel_flags=CancelFlags(), shown=ShownResults(), worker=Worker(), studio=Studio())
+    request = GenerationRequest(prompt="x", preview_every=1)
+    items = list(stream_request(ctx, request, "visitor", lambda *a, **k: reports.append(a)))
+    assert [i for i in items if not isinstance(i, GenerationResult)] == [["preview 1"], ["preview 2"]]
+    steps = [r[0] for r in reports if r and isinstance(r[0], tuple)]
+    assert steps == [(1, 2), (1, 2), (2, 2), (2, 2)], "each step's report is repeated after its preview"
