@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ui.owner_panel import build_owner_panel
 from ui.png_info_tab import build_png_info_tab
 from ui.task_tab import TaskTab, build_task_tab
 
+logger = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "Diffusion Studio"
 
@@ -135,7 +137,12 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         def page_opened() -> tuple:
             values: list = []
             for refresh, outputs in ctx.on_page_open:
-                value = refresh()
+                try:
+                    value = refresh()
+                except Exception:  # e.g. a load replacing the pool meanwhile: that panel keeps what it shows
+                    logger.warning("A panel could not be refreshed on page open", exc_info=True)
+                    values.extend(gr.update() for _ in outputs)
+                    continue
                 values.extend(value if len(outputs) > 1 else [value])
             return tuple(values)
 
