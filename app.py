@@ -164,11 +164,14 @@ def visitor_limits(settings: Settings, app) -> list:
     """Public mode: per-visitor caps on uploads and on waiting requests (ui.visitor_limits)."""
     from starlette.middleware import Middleware
 
-    from ui.visitor_limits import VisitorLimits, VisitorLimitsMiddleware, waiting_in
+    from ui.visitor_limits import VisitorCookieMiddleware, VisitorLimits, VisitorLimitsMiddleware, waiting_in
 
     per_file = settings.max_upload_bytes or 10 * 1024 * 1024
     limits = VisitorLimits(max_upload_request_bytes=4 * per_file + 64 * 1024)
-    return [Middleware(VisitorLimitsMiddleware, limits=limits, waiting=waiting_in(app))]
+    return [
+        Middleware(VisitorLimitsMiddleware, limits=limits, waiting=waiting_in(app)),
+        Middleware(VisitorCookieMiddleware),  # History survives a reload: the visitor's own images, by a cookie
+    ]
 
 
 def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> int:

@@ -108,6 +108,19 @@ def session_of(request: gr.Request | None) -> str:
     return (request.session_hash if request is not None else None) or "local"
 
 
+def visitor_of(request: gr.Request | None) -> str:
+    """Whose saved images these are: the visitor's cookie id on a public server (ui.visitor_limits), which outlives
+    the page's session, else the session. Stop flags and gallery selections stay per session."""
+    from ui.visitor_limits import visitor_id
+
+    try:
+        cookies = dict(request.cookies or {}) if request is not None else {}
+    except Exception:  # a request without HTTP behind it (a test's, an API call gradio builds itself)
+        cookies = {}
+    found = visitor_id(cookies)
+    return f"visitor-{found}" if found else session_of(request)
+
+
 def fmt_bytes(n: int | float | None) -> str:
     """`1536000` -> `1.46 MB`."""
     if n is None:

@@ -9,7 +9,7 @@ from core.compare import compare as run_compare
 from core.compare import parse_values
 from core.generation import GenerationRequest
 from ui import zerogpu
-from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
 from ui.controls import wire_stop
 from ui.model_panel import ModelPanel
 
@@ -97,7 +97,9 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
         flag = ctx.cancel_flags.start(session)
         try:
             if zerogpu.ON_ZERO_GPU:
-                result = ctx.worker.call(zerogpu.run_compare, base, list(schedulers or []), axis, numbers, session)
+                result = ctx.worker.call(
+                    zerogpu.run_compare, base, list(schedulers or []), axis, numbers, visitor_of(request)
+                )
             else:
                 result = ctx.worker.call(
                     run_compare,
@@ -106,7 +108,7 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
                     list(schedulers or []),
                     axis,
                     numbers,
-                    session=session,
+                    session=visitor_of(request),  # whose outputs folder the grid is saved in
                     cancel=flag,
                     on_cell=lambda i, n: progress((i, n), desc=f"Image {i} of {n}", unit="images"),
                 )

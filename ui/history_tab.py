@@ -1,8 +1,9 @@
 """The History tab: an outputs browser over the saved PNGs (with their metadata) in the outputs folder.
 
 Locally it shows every image saved there, newest first, so a reload (or a restart) loses nothing; on a public
-server each visitor sees only their own session's. A selection is an index into the list the server showed that
-visitor (ui.common.ShownResults), never a path from the browser.
+server each visitor sees only their own, by the visitor cookie, so across reloads too (ui.common.visitor_of). A
+selection is an index into the list the server showed that visitor (ui.common.ShownResults), never a path from the
+browser.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import gradio as gr
 
 from core.errors import InvalidRequest
 from core.png_info import text_chunks
-from ui.common import AppContext, session_of, user_errors
+from ui.common import AppContext, session_of, user_errors, visitor_of
 
 SHOWN_KEY = "history"  # ShownResults' key for what the History gallery showed
 MOST = 200
@@ -29,7 +30,7 @@ def history_items(ctx: AppContext, request: gr.Request | None) -> list[tuple[str
     session = session_of(request)
     everyone = not ctx.settings.public  # locally the owner sees every saved image, from any browser session
     items, paths = [], []
-    for path in ctx.studio.outputs.list(None if everyone else session)[:MOST]:
+    for path in ctx.studio.outputs.list(None if everyone else visitor_of(request))[:MOST]:
         try:
             stamp = path.stat().st_mtime_ns
         except OSError:

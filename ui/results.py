@@ -62,24 +62,33 @@ def notice_markdown(info: dict | None) -> str:
 
 
 def run_request(
-    ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any = None
+    ctx: AppContext,
+    request: GenerationRequest,
+    session: str,
+    progress: Any,
+    on_preview: Any = None,
+    owner: str | None = None,
 ) -> GenerationResult:
-    """Run one request on the worker, with progress and this visitor's Stop flag."""
-    return _submit(ctx, request, session, progress, on_preview).result()
+    """Run one request on the worker, with progress and this visitor's Stop flag; the images are saved as
+    `owner`'s (ui.common.visitor_of), the session's by default."""
+    return _submit(ctx, request, session, progress, on_preview, owner).result()
 
 
-def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any) -> Future:
+def _submit(
+    ctx: AppContext, request: GenerationRequest, session: str, progress: Any, on_preview: Any, owner: str | None = None
+) -> Future:
     flag = ctx.cancel_flags.start(session)
+    owner = owner or session
 
     def run() -> GenerationResult:
         try:
             progress(0, desc="Starting…")
             if zerogpu.ON_ZERO_GPU:  # in a forked GPU worker: no step callbacks, Stop or previews cross over
-                result = zerogpu.run_generation(request, session)
+                result = zerogpu.run_generation(request, owner)
             else:
                 result = ctx.studio.generate(
                     request,
-                    session=session,
+                    session=owner,
                     on_step=lambda i, n: progress((i, n), desc=f"Step {i} of {n}", unit="steps"),
                     cancel=flag,
                     on_preview=on_preview,
@@ -93,14 +102,14 @@ def _submit(ctx: AppContext, request: GenerationRequest, session: str, progress:
 
 
 def stream_request(
-    ctx: AppContext, request: GenerationRequest, session: str, progress: Any
+    ctx: AppContext, request: GenerationRequest, session: str, progress: Any, owner: str | None = None
 ) -> Iterator[list | GenerationResult]:
     """Run one request, yielding its live previews (lists of images) as they come, then its result.
 
     The run happens on the worker while this generator hands each preview to Gradio. Previews pile up only to
     the newest: a slow browser never holds the run back."""
     if request.preview_every <= 0:
-        yield run_request(ctx, request, session, progress)
+        yield run_request(ctx, request, session, progress, owner=owner)
         return
     newest: queue.Queue = queue.Queue(maxsize=1)
 
@@ -110,7 +119,7 @@ def stream_request(
         newest.put_nowait(images)
 
     reported = _LastProgress(progress)
-    future = _submit(ctx, request, session, reported, offer)
+    future = _submit(ctx, request, session, reported, offer, owner)
     while not future.done():
         with contextlib.suppress(queue.Empty):
             yield newest.get(timeout=0.1)

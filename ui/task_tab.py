@@ -20,7 +20,7 @@ from PIL import Image
 from core.generation import GenerationRequest, GenerationResult
 from core.tasks import TaskSpec
 from core.tasks.base import REQUIRED, Param
-from ui.common import GPU_QUEUE, AppContext, session_of, user_errors
+from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
 from ui.companion_box import build_companion_box
 from ui.controls import ImageUpload, prompts, whole, wire_stop
 from ui.model_panel import ModelPanel
@@ -226,7 +226,7 @@ def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
 
     def streaming(*values: Any) -> Iterator[tuple]:
         req, request, progress = request_of(values)
-        for item in stream_request(ctx, req, session_of(request), progress):
+        for item in stream_request(ctx, req, session_of(request), progress, owner=visitor_of(request)):
             if isinstance(item, GenerationResult):
                 yield outputs(item)
             else:  # a live preview: the gallery shows it while the run goes on
@@ -235,7 +235,7 @@ def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
 
     def single(*values: Any) -> tuple:
         req, request, progress = request_of(values)
-        return outputs(run_request(ctx, req, session_of(request), progress))
+        return outputs(run_request(ctx, req, session_of(request), progress, owner=visitor_of(request)))
 
     handler = streaming if streams else single
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD

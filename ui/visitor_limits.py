@@ -7,6 +7,8 @@ A plain ASGI middleware, handed to Gradio's FastAPI app through `launch(app_kwar
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import threading
 import time
 from collections import defaultdict, deque
@@ -84,6 +86,48 @@ class VisitorLimitsMiddleware:
                 "Stop) before sending more.",
             )
         await self.app(scope, _replay(body, receive), send)
+
+
+VISITOR_COOKIE = "studio_visitor"
+_VISITOR_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def visitor_id(cookies: dict[str, str] | None) -> str | None:
+    """The visitor id in a request's cookies, if it is one this server could have made (32 hex digits)."""
+    value = (cookies or {}).get(VISITOR_COOKIE)
+    return value if isinstance(value, str) and _VISITOR_ID.fullmatch(value) else None
+
+
+class VisitorCookieMiddleware:
+    """Public mode: the page's first answer gives a visitor a random id in an HttpOnly cookie, so their saved images
+    (History) survive a reload; Gradio's session ends with the page. The id only names the visitor's outputs folder
+    (hashed, core.outputs), and a guessed one would have to match 128 random bits."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") not in ("/", ""):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        cookies = {}
+        for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+            name, _, value = part.strip().partition("=")
+            cookies[name] = value
+        if visitor_id(cookies) is not None:
+            return await self.app(scope, receive, send)
+        secure = scope.get("scheme") == "https" or headers.get(b"x-forwarded-proto", b"") == b"https"
+        cookie = (
+            f"{VISITOR_COOKIE}={secrets.token_hex(16)}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax"
+            + ("; Secure" if secure else "")
+        ).encode()
+
+        async def with_cookie(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"set-cookie", cookie)]}
+            await send(message)
+
+        await self.app(scope, receive, with_cookie)
 
 
 def _boundary(content_type: bytes) -> bytes:

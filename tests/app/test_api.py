@@ -157,6 +157,7 @@ def test_documented_endpoints_and_parameter_names(client):
         "/unload_companion": ["kind"],
         "/load_lora": ["source", "weight"],
         "/unload_lora": ["name"],
+        "/set_lora_weight": ["name", "weight"],
         "/load_ip_adapter": ["source", "scale"],
         "/unload_ip_adapter": [],
         "/memory": [],

@@ -154,6 +154,8 @@ def test_lora_through_the_api_reaches_every_view_and_unloads_cleanly(client):
     try:
         assert "demo_lora" in info["loras"] and "img2img" in info["affects"]
         assert first() != before
+        info = client.predict(name="demo_lora", weight=0.0, api_name="/set_lora_weight")
+        assert info["loras"]["demo_lora"]["weight"] == 0.0 and first() == before, "weight 0: no effect, in place"
     finally:
         info = client.predict(name="demo_lora", api_name="/unload_lora")
     assert info["loras"] == {} and first() == before

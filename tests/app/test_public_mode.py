@@ -84,3 +84,33 @@ def test_a_public_outputs_folder_gradio_cannot_serve_is_warned_about(tmp_path, m
     assert "will not hand images out from there" in app_module.outputs_warning(elsewhere)
     local = settings_module.from_args(["--outputs", "/srv/studio-images"], env={})
     assert app_module.outputs_warning(local) == ""  # locally the folder itself is allowed
+
+
+def test_a_visitors_history_survives_a_reload_by_their_cookie_and_no_one_elses_shows(public_app):
+    """Gradio's session ends with the page, and History with it; the page now gives each visitor an HttpOnly id."""
+    import re
+
+    from ui.history_tab import history_items
+
+    page = httpx.get(public_app.url)
+    cookie = page.cookies.get("studio_visitor")
+    assert cookie and re.fullmatch(r"[0-9a-f]{32}", cookie)
+    assert "HttpOnly" in page.headers["set-cookie"] and "SameSite=Lax" in page.headers["set-cookie"]
+    assert "set-cookie" not in httpx.get(public_app.url, cookies={"studio_visitor": cookie}).headers, "kept"
+
+    def visit(value: str) -> Client:
+        return Client(public_app.url, headers={"Cookie": f"studio_visitor={value}"}, verbose=False)
+
+    visit(cookie).predict(**{**T2I, "seed": 4321}, api_name="/text2img")
+
+    class Request:  # what gradio hands History after a reload: a new session, the same cookie
+        def __init__(self, session_hash: str, value: str) -> None:
+            self.session_hash, self.cookies = session_hash, {"studio_visitor": value}
+
+    reloaded = visit(cookie)
+    mine = [caption for _path, caption in history_items(public_app.ctx, Request(reloaded.session_hash, cookie))]
+    assert any("seed 4321" in caption for caption in mine), mine
+    stranger = Request(visit("f" * 32).session_hash, "f" * 32)
+    assert not any("seed 4321" in caption for _path, caption in history_items(public_app.ctx, stranger))
+    forged = Request("some-session", "../../etc")  # not an id this server makes: the session's own, i.e. none
+    assert history_items(public_app.ctx, forged) == []
