@@ -81,6 +81,8 @@ def test_checkpoints_tab_lists_loads_and_asks_before_deleting(page: Page, hub_ca
     open_tab(page, "Checkpoints")
     expect(page.locator("#cache-table")).to_contain_text("browsertest/cached", timeout=30_000)
     expect(page.locator("#cache-table")).to_contain_text("default, fp16, non_ema")
+    page.locator("#cache-delete").click()  # with nothing picked: once no answer at all
+    expect(page.locator('[data-testid="toast-body"]')).to_contain_text("Pick a cached checkpoint first")
     page.locator("#cache-choice input").fill("browsertest/cached")
     page.locator("#cache-choice input").press("Enter")
     page.locator("#cache-load").click()  # one click loads it, with the variant and dtype of the model panel
@@ -113,3 +115,16 @@ def test_loading_a_hub_checkpoint_shows_its_download_progress(page: Page, demo_d
             expect(page.locator("#model-status")).to_contain_text("browserhub/sd", timeout=90_000)
         finally:
             browser_app.studio.load("demo", variant="default", dtype="float32")
+
+
+def test_a_failed_load_puts_back_the_model_that_still_serves(page: Page):
+    """The bad id stayed in the box while the demo served, and the red pill covered the status line."""
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    box = page.locator("#model-source input")
+    box.fill("nobody/not-a-model")
+    box.press("Enter")
+    page.locator("#load-button").click()
+    expect(page.locator('[data-testid="toast-body"]')).to_contain_text("nobody/not-a-model", timeout=30_000)
+    expect(box).not_to_have_value("nobody/not-a-model", timeout=15_000)
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline")  # readable, not covered
+    shot(page, "failed-load")

@@ -47,7 +47,7 @@ def test_text_to_image_shows_status_image_and_memory(page: Page):
     set_slider(page, "text2img", "Height", 128)
     generate_and_wait(page, "text2img")
     # Folded, the memory panel is one line that says the headline; opened, the whole summary.
-    expect(page.locator("#memory-panel")).to_contain_text(re.compile(r"this process .*MB · model weights .*MB"))
+    expect(page.locator("#memory-panel")).to_contain_text(re.compile(r"this process .*[MG]B · model weights .*[MG]B"))
     page.locator("#memory-panel").get_by_text("Memory ·").click()
     expect(page.locator("#memory-summary")).to_contain_text(re.compile(r"Model weights in the pool: .*MB"))
     expect(page.locator("#memory-summary")).to_contain_text("this process")

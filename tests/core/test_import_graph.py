@@ -52,7 +52,8 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
                     add(alias.name.removeprefix("core."))
     if "pkgutil.iter_modules" in ast.unparse(tree):  # a package that imports every module in it
         package = _name(path)
-        found |= {m for m in modules if m.startswith(f"{package}.")}
+        # ...but for `_`-named ones, which it skips (core.tasks.__main__ prints the README table and imports it)
+        found |= {m for m in modules if m.startswith(f"{package}.") and not m.rpartition(".")[2].startswith("_")}
     return found - {_name(path)}
 
 
