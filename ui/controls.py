@@ -23,6 +23,22 @@ def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
     return prompt, negative
 
 
+def named_range(component: Any, name: str, allowed: str | None = None) -> Any:
+    """Gradio's own range check of a slider or a number says "Value 7 is less than minimum value 64." (which value?)
+    and prints a traceback for it; say which parameter and what it takes, as the engine's checks do, quietly."""
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except gr.Error:
+            takes = allowed or f"between {component.minimum:g} and {component.maximum:g}"
+            raise gr.Error(f"{name} must be {takes}, got {payload}.", print_exception=False) from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
 def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str, results: Any = None) -> None:
     """Stop ends the visitor's run after its current step. With `results` (ui.results.Results), the stopped
     image, which the run still saves, is shown when it comes, marked "stopped at step N": cancelling the event

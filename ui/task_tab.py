@@ -22,7 +22,7 @@ from core.tasks import TaskSpec
 from core.tasks.base import REQUIRED, Param
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
 from ui.companion_box import build_companion_box
-from ui.controls import ImageUpload, prompts, whole, wire_stop
+from ui.controls import ImageUpload, named_range, prompts, whole, wire_stop
 from ui.model_panel import ModelPanel
 from ui.results import Results, build_results, run_request, shown, stream_request, wire_notice
 
@@ -141,6 +141,11 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
             if spec.sends_to_upscale:
                 tab.send = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
 
+    for p in spec.params:  # the page's own range checks name the parameter, as the engine's do
+        if p.name == "seed":
+            named_range(c["seed"], "seed", "-1 (random) or a whole number from 0")
+        elif isinstance(c.get(p.name), gr.Slider):
+            named_range(c[p.name], p.name)
     panel_inputs = {"scheduler": panel.scheduler, "safety_checker": panel.safety_checker}
     panel_inputs["ip_adapter_image"] = panel.image_prompt
     components = [panel_inputs[p.name] if p.kind == "panel" else c[p.name] for p in spec.params]

@@ -1,8 +1,9 @@
 """Every kind of bad input, through the API as a visitor sends it: each gets a message that says what to do (or, for
 inputs the studio can adapt, a result with a note), and the app keeps serving the same model afterwards.
 
-Range checks of sliders are Gradio's own ("Value 0 is less than minimum value 1."); the engine repeats them for
-callers of `core` (tests/core/test_generation.py), which is also where NaN is tried: JSON cannot carry it.
+Range checks of sliders are Gradio's own, with the parameter named (ui.controls.named_range: Gradio's own message
+said "steps must be between 1 and 150, got 0."); the engine repeats them for callers of `core`
+(tests/core/test_generation.py), which is also where NaN is tried: JSON cannot carry it.
 """
 
 # ruff: noqa: E501  (the table keeps one case per line)
@@ -53,11 +54,12 @@ def files_in(folder: Path) -> dict[str, str]:
 # (what is wrong, endpoint, arguments (file names in braces), the error - or None and a note in the warnings)
 TABLE = [
     ("size not a multiple of 8", "/text2img", dict(T2I, width=67), "width must be a multiple of 8, got 67; try 64 or 72", None),
-    ("size too large", "/text2img", dict(T2I, height=4096), "Value 4096 is greater than maximum value 2048.", None),
-    ("zero steps", "/text2img", dict(T2I, steps=0), "Value 0 is less than minimum value 1.", None),
-    ("huge steps", "/text2img", dict(T2I, steps=100_000), "Value 100000 is greater than maximum value 150.", None),
-    ("negative guidance", "/text2img", dict(T2I, guidance_scale=-3.0), "Value -3.0 is less than minimum value 0.", None),
-    ("strength out of range", "/img2img", dict(I2I, image="{photo}", strength=1.5), "Value 1.5 is greater than maximum value 1.0.", None),
+    ("size too large", "/text2img", dict(T2I, height=4096), "height must be between 64 and 2048, got 4096.", None),
+    ("zero steps", "/text2img", dict(T2I, steps=0), "steps must be between 1 and 150, got 0.", None),
+    ("negative seed", "/text2img", dict(T2I, seed=-5), "seed must be -1 (random) or a whole number from 0, got -5.", None),
+    ("huge steps", "/text2img", dict(T2I, steps=100_000), "steps must be between 1 and 150, got 100000.", None),
+    ("negative guidance", "/text2img", dict(T2I, guidance_scale=-3.0), "guidance_scale must be between 0 and 30, got -3.0.", None),
+    ("strength out of range", "/img2img", dict(I2I, image="{photo}", strength=1.5), "strength must be between 0.01 and 1, got 1.5.", None),
     ("missing image", "/img2img", dict(I2I, image=None), "Image to image needs an input image: upload one", None),
     ("missing mask", "/inpaint", dict(I2I, image="{photo}", mask=None), "Inpainting needs a mask", None),
     ("mask of another size", "/inpaint", dict(I2I, image="{photo}", mask="{small_mask}"), "The mask is 32x64 but the image is 64x64", None),

@@ -17,7 +17,7 @@ from tests.launch import free_port
 COMMAND = Path(sys.executable).parent / "diffusion-studio"  # installed by `pip install -e .`
 
 
-def _run(tmp_path: Path, *flags: str) -> tuple[str, Path, str]:
+def _run(tmp_path: Path, *flags: str, while_up=None) -> tuple[str, Path, str]:
     """Start the command with a stand-in browser (python's webbrowser honours $BROWSER) until the page answers."""
     opened = tmp_path / "opened.txt"
     browser = tmp_path / "browser.sh"
@@ -45,6 +45,8 @@ def _run(tmp_path: Path, *flags: str) -> tuple[str, Path, str]:
         waited = time.time() + (10 if "--no-browser" not in flags else 3)
         while time.time() < waited and not opened.exists():
             time.sleep(0.2)
+        if while_up is not None:
+            while_up(url)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -58,10 +60,17 @@ def test_the_command_opens_the_page_in_a_browser(tmp_path):
 
 
 def test_no_browser_keeps_it_closed(tmp_path):
-    url, opened, console = _run(tmp_path, "--no-browser")
+    def a_users_mistake(url: str) -> None:
+        from gradio_client import Client
+        from gradio_client.exceptions import AppError
+
+        with pytest.raises(AppError, match="seed must be -1"):
+            Client(url, verbose=False).predict(prompt="x", negative_prompt="", seed=-5, api_name="/text2img")
+
+    url, opened, console = _run(tmp_path, "--no-browser", while_up=a_users_mistake)
     assert not opened.exists()
     # Quiet by default: one line that says where, none of the libraries' notes or Gradio's "set `share=True`"
-    # (our flag is --share).
+    # (our flag is --share), and no traceback for a user's mistake (a seed of -5 printed one).
     assert f"Diffusion Studio is ready: open {url}" in console
     for noise in ("share=True", "torchvision", "should be kept in float32", "Running on local URL", "Traceback"):
         assert noise not in console, noise
