@@ -10,7 +10,7 @@ from core.compare import parse_values
 from core.generation import GenerationRequest
 from ui import zerogpu
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
-from ui.controls import wire_stop
+from ui.controls import named_range, wire_stop
 from ui.model_panel import ModelPanel
 
 INTRO = (
@@ -46,13 +46,19 @@ def build_compare_tab(ctx: AppContext, panel: ModelPanel) -> None:
             with gr.Row():
                 axis = gr.Radio(["steps", "guidance_scale"], value="steps", label="Columns")
                 values = gr.Textbox(value="10, 20, 30", label="Values (comma-separated)", elem_id="compare-values")
+            limits = ctx.settings.limits  # the ranges the engine checks (core.generation.Limits)
             with gr.Row():
-                steps = gr.Slider(1, 150, value=20, step=1, label="Steps (when columns are guidance)")
-                guidance = gr.Slider(0, 30, value=7.5, step=0.5, label="Guidance (when columns are steps)")
+                steps = gr.Slider(1, limits.max_steps, value=20, step=1, label="Steps (when columns are guidance)")
+                guidance = gr.Slider(
+                    0, limits.max_guidance, value=7.5, step=0.5, label="Guidance (when columns are steps)"
+                )
             with gr.Row():
-                width = gr.Slider(64, ctx.settings.limits.max_side, value=512, step=8, label="Width")
-                height = gr.Slider(64, ctx.settings.limits.max_side, value=512, step=8, label="Height")
+                width = gr.Slider(limits.min_side, limits.max_side, value=512, step=8, label="Width")
+                height = gr.Slider(limits.min_side, limits.max_side, value=512, step=8, label="Height")
             seed = gr.Number(value=-1, precision=0, minimum=-1, label="Seed (-1 = random, the same for every cell)")
+            for control, name in ((steps, "steps"), (guidance, "guidance_scale"), (width, "width"), (height, "height")):
+                named_range(control, name)
+            named_range(seed, "seed", "-1 (random) or a whole number from 0")
             with gr.Row():
                 go = gr.Button("Compare", variant="primary", elem_id="compare-generate")
                 stop = gr.Button("Stop", variant="stop")
