@@ -321,8 +321,13 @@ def test_lora_list_with_weights_and_statuses_that_survive_a_reload(page: Page, b
     assert browser_app.studio.loras.loras["demo_lora"].weight == 0.25, "changed in place, still loaded"
     expect(page.locator('[data-testid="toast-body"].error')).to_have_count(0)
     shot(page, "lora-list")
-    page.reload()  # the page asks the server what is loaded: no "No LoRA loaded" for one that serves
+    browser_app.studio.load_companion("depth", "demo-depth")  # as another visitor's tab would
+    page.reload()  # the page asks the server what is loaded: no "not loaded" for what serves
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "Depth to image")
+    expect(page.locator("#companion-status-depth")).to_contain_text("✅ depth: demo-depth", timeout=15_000)
+    browser_app.studio.unload_companion("depth")
+    open_tab(page, "Text to image")
     page.get_by_text("LoRA adapters").click()
     expect(page.locator("#lora-status")).to_contain_text("1 LoRA loaded", timeout=15_000)
     page.locator(".lora-row").get_by_role("button", name="Remove").click()
