@@ -38,6 +38,17 @@ def generate_and_wait(page: Page, task: str) -> None:
     expect(page.locator(f"#{task}-notice")).to_contain_text("Seeds", timeout=30_000)
 
 
+def small_image(page: Page, prompt: str, steps: int = 2, seed: int | None = None) -> None:
+    """A quick 64x64 text-to-image run from the page, waited for."""
+    page.locator("#text2img-prompt textarea").fill(prompt)
+    set_slider(page, "text2img", "Steps", steps)
+    set_slider(page, "text2img", "Width", 64)
+    set_slider(page, "text2img", "Height", 64)
+    if seed is not None:
+        page.locator("#text2img-seed input").fill(str(seed))
+    generate_and_wait(page, "text2img")
+
+
 def test_text_to_image_shows_status_image_and_memory(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     expect(page.locator("#banner")).to_contain_text("offline demo checkpoint")
@@ -114,11 +125,7 @@ def test_every_tab_opens_and_says_what_it_is_for(page: Page):
 
 def test_upscale_a_result_from_the_gallery(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
-    page.locator("#text2img-prompt textarea").fill("a small boat")
-    set_slider(page, "text2img", "Steps", 2)
-    set_slider(page, "text2img", "Width", 64)
-    set_slider(page, "text2img", "Height", 64)
-    generate_and_wait(page, "text2img")
+    small_image(page, "a small boat")
     page.locator("#text2img-gallery img").first.click()
     page.locator("#text2img-send-upscale").click()
     expect(page.locator("#upscale-image img")).to_be_visible()
@@ -353,12 +360,7 @@ def test_buttons_and_out_of_range_numbers_say_what_happened(page: Page):
 
 def test_history_survives_a_reload_and_sends_an_image_back(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
-    page.locator("#text2img-prompt textarea").fill("a kept lighthouse")
-    set_slider(page, "text2img", "Steps", 3)
-    set_slider(page, "text2img", "Width", 64)
-    set_slider(page, "text2img", "Height", 64)
-    page.locator("#text2img-seed input").fill("4242")
-    generate_and_wait(page, "text2img")
+    small_image(page, "a kept lighthouse", steps=3, seed=4242)
     page.reload()  # History once lived in the browser session
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     open_tab(page, "History")
