@@ -68,5 +68,37 @@ def test_an_installed_copy_has_every_package():
     this checkout and fails in the installed app."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     listed = set(pyproject["tool"]["setuptools"]["packages"])
-    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("core", "ui") for p in (ROOT / top).rglob("*.py")}
-    assert found >= {"core", "ui", "core.tasks"} and listed == found, found ^ listed
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("assets", "core", "ui")
+        for p in (ROOT / top).rglob("*.py")
+    }
+    assert found >= {"assets", "core", "ui", "core.tasks"} and listed == found, found ^ listed
+
+
+def test_the_wheel_carries_the_pages_style_and_script(tmp_path):
+    """A wheel holds what pyproject names: the page's assets are package data, or the installed app has no styles
+    and no page script (Ctrl+Enter, the phone's folded bar)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("diffusion_studio-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"app.py", "assets/style.css", "assets/app.js", "core/tasks/__main__.py", "ui/layout.py"} <= names
