@@ -129,7 +129,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         app.unload(visitor_left)
 
         # On page open, and every few seconds while a start-up load runs, show what is loaded.
-        app.load(panel.refresh, panel.scheduler, panel.refresh_outputs, api_visibility="private")
+        # With the picker's value: what a user typed meanwhile is kept (a page-open refresh once replaced it).
+        app.load(panel.refresh, [panel.scheduler, panel.source], panel.refresh_outputs, api_visibility="private")
         app.load(inspect_fill, None, inspect_outputs, api_visibility="private")
         app.load(follow_family, None, family_outputs, api_visibility="private")
         opened = [output for _refresh, outputs in ctx.on_page_open for output in outputs]
@@ -154,13 +155,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             )
         status_timer = gr.Timer(1.0, active=ctx.studio.loading is not None or not ctx.studio.is_loaded)
 
-        def poll_status(scheduler: str) -> tuple:
+        def poll_status(scheduler: str, typed: str) -> tuple:
             still = ctx.studio.loading is not None or not ctx.studio.is_loaded
-            return (*panel.refresh(scheduler), gr.Timer(active=still))
+            return (*panel.refresh(scheduler, typed), gr.Timer(active=still))
 
         status_timer.tick(
             poll_status,
-            panel.scheduler,
+            [panel.scheduler, panel.source],
             [*panel.refresh_outputs, status_timer],
             api_visibility="private",
             concurrency_id="memory",

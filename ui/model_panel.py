@@ -46,7 +46,7 @@ class ModelPanel:
     banner: gr.Markdown
     info: gr.JSON
     loaded: list[Any]  # the events that end a load or a VAE swap, for other panels to refresh after
-    refresh: Callable[[str], tuple]  # the panel's own refresh, for page load and the status timer
+    refresh: Callable[..., tuple]  # the panel's own refresh (scheduler, typed source): page load, the status timer
     refresh_outputs: list[Any]
     image_prompt: Any = None  # the IP-Adapter's image prompt (set by the adapters panel), an input of every task
     model_loads: list[Any] = field(default_factory=list)  # the events that load a checkpoint (Load, the cache tab)
@@ -59,7 +59,8 @@ class ModelPanel:
         event = trigger(
             fn, inputs, self.info, api_visibility="private", concurrency_id=GPU_QUEUE, show_progress_on=self.progress
         )
-        event.then(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
+        event.success(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
+        event.failure(self.refresh, self.scheduler, self.refresh_outputs, api_visibility="private")
         self.model_loads.append(event)
         self.loaded.append(event)
 
@@ -232,15 +233,21 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
         progress(0, desc=f"Loading VAE {source}…")
         return change_shared(ctx, request, "Changing the VAE", ctx.studio.set_vae, source)
 
-    def refresh(current_scheduler: str) -> tuple:
+    def refresh(current_scheduler: str, typed: str | None = None) -> tuple:
+        """The panel after a load (or a failed one: the picker shows what still serves). With `typed`, the picker's
+        value now (page open, the status timer): a source the user is typing is kept."""
         if not ctx.studio.is_loaded:
             return status_markdown(ctx), _banner(ctx), gr.update(), gr.update(), gr.update(), gr.update()
         info = ctx.studio.model_info()
         schedulers = info["schedulers"]
+        # After a load, the picker shows what serves. On page open and from the timer, only when that differs from
+        # the value the page was built with (a fallback to the demo, a model loaded since): writing it back always
+        # replaced what a user was typing when the answer came.
+        rewrite = typed is None or (typed == settings.model and info["model"] != typed)
         return (
             status_markdown(ctx),
             _banner(ctx),
-            gr.update(value=info["model"]),  # after a fallback to the demo, the picker says so too
+            gr.update(value=info["model"]) if rewrite else gr.update(),
             # The value only when it must change: this also runs on a timer, and writing back the value it read
             # would undo a choice made meanwhile (e.g. by PNG info's Send).
             gr.update(choices=schedulers)
@@ -268,11 +275,14 @@ def build_model_panel(ctx: AppContext) -> ModelPanel:
     )
     # On success the panel shows the new model; on failure it goes back to the one still serving (the bad id
     # would otherwise stay in the box as if it were loaded).
-    load_event.then(refresh, scheduler, refresh_outputs, api_visibility="private")
+    # (.success and .failure: Gradio's page runs no `.then` after an event that failed.)
+    load_event.success(refresh, scheduler, refresh_outputs, api_visibility="private")
+    load_event.failure(refresh, scheduler, refresh_outputs, api_visibility="private")
     vae_event = vae_button.click(
         set_vae, vae, info, api_name="set_vae", concurrency_id=GPU_QUEUE, show_progress_on=progress_line
     )
-    vae_event.then(refresh, scheduler, refresh_outputs, api_visibility="private")
+    vae_event.success(refresh, scheduler, refresh_outputs, api_visibility="private")
+    vae_event.failure(refresh, scheduler, refresh_outputs, api_visibility="private")
     panel = ModelPanel(
         source,
         variant,
