@@ -22,14 +22,25 @@ def set_slider(page: Page, tab: str, label: str, value: float) -> None:
     box.press("Enter")
 
 
-def open_tab(page: Page, label: str) -> None:
-    """Click a task tab, also when gradio has folded it into the overflow menu (too many tabs for the width)."""
-    tab = page.get_by_role("tab", name=label, exact=True)
-    if tab.is_visible():
-        tab.click()
-        return
-    page.locator(".overflow-menu button").first.click()
-    page.locator(".overflow-dropdown button").filter(has_text=label).first.click()
+def open_tab(page: Page, label: str, shows: str | None = None) -> None:
+    """Click a task tab, also when gradio has folded it into the overflow menu (too many tabs for the width). With
+    `shows`, a selector of the tab's content: clicked again until it shows, because Gradio re-lays its tab bar after
+    a server-side tab change and a click in that moment can land on the neighbour (seen on a loaded CI machine)."""
+    for _attempt in range(3):
+        tab = page.get_by_role("tab", name=label, exact=True)
+        if tab.is_visible():
+            tab.click()
+        else:
+            page.locator(".overflow-menu button").first.click()
+            page.locator(".overflow-dropdown button").filter(has_text=label).first.click()
+        if shows is None:
+            return
+        try:
+            expect(page.locator(shows)).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(page.locator(shows)).to_be_visible()
 
 
 def generate_and_wait(page: Page, task: str) -> None:
@@ -363,7 +374,7 @@ def test_history_survives_a_reload_and_sends_an_image_back(page: Page):
     small_image(page, "a kept lighthouse", steps=3, seed=4242)
     page.reload()  # History once lived in the browser session
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
-    open_tab(page, "History")
+    open_tab(page, "History", shows="#history-png-info")
     gallery = page.locator("#history-gallery")
     expect(gallery).to_contain_text("3 steps · seed 4242 · a kept lighthouse", timeout=15_000)
     gallery.locator("button.thumbnail-item, .thumbnail-item").first.click()
@@ -371,6 +382,6 @@ def test_history_survives_a_reload_and_sends_an_image_back(page: Page):
     page.locator("#history-send").click()
     expect(page.locator("#text2img-prompt textarea")).to_have_value("a kept lighthouse", timeout=15_000)
     expect(page.locator("#text2img-seed input")).to_have_value("4242")
-    open_tab(page, "History")  # the clicked image stays chosen (the gallery now shows it large)
+    open_tab(page, "History", shows="#history-png-info")  # the clicked image stays chosen
     page.locator("#history-png-info").click()
     expect(page.locator("#png-info-summary")).to_contain_text("a kept lighthouse", timeout=15_000)
