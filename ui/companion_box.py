@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from core.checkpoints import DEMO
 from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 
 
@@ -21,7 +22,8 @@ def default_companion(ctx: AppContext, kind: str) -> str:
     start-up model could not be had) or runs offline, where a Hub id could not load; else the real checkpoint."""
     choices = companion_choices(ctx, kind)
     studio = ctx.studio
-    on_demo = ctx.settings.model == "demo" or (studio.is_loaded and studio.model_info()["is_demo"])
+    # The pool's own source, not model_info(): this runs for every companion picker each time a page opens.
+    on_demo = ctx.settings.model == DEMO or (studio.is_loaded and studio.pool.files.source == DEMO)
     return choices[-1] if on_demo or ctx.settings.offline else choices[0]
 
 
