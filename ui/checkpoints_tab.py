@@ -64,7 +64,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
 
     def ask(repo_id: str | None, rows: list[dict]) -> tuple:
         if not repo_id:
-            raise gr.Error("Pick a cached checkpoint first.")
+            raise gr.Error("Pick a cached checkpoint first.", print_exception=False)
         size = next((fmt_bytes(r["bytes"]) for r in rows or [] if r["id"] == repo_id), "?")
         return gr.update(visible=True), f"Delete **{repo_id}** ({size}) from the cache? This can't be undone."
 
@@ -77,7 +77,7 @@ def build_checkpoints_tab(ctx: AppContext, panel: ModelPanel, tab: gr.Tab) -> No
     @user_errors
     def load_cached(repo_id: str, variant: str, dtype: str, request: gr.Request = None, progress=gr.Progress()) -> dict:
         if not repo_id:
-            raise gr.Error("Pick a cached checkpoint first.")
+            raise gr.Error("Pick a cached checkpoint first.", print_exception=False)
         return panel.load_model(repo_id, variant, dtype, request, progress)
 
     listed = dict(fn=show, inputs=[rows_state, chosen], outputs=[table, chosen], api_visibility="private")

@@ -42,6 +42,10 @@ class AppContext:
     owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
 
 
+# What a button that acts on a gallery's clicked image says when none is (a user's mistake: no traceback logged).
+NOTHING_CHOSEN = "Click an image in the gallery first, then press this button."
+
+
 def toast_text(message: str) -> str:
     """An engine message as a toast shows it: Gradio renders a toast's message as HTML, so the text is escaped
     (it can hold what a visitor typed), and the Markdown `code` spans the engine writes (which a toast showed as

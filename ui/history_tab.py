@@ -17,7 +17,7 @@ import gradio as gr
 
 from core.errors import InvalidRequest
 from core.png_info import text_chunks
-from ui.common import AppContext, session_of, user_errors, visitor_of
+from ui.common import NOTHING_CHOSEN, AppContext, session_of, user_errors, visitor_of
 
 SHOWN_KEY = "history"  # ShownResults' key for what the History gallery showed
 MOST = 200
@@ -84,7 +84,7 @@ def build_history_tab(ctx: AppContext, png_info: Any, tabs: gr.Tabs) -> tuple[gr
     def chosen(index: Any, request: gr.Request) -> str:
         path = ctx.shown.get(session_of(request), SHOWN_KEY, index)
         if path is None:
-            raise gr.Error("Click an image in the gallery first, then press this button.")
+            raise gr.Error(NOTHING_CHOSEN, print_exception=False)
         return path
 
     @user_errors

@@ -11,7 +11,7 @@ import gradio as gr
 from core.tasks import TASKS
 from ui.adapters_panel import build_adapters_panel
 from ui.checkpoints_tab import build_checkpoints_tab
-from ui.common import GPU_QUEUE, AppContext, change_shared, session_of, user_errors
+from ui.common import GPU_QUEUE, NOTHING_CHOSEN, AppContext, change_shared, session_of, user_errors
 from ui.compare_tab import build_compare_tab
 from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
@@ -68,7 +68,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 session = session_of(request)
                 image = ctx.shown.get(session, task, index) if index is not None else ctx.shown.only(session, task)
                 if image is None:
-                    raise gr.Error("Click an image in the gallery first, then press this button.")
+                    raise gr.Error(NOTHING_CHOSEN, print_exception=False)
                 return image, gr.Tabs(selected="upscale")
 
             return send

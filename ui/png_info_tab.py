@@ -95,7 +95,7 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
     def send_values(task: str, result: dict | None, path: str | None, whole: bool) -> tuple:
         """The values of `task`'s fields (then the scheduler and, for image tasks, the image) from a PNG's info."""
         if not result or not result.get("found"):
-            raise gr.Error("Upload a PNG with parameters first.")
+            raise gr.Error("Upload a PNG with parameters first.", print_exception=False)
         fields = inputs[task]
         values = request_fields(result, whole_batch=bool(whole))
         present = [name for name in SENT if fields.get(name) is not None]
@@ -135,7 +135,9 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
         result = read_png_info(path)
         task = result.get("task")
         if task not in send_buttons:
-            raise gr.Error(f"This image was made by {task or 'another tool'}; open it in PNG info instead.")
+            raise gr.Error(
+                f"This image was made by {task or 'another tool'}; open it in PNG info instead.", print_exception=False
+            )
         sent = dict(zip(task_outputs(task), send_values(task, result, path, False), strict=True))
         return (*(sent.get(c, gr.update()) for c in every_output), gr.Tabs(selected=task))
 
