@@ -12,6 +12,17 @@
     if (label && window.matchMedia("(max-width: 768px)").matches && label.classList.contains("open")) label.click();
   }, 100);
 
+  // Gradio's overflow menu (the tabs that don't fit the width) shows a disabled tab like any other, and opens it;
+  // the app lists the disabled ones in #unserved-tabs, so hide those entries as the bar's own are hidden.
+  const hideUnserved = () => {
+    const names = (document.querySelector("#unserved-tabs")?.textContent || "").split("|").map((s) => s.trim());
+    for (const entry of document.querySelectorAll(".overflow-dropdown button")) {
+      const hide = names.includes(entry.textContent.trim());
+      if ((entry.style.display === "none") !== hide) entry.style.display = hide ? "none" : "";
+    }
+  };
+  new MutationObserver(hideUnserved).observe(document.body, { childList: true, subtree: true, characterData: true });
+
   // Ctrl+Enter (Cmd+Enter on a Mac) runs the open tab, from anywhere on the page.
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;

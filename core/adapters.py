@@ -45,11 +45,12 @@ def adapter_name(source: str) -> str:
 
 
 def locate(source: str, options: StudioOptions) -> tuple[str, str | None]:
-    """(location, weight_name) for load_lora_weights: a .safetensors file, a folder, a Hub id, or `demo-lora`."""
-    if source == "demo-lora":
-        from core.demo.families import demo_lora_path
+    """(location, weight_name) for load_lora_weights: a .safetensors file, a folder, a Hub id, or a LoRA twin
+    (`demo-lora`, `demo-lcm-lora`)."""
+    from core.demo.families import DEMO_LORAS, demo_lora_path
 
-        return str(demo_lora_path(options.cache_dir)), None
+    if source in DEMO_LORAS:
+        return str(demo_lora_path(options.cache_dir, source)), None
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix != ".safetensors":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, schedulers
+from core import checkpoints, devices, few_step, schedulers
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
@@ -41,6 +41,7 @@ def model_info(studio: Studio) -> dict[str, Any]:
         "options": [name for name in ("sag", "pag") if pool.supports(name)]
         + (["refiner"] if family_of(type(pool.base).__name__) == "stable-diffusion-xl" else []),
         "is_demo": pool.files.source == checkpoints.DEMO,
+        "few_step": fast.as_dict() if (fast := studio.few_step()) is not None else None,
         "adapters": {
             "loras": list(studio.loras.loras),
             "ip_adapter": studio.ip_adapter.source if studio.ip_adapter is not None else None,
@@ -80,7 +81,9 @@ def run_info(
         "height": height,
         "num_images": len(images),
         "nsfw": [bool(x) for x in nsfw] if nsfw is not None else None,
-        "warnings": prompt_warnings(pool, request) + black_image_warnings(pool, images, nsfw),
+        "warnings": prompt_warnings(pool, request)
+        + black_image_warnings(pool, images, nsfw)
+        + (few_step.warnings(studio.few_step(), request.steps, request.guidance_scale) if pool is studio.pool else []),
     }
     info.update(get_task(request.task).info_fields(request, serving))
     if studio.memory.modes.active:
@@ -234,11 +237,17 @@ def memory_report(studio: Studio) -> dict[str, Any]:
         motion_rows = _motion_rows(studio)
         rows += motion_rows
         unique += sum(row["bytes"] for row in motion_rows)
+    module_rows = _control_rows(studio)
+    rows += module_rows
+    unique += sum(row["bytes"] for row in module_rows)
     report["pool_bytes"] = unique
     report["memory_modes"] = studio.memory.modes.as_dict()
     report["naive_bytes"] = sum(pool.naive_bytes() for pool in pools) + sum(
         row["bytes"] for row in rows if row["name"].startswith("motion")
     )
+    # A control run loaded on its own is the whole base checkpoint plus the control module.
+    if studio.controls and studio.is_loaded:
+        report["naive_bytes"] += sum(row["bytes"] for row in module_rows)
     report["components"] = rows
     report["model"] = studio.pool.files.source if studio.is_loaded else None
     return report
@@ -253,6 +262,19 @@ def _motion_rows(studio: Studio) -> list[dict[str, Any]]:
         for name, module in modules
         if module is not None
     ]
+
+
+def _control_rows(studio: Studio) -> list[dict[str, Any]]:
+    """The control modules in their slots, and the depth estimator that makes depth maps when it is loaded on its
+    own (the depth companion's is listed with that companion)."""
+    users = [name for name, task in TASKS.items() if any(slot in task.companions for slot in studio.controls)]
+    rows = [
+        {**component_row(slot, model.module, users), "checkpoint": model.source}
+        for slot, model in studio.controls.items()
+    ]
+    if studio.map_estimator is not None and studio.companion("depth") is None:
+        rows.append({**component_row("depth_estimator", studio.map_estimator[0], users), "checkpoint": "depth map"})
+    return rows
 
 
 def inspect(studio: Studio) -> dict[str, Any]:

@@ -70,6 +70,31 @@ class GenerationRequest:
     fps: int = 8  # animate
     preview_every: int = 0  # a live preview every this many steps (0 = none), for callers that take previews
     ip_adapter_image: Image.Image | None = None  # the image prompt, for tasks over a UNet with an IP-Adapter
+    image_guidance_scale: float = 1.5  # instruct: how closely the edit keeps to the input image
+    excite_words: str = ""  # attend_excite: words of the prompt whose attention is strengthened
+    max_iter_to_alter: int = 25  # attend_excite: the first steps that steer the latents
+    edit_prompt_1: str = ""  # semantic: concepts added or removed (SEGA)
+    edit_direction_1: str = "add"
+    edit_scale_1: float = 5.0
+    edit_prompt_2: str = ""
+    edit_direction_2: str = "add"
+    edit_scale_2: float = 5.0
+    edit_warmup_steps: int = 10
+    edit_threshold: float = 0.9
+    circular_padding: bool = False  # panorama: join the two ends
+    # controlnet: the control images (through their preprocessors), weights and step ranges of its two slots
+    control_image: Image.Image | None = None
+    preprocessor: str = "none"
+    control_scale: float = 1.0
+    control_start: float = 0.0
+    control_end: float = 1.0
+    canny_low: int = 100
+    canny_high: int = 200
+    control_image_2: Image.Image | None = None
+    preprocessor_2: str = "none"
+    control_scale_2: float = 1.0
+    control_start_2: float = 0.0
+    control_end_2: float = 1.0
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
         """Raise `InvalidRequest` with what to change if any field is out of range or missing."""

@@ -53,6 +53,8 @@ CATALOG: tuple[SchedulerChoice, ...] = (
     SchedulerChoice("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler", _KARRAS),
     SchedulerChoice("UniPC", "UniPCMultistepScheduler"),
     SchedulerChoice("DEIS", "DEISMultistepScheduler"),
+    # For LCM-LoRAs (and LCM checkpoints, whose default it is): few steps, guidance about 1.
+    SchedulerChoice("LCM", "LCMScheduler"),
 )
 _BY_NAME = {choice.name: choice for choice in CATALOG}
 
@@ -60,7 +62,18 @@ _BY_NAME = {choice.name: choice for choice in CATALOG}
 def compatible_names(base: SchedulerMixin) -> list[str]:
     """The names to offer for a pipeline whose scheduler is `base`: `default` first, then the compatible ones."""
     compatible = {cls.__name__ for cls in base.compatibles} | {type(base).__name__}
+    if "beta_schedule" in base.config and _discrete(base):
+        # LCMScheduler lists no compatibles, yet takes any DDPM-style discrete config: an LCM-LoRA on any SD or
+        # SDXL checkpoint runs on it (diffusers' LCM-LoRA guide swaps it in with from_config).
+        compatible.add("LCMScheduler")
     return [DEFAULT] + [c.name for c in CATALOG if c.class_name in compatible]
+
+
+def _discrete(base: SchedulerMixin) -> bool:
+    """Whether the base is one of diffusers' DDPM-style discrete schedulers (what SD and SDXL ship)."""
+    from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers
+
+    return type(base).__name__ in {e.name for e in KarrasDiffusionSchedulers} | {"LCMScheduler"}
 
 
 def resolve(name: str, base: SchedulerMixin) -> tuple[type[SchedulerMixin], dict[str, Any]]:

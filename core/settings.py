@@ -34,6 +34,7 @@ class StudioOptions:
     limits: Limits = field(default_factory=Limits)
     allowed_models: tuple[str, ...] | None = None  # public mode: only these sources load
     allowed_vaes: tuple[str, ...] | None = None
+    depth_source: str = "stabilityai/stable-diffusion-2-depth"  # its depth_estimator makes ControlNet depth maps
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class Settings:
     def _demo_companions(self) -> tuple[str, ...]:
         if "demo" not in self.model_choices:
             return ()
-        return tuple(f"demo-{kind.replace('_', '-')}" for kind in self.curated_companions)
+        from core.demo.companions import demo_choices
+
+        return tuple(twin for kind in self.curated_companions for twin in demo_choices(kind))
 
     def studio_options(self) -> StudioOptions:
         """The engine's part of the settings."""

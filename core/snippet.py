@@ -42,6 +42,10 @@ class Snippet:
     output: str = "images"  # "images", "frames" (a video per item) or "rgbd" (LDM3D's numpy output)
     count: int = 1  # how many outputs the run made; each is saved
     single_file: str | None = None  # load `base_class` from this file, with `model_path` as its config
+    # The file each image argument is loaded from ("{i}" numbers a list's items) and what it is, where a task
+    # names them (else input.png, mask.png, ... "the image you gave the app").
+    input_files: dict[str, str] = field(default_factory=dict)
+    input_notes: dict[str, str] = field(default_factory=dict)
     base_class: str | None = None
 
     def render(self) -> str:
@@ -91,11 +95,18 @@ class Snippet:
     def _inputs(self) -> tuple[list[str], dict[str, Any]]:
         lines, call = [], {}
         for name, value in self.call_arguments.items():
+            note = self.input_notes.get(name, "the image you gave the app")
+            file = self.input_files.get(name) or {
+                "image": "input.png",
+                "mask_image": "mask.png",
+                "depth_map": "depth.png",
+            }.get(name, f"{name}.png")
             if isinstance(value, Image.Image):
-                file = {"image": "input.png", "mask_image": "mask.png", "depth_map": "depth.png"}.get(
-                    name, f"{name}.png"
-                )
-                lines.append(f"{name} = load_image({file!r})  # the image you gave the app")
+                lines.append(f"{name} = load_image({file!r})  # {note}")
+                call[name] = Code(name)
+            elif isinstance(value, list) and value and all(isinstance(v, Image.Image) for v in value):
+                files = [file.format(i=i) for i in range(1, len(value) + 1)]
+                lines.append(f"{name} = [{', '.join(f'load_image({f!r})' for f in files)}]  # {note}")
                 call[name] = Code(name)
             else:
                 call[name] = value

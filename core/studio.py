@@ -17,8 +17,10 @@ from core import (
     adapters,
     checkpoint_tools,
     checkpoints,
+    control,
     describe,
     devices,
+    few_step,
     memory_modes,
     previews,
     runs,
@@ -28,6 +30,7 @@ from core import (
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
 from core.checkpoints import fingerprints, hub, loading, single_file
 from core.errors import InvalidRequest, LoadError, NotLoaded, OutOfMemory
+from core.few_step import FewStep
 from core.generation import GenerationRequest, GenerationResult
 from core.outputs import OutputStore
 from core.pool import Pool
@@ -36,7 +39,9 @@ from core.settings import StudioOptions  # where the options live; here too for 
 from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task
 
 logger = logging.getLogger(__name__)
-COMPANION_KINDS = (*COMPANION_PIPELINES, "motion_adapter")
+# Companions that are modules joining the main pool rather than checkpoints of their own.
+MODULE_COMPANIONS = ("motion_adapter", *control.SLOTS)
+COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
 
 
 class Studio:
@@ -57,6 +62,8 @@ class Studio:
         self._pool: Pool | None = None
         self._companions: dict[str, Pool] = {}
         self.motion: MotionAdapterState | None = None
+        self.controls: dict[str, control.ControlModel] = {}  # ControlNets / T2I-Adapters by slot
+        self.map_estimator: tuple[Any, Any] | None = None  # (DPT model, its processor) for the depth map
         # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
         # started with, so it never sees half of one. The lock only keeps two loads from running at once.
         self._load_lock = threading.RLock()  # held by every change to the pool's modules (and by memory_report)
@@ -208,7 +215,7 @@ class Studio:
             raise InvalidRequest(f"Unknown companion {kind!r}; choose one of {', '.join(COMPANION_KINDS)}.")
         self._check_allowed(source, self.options.allowed_models, "companion checkpoints")
         dtype = self.pool.dtype
-        if self.options.public and kind != "motion_adapter":
+        if self.options.public and kind not in MODULE_COMPANIONS:
             self._check_companion_fits(kind, source, dtype)
         with self._load_lock:
             self.loading = source
@@ -216,6 +223,12 @@ class Studio:
                 if kind == "motion_adapter":
                     adapter = loading.load_motion_adapter(source, dtype, self.device, self.options)
                     self.motion = MotionAdapterState(source, adapter)
+                    self._release()
+                    return self.companions_info()
+                if kind in control.SLOTS:
+                    self.controls.pop(kind, None)  # the module it replaces is freed before the new one loads
+                    self._release()
+                    self.controls[kind] = control.load_control_model(source, dtype, self.device, self.options)
                     self._release()
                     return self.companions_info()
                 started = time.perf_counter()
@@ -255,6 +268,7 @@ class Studio:
                 self.motion = None
             else:
                 self._companions.pop(kind, None)
+                self.controls.pop(kind, None)
             self._release()
             return self.companions_info()
 
@@ -267,7 +281,40 @@ class Studio:
         loaded = {kind: pool.files.source for kind, pool in self._companions.items()}
         if self.motion is not None:
             loaded["motion_adapter"] = self.motion.source
+        loaded.update({slot: model.source for slot, model in self.controls.items()})
         return {"companions": loaded}
+
+    # -- condition maps ---------------------------------------------------------------------------------
+
+    def control_map(self, image: Any, preprocessor: str, canny_low: int = 100, canny_high: int = 200) -> Any:
+        """The condition map `preprocessor` makes of `image` (a PIL image), as a control run would use it."""
+        if preprocessor == "canny":
+            return control.canny(image, canny_low, canny_high)
+        if preprocessor == "scribble":
+            return control.scribble(image)
+        if preprocessor == "invert":
+            return control.invert(image)
+        if preprocessor == "depth":
+            estimator, processor = self.depth_estimator()
+            return control.depth(image, estimator, processor, self.device)
+        return image.convert("RGB")
+
+    def depth_estimator(self) -> tuple[Any, Any]:
+        """The DPT depth estimator and its processor: the depth companion's own when it is loaded (no second
+        copy), else loaded once from the depth checkpoint's `depth_estimator` folder (the twin's with the demo)."""
+        depth = self._companions.get("depth")
+        if depth is not None:
+            return depth.base.depth_estimator, depth.base.feature_extractor
+        with self._load_lock:
+            if self.map_estimator is None:
+                on_demo = self._pool is None or self._pool.files.source.startswith(checkpoints.DEMO)
+                source = "demo-depth" if on_demo or self.options.offline else self.options.depth_source
+                dtype = self._pool.dtype if self._pool is not None else torch.float32
+                files = self._resolve(source)
+                self.map_estimator = loading.load_depth_estimator(
+                    files, dtype, self.device, offline=self.options.offline
+                )
+            return self.map_estimator
 
     # -- adapters, memory modes, checkpoint tools ----------------------------------------------------------
 
@@ -379,6 +426,7 @@ class Studio:
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         task.check_options(pool, request)
+        request = task.prepare(request, serving)
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
@@ -462,6 +510,8 @@ class Studio:
         return Serving(
             companions=dict(self._companions),
             motion=self.motion,
+            controls=dict(self.controls),
+            control_map=self.control_map,
             loras=tuple(self.loras.loras),
             cache_dir=self.options.cache_dir,
         )
@@ -479,6 +529,17 @@ class Studio:
         return pool
 
     # -- reporting ---------------------------------------------------------------------------------------
+
+    def few_step(self) -> FewStep | None:
+        """The few-step model the main checkpoint (with its LoRAs) is, with the settings it needs, or None."""
+        pool = self.pool
+        return few_step.recognise(
+            type(pool.base).__name__,
+            pool.components.get("unet"),
+            pool.files.source,
+            family_of(type(pool.base).__name__),
+            [lora.source for lora in self.loras.loras.values()],
+        )
 
     def scheduler_names(self) -> list[str]:
         """The scheduler names that work with the loaded checkpoint."""

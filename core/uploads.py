@@ -19,6 +19,8 @@ IMAGE_FIELDS = {
     "mask": ("mask", "L"),
     "depth_map": ("depth map", "L"),
     "ip_adapter_image": ("image prompt", "RGB"),
+    "control_image": ("control image", "RGB"),
+    "control_image_2": ("second control image", "RGB"),
 }
 _HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 

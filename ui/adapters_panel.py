@@ -43,10 +43,10 @@ def ip_adapter_markdown(info: dict) -> str:
     return f"Loaded: `{spec['source']}` at scale {spec['scale']:g}. Affects: {affects_words(info)}."
 
 
-def build_adapters_panel(ctx: AppContext) -> gr.Image:
+def build_adapters_panel(ctx: AppContext) -> tuple[gr.Image, gr.JSON]:
     """Accordions above the tabs: `/load_lora(source, weight)`, `/unload_lora(name)`,
     `/load_ip_adapter(source, scale)` and `/unload_ip_adapter()`. Returns the image prompt component, which the
-    task tabs take as an input."""
+    task tabs take as an input, and the loaded LoRAs (their change follows every load and removal)."""
     with gr.Column(scale=1, min_width=200):
         image_prompt = build_ip_adapter_panel(ctx)
     # A public server's visitors can't change the shared modules, and no adapter source is on its allowlist.
@@ -57,7 +57,8 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
         gr.Markdown(WARNING)
         with gr.Row(equal_height=True):
             source = gr.Dropdown(
-                ["demo-lora"],
+                # The LCM-LoRA makes any SD 1.5 checkpoint a few-step one (core.few_step).
+                ["demo-lora", "demo-lcm-lora", "latent-consistency/lcm-lora-sdv1-5"],
                 value="demo-lora",
                 allow_custom_value=not ctx.settings.public,
                 scale=4,
@@ -132,7 +133,7 @@ def build_adapters_panel(ctx: AppContext) -> gr.Image:
 
     ctx.on_page_open.append((now, [info, status]))
 
-    return image_prompt
+    return image_prompt, info
 
 
 def build_ip_adapter_panel(ctx: AppContext) -> gr.Image:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import gradio as gr
 
 from core.checkpoints import DEMO
+from core.demo.companions import demo_choices
 from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 
 
 def companion_choices(ctx: AppContext, kind: str) -> list[str]:
-    """The curated Hub checkpoint for this companion, and the offline demo's (not in public mode)."""
+    """The curated Hub checkpoint for this companion, and the offline demo's twins (not in public mode, unless the
+    demo is one of its models)."""
     curated = ctx.settings.curated_companions.get(kind)
-    demo = f"demo-{kind.replace('_', '-')}"
-    return [
-        c for c in (curated, demo) if c and (demo != c or not ctx.settings.public or demo in ctx.settings.model_choices)
-    ]
+    demos = [] if ctx.settings.public and DEMO not in ctx.settings.model_choices else list(demo_choices(kind))
+    return ([curated] if curated else []) + demos
 
 
 def default_companion(ctx: AppContext, kind: str) -> str:
@@ -24,7 +24,8 @@ def default_companion(ctx: AppContext, kind: str) -> str:
     studio = ctx.studio
     # The pool's own source, not model_info(): this runs for every companion picker each time a page opens.
     on_demo = ctx.settings.model == DEMO or (studio.is_loaded and studio.pool.files.source == DEMO)
-    return choices[-1] if on_demo or ctx.settings.offline else choices[0]
+    demos = [c for c in choices if c.startswith(DEMO + "-")]
+    return demos[0] if demos and (on_demo or ctx.settings.offline) else choices[0]
 
 
 def companion_status(ctx: AppContext, kinds: tuple[str, ...]) -> str:

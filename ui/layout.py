@@ -13,6 +13,7 @@ from ui.adapters_panel import build_adapters_panel
 from ui.checkpoints_tab import build_checkpoints_tab
 from ui.common import GPU_QUEUE, NOTHING_CHOSEN, AppContext, change_shared, session_of, user_errors
 from ui.compare_tab import build_compare_tab
+from ui.few_step import build_few_step_note, wire_few_step
 from ui.history_tab import build_history_tab
 from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
@@ -24,6 +25,7 @@ from ui.task_tab import TaskTab, build_task_tab
 logger = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TITLE = "Diffusion Studio"
+FOLLOW_FEW_STEP = ("auto", "module")  # the kinds of task whose tabs take a few-step model's steps and guidance
 
 
 def build_ui(ctx: AppContext) -> gr.Blocks:
@@ -38,9 +40,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         )
         panel = build_model_panel(ctx)
         with gr.Row(elem_id="extras"):  # folded, side by side: each is one line until opened
-            panel.image_prompt = build_adapters_panel(ctx)
+            panel.image_prompt, loras = build_adapters_panel(ctx)
             with gr.Column(scale=2, min_width=240):
                 memory = build_memory_panel(ctx)
+        few_step_note = build_few_step_note()
+        unserved = gr.HTML("", elem_id="unserved-tabs")  # the labels of the disabled tabs, for assets/app.js
         built: dict[str, TaskTab] = {}
         task_tabs: dict[str, gr.Tab] = {}
         with gr.Tabs(elem_id="tasks") as tabs:
@@ -82,6 +86,11 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     send, tab.selected, [upscale_input, tabs], api_visibility="private", concurrency_limit=None
                 )
         build_companion_api(ctx)
+        few_step_tabs = {
+            name: (task_tabs[name], tab) for name, tab in built.items() if TASKS[name].kind in FOLLOW_FEW_STEP
+        }
+        triggers = [event.success for event in panel.model_loads] + [loras.change]
+        wire_few_step(ctx, few_step_note, panel.scheduler, few_step_tabs, triggers)
         if ctx.settings.public and ctx.owners.enabled:
             build_owner_panel(ctx)
 
@@ -108,10 +117,13 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                 else:
                     updates.append(gr.update(visible=what in options, value=0))
             # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
-            # assets/style.css.
-            return (*updates, *(gr.Tab(interactive=name in info["tasks"]) for name in own_tabs))
+            # assets/style.css, and in the overflow menu (whose buttons carry no disabled state) by the page
+            # script, which reads the labels from `unserved`.
+            labels = [TASKS[name].tab_label or TASKS[name].label for name in own_tabs if name not in info["tasks"]]
+            tabs_now = (gr.Tab(interactive=name in info["tasks"]) for name in own_tabs)
+            return (*updates, *tabs_now, "|".join(labels))
 
-        family_outputs = [control for control, _ in followers] + list(own_tabs.values())
+        family_outputs = [control for control, _ in followers] + list(own_tabs.values()) + [unserved]
         for event in panel.model_loads:
             event.success(follow_family, None, family_outputs, api_visibility="private")
         for event in panel.loaded:

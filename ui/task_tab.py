@@ -22,6 +22,7 @@ from core.tasks import TaskSpec
 from core.tasks.base import REQUIRED, Param
 from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
 from ui.companion_box import build_companion_box
+from ui.control_unit import ControlUnit, control_unit, wire_control_unit
 from ui.controls import ImageUpload, named_range, prompts, whole, wire_stop
 from ui.model_panel import ModelPanel
 from ui.results import Results, build_results, run_request, shown, stream_request, wire_notice
@@ -67,14 +68,21 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     tab = TaskTab(spec, None, c)  # type: ignore[arg-type]
     if spec.note:
         gr.Markdown(spec.note)
-    if spec.brings_weights and spec.companions:
-        build_companion_box(ctx, spec.companions, spec.companion_note)
+    in_groups = {kind for group in spec.groups.values() for kind in group.companions}
+    top = tuple(kind for kind in spec.companions if kind not in in_groups)
+    if spec.brings_weights and top:
+        build_companion_box(ctx, top, spec.companion_note)
     params = {p.name: p for p in spec.params}
-    kinds = {p.kind for p in spec.params}
+    kinds = {p.kind for p in spec.params if p.group is None}
     painted = "mask" in kinds
+    units: list[ControlUnit] = []
     with gr.Row():
         with gr.Column(scale=1):
-            images = [p for p in spec.params if p.kind in ("image", "mask")]
+            for p in spec.params:
+                if p.kind == "control" and p.group is None:
+                    units.append(control_unit(task, p, c))
+                    _own_controls(_unit_params(spec, p), c, slider, tab)
+            images = [p for p in spec.params if p.kind in ("image", "mask") and p.group is None]
             if painted:  # the mask is painted on the image (gr.ImageMask); a mask file may replace the paint
                 c["image"] = gr.ImageMask(
                     label=params["image"].label, type="pil", format="png", elem_id=f"{task}-editor",
@@ -101,7 +109,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                     spec.run_label, variant="primary", elem_id=f"{task}-generate", scale=3, min_width=120
                 )
                 stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop", scale=1, min_width=70)
-            _own_controls(spec, c, slider)
+            _own_controls([p for p in spec.params if p.group is None], c, slider, tab)
             if "steps" in kinds:
                 with gr.Row():
                     c["steps"] = slider(params["steps"])
@@ -115,13 +123,18 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
             for key, group in spec.groups.items():
                 members = [p for p in spec.params if p.group == key]
                 with gr.Accordion(group.label, open=False, visible=group.option is None) as box:
-                    with gr.Row():
-                        for p in members:
-                            c[p.name] = slider(p, visible=p.option is None)
-                            if p.option:
-                                tab.follows_family.append((c[p.name], p.option))
                     if group.companions:
                         build_companion_box(ctx, group.companions, group.note)
+                    for p in members:
+                        if p.kind == "control":
+                            units.append(control_unit(task, p, c))
+                            _own_controls(_unit_params(spec, p), c, slider, tab)
+                        elif p.kind in ("image", "mask"):
+                            c[p.name] = ImageUpload(
+                                what=p.name.replace("_", " "), label=p.label, type="pil", image_mode=p.mode,
+                                format="png", elem_id=f"{task}-{p.name.replace('_', '-')}", height=200,
+                            )  # fmt: skip
+                    _own_controls([p for p in members if p.kind in OWN_KINDS], c, slider, tab)
                 if group.option:
                     tab.follows_family.append((box, group.option))
             with gr.Row(equal_height=True):
@@ -179,26 +192,44 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
             return evt.index if isinstance(evt.index, int) and not isinstance(evt.index, bool) else None
 
         results.gallery.select(remember, None, tab.selected, api_visibility="private", queue=False)
-    in_groups = {kind for group in spec.groups.values() for kind in group.companions}
-    optional = tuple(kind for kind in spec.companions if kind not in in_groups)
+    for unit in units:
+        wire_control_unit(ctx, spec, unit, c)
+    optional = top
     if optional and not spec.brings_weights:  # a companion that does the task better, e.g. a 9-channel inpaint UNet
         build_companion_box(ctx, optional, spec.companion_note)
     return tab
 
 
-def _own_controls(spec: TaskSpec, c: dict[str, Any], slider: Any) -> None:
-    """The task's own sliders and choices (outside accordions), side by side where they share a row."""
-    own = [p for p in spec.params if p.kind in ("slider", "choice") and p.group is None]
+OWN_KINDS = ("slider", "choice", "text", "check")  # the task's own controls, laid out in rows
+
+
+def _own_controls(params: list[Param], c: dict[str, Any], slider: Any, tab: TaskTab) -> None:
+    """Sliders and choices of `params`, side by side where they share a row (in an accordion: all in one row,
+    unless rows are named)."""
+    own = [p for p in params if p.kind in OWN_KINDS and p.name not in c]  # not built with a unit
+    named = any(p.row for p in own)
     rows: dict[str | None, list[Param]] = {}
     for p in own:
-        rows.setdefault(p.row or p.name, []).append(p)
+        rows.setdefault(p.row or (p.name if named or p.group is None else p.group), []).append(p)
     for members in rows.values():
         with gr.Row():
             for p in members:
-                if p.kind == "choice":
-                    c[p.name] = gr.Radio(list(p.choices), value=p.default, label=p.label, elem_id=p.elem_id)
+                elem_id = p.elem_id or f"{tab.spec.name}-{p.name.replace('_', '-')}"
+                if p.kind == "text":
+                    c[p.name] = gr.Textbox(value=p.default, label=p.label, info=p.info, lines=1, elem_id=elem_id)
+                elif p.kind == "check":
+                    c[p.name] = gr.Checkbox(value=p.default, label=p.label, info=p.info, elem_id=elem_id)
+                elif p.kind == "choice":
+                    c[p.name] = gr.Radio(list(p.choices), value=p.default, label=p.label, info=p.info, elem_id=elem_id)
                 else:
-                    c[p.name] = slider(p)
+                    c[p.name] = slider(p, visible=p.option is None)
+                    if p.option:
+                        tab.follows_family.append((c[p.name], p.option))
+
+
+def _unit_params(spec: TaskSpec, control: Param) -> list[Param]:
+    """The controls that go with a control image: its preprocessor, weight and range (rows named after its row)."""
+    return [p for p in spec.params if p is not control and p.row and control.row and p.row.startswith(control.row)]
 
 
 def _output(task: str, output: Any) -> Any:
@@ -206,7 +237,9 @@ def _output(task: str, output: Any) -> Any:
     if output.kind == "image":
         return gr.Image(label=output.label, format="png", elem_id=elem_id, height=240)
     if output.kind == "gallery":
-        return gr.Gallery(label=output.label, format="png", columns=2, height=240, elem_id=elem_id)
+        return gr.Gallery(
+            label=output.label, format="png", columns=2, height=240, object_fit="contain", elem_id=elem_id
+        )
     if output.kind == "gif":
         return gr.Image(label=output.label, format="gif", elem_id=elem_id, height=320)
     return gr.Video(label=output.label, elem_id=elem_id, height=320)

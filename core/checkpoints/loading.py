@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import diffusers
 import torch
 from diffusers import DiffusionPipeline
 
 from core import checkpoints, devices
-from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, single_file
+from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, hub, single_file
 from core.errors import InvalidRequest, LoadError, StudioError
 
 if TYPE_CHECKING:
@@ -159,3 +159,31 @@ def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, o
         return adapter.to(device)
     except Exception as e:  # any library failure here means "this adapter can't be loaded"
         raise LoadError(f"Loading the motion adapter {source!r} failed: {type(e).__name__}: {e}") from e
+
+
+def load_depth_estimator(
+    files: CheckpointFiles, dtype: torch.dtype, device: torch.device, *, offline: bool = False
+) -> tuple[Any, Any]:
+    """The DPT depth estimator and its image processor of a depth-to-image checkpoint (its `depth_estimator` and
+    `feature_extractor` folders), without the rest of it: what ControlNet's depth preprocessor runs."""
+    import huggingface_hub
+    from transformers import DPTForDepthEstimation, DPTImageProcessor
+
+    location = str(files.path)
+    if files.is_hub:  # these two folders only, not the depth checkpoint's UNet
+        location = hub._hub_call(
+            files.source,
+            lambda: huggingface_hub.snapshot_download(
+                files.source,
+                allow_patterns=["depth_estimator/*", "feature_extractor/*"],
+                local_files_only=checkpoints.hub_offline(offline),
+            ),
+        )
+    try:
+        estimator = DPTForDepthEstimation.from_pretrained(
+            location, subfolder="depth_estimator", dtype=dtype, use_safetensors=True
+        )
+        processor = DPTImageProcessor.from_pretrained(location, subfolder="feature_extractor")
+    except Exception as e:  # any library failure here means "no depth estimator from this checkpoint"
+        raise LoadError(f"Loading the depth estimator of {files.source!r} failed: {type(e).__name__}: {e}") from e
+    return estimator.to(device).eval(), processor

@@ -17,7 +17,7 @@ import torch
 from core.demo import checkpoint as demo
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
 
-COMPANIONS_FORMAT_VERSION = 1
+COMPANIONS_FORMAT_VERSION = 2
 COMPANIONS = {
     "inpaint": "SD 1.5 inpainting (9-channel UNet), like stable-diffusion-v1-5/stable-diffusion-inpainting",
     "depth": "SD 2 depth-to-image with a DPT depth estimator, like stabilityai/stable-diffusion-2-depth",
@@ -27,15 +27,32 @@ COMPANIONS = {
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
     "refiner": REFINER,
+    "lcm": "an LCM checkpoint (guidance-embedding UNet, LCM scheduler), like SimianLuo/LCM_Dreamshaper_v7",
+    "instruct": "InstructPix2Pix (8-channel UNet: latents and the input image's), like timbrooks/instruct-pix2pix",
+    "controlnet": "ControlNet for the demo's UNet (SD 1.5 layout), like lllyasviel/control_v11p_sd15_canny",
+    "controlnet_sdxl": "ControlNet for the SDXL twin's UNet, like diffusers/controlnet-canny-sdxl-1.0",
+    "t2i_adapter": "T2I-Adapter for the demo's and the SDXL twin's UNet, like TencentARC/t2iadapter_canny_sd15v2",
     **FAMILIES,
 }
+# The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
+# control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
+CONTROL_TWINS = ("demo-controlnet", "demo-controlnet-sdxl", "demo-t2i-adapter")
+DEMO_CHOICES = {"controlnet": CONTROL_TWINS, "controlnet_2": CONTROL_TWINS}
+
+
+def demo_choices(kind: str) -> tuple[str, ...]:
+    """The offline twins offered for companion `kind`."""
+    return DEMO_CHOICES.get(kind, (f"demo-{kind.replace('_', '-')}",))
 
 
 def _unet(seed: int, **changes):
     """The demo's UNet architecture with `changes` (e.g. more input channels), freshly seeded."""
     from diffusers import UNet2DConditionModel
 
-    config = {**dict(demo._unet().config), **changes}
+    # Without `_use_default_values`: from_config would keep the defaults of the keys it lists, over `changes`
+    # (time_cond_proj_dim, num_class_embeds were silently dropped before format 2).
+    config = {k: v for k, v in dict(demo._unet().config).items() if k != "_use_default_values"}
+    config.update(changes)
     torch.manual_seed(seed)
     return UNet2DConditionModel.from_config(config)
 
@@ -60,6 +77,40 @@ def _inpaint():
         scheduler=_scheduler(),
         safety_checker=demo._safety_checker(False),
         feature_extractor=demo._feature_extractor(),
+    )
+
+
+def _lcm():
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    # The guidance scale is an embedding of the UNet's time input (time_cond_proj_dim), as in LCM checkpoints.
+    scheduler = LCMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=True, steps_offset=1
+    )
+    return LatentConsistencyModelPipeline(
+        **_sd_parts(),
+        unet=_unet(34, time_cond_proj_dim=32),
+        scheduler=scheduler,
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        requires_safety_checker=True,
+    )
+
+
+def _instruct():
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    # timbrooks/instruct-pix2pix ships Euler a with SD 1.5's betas.
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+    )
+    return StableDiffusionInstructPix2PixPipeline(
+        **_sd_parts(),
+        unet=_unet(33, in_channels=8),
+        scheduler=scheduler,
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        requires_safety_checker=True,
     )
 
 
@@ -227,8 +278,61 @@ def _motion_adapter():
     )
 
 
+def _random_control_outputs(module: torch.nn.Module) -> None:
+    """A trained ControlNet's output convolutions are far from the zeros it starts training with; a twin left at
+    zeros would change no image, so tests could not tell a control run from a plain one."""
+    for conv in (*module.controlnet_down_blocks, module.controlnet_mid_block):
+        torch.nn.init.normal_(conv.weight, std=0.05)
+        torch.nn.init.zeros_(conv.bias)
+
+
+def _controlnet():
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(30)
+    # Four embedding levels: the condition image is brought down 8x, to the latents' size.
+    net = ControlNetModel.from_unet(
+        demo._unet(), load_weights_from_unet=False, conditioning_embedding_out_channels=(8, 8, 16, 16)
+    )
+    _random_control_outputs(net)
+    return net
+
+
+def _controlnet_sdxl():
+    from diffusers import ControlNetModel
+
+    from core.demo.families import sdxl_unet
+
+    torch.manual_seed(31)
+    net = ControlNetModel.from_unet(
+        sdxl_unet(), load_weights_from_unet=False, conditioning_embedding_out_channels=(8, 8, 16, 16)
+    )
+    _random_control_outputs(net)
+    return net
+
+
+def _t2i_adapter():
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(32)
+    # The XL layout: its features meet a UNet whose first level has no cross-attention (the demo's and the SDXL
+    # twin's do, as SDXL's own); SD 1.5's full_adapter expects cross-attention at every level but the last.
+    return T2IAdapter(
+        in_channels=3,
+        channels=list(demo._unet().config.block_out_channels),
+        num_res_blocks=1,
+        downscale_factor=16,
+        adapter_type="full_adapter_xl",
+    )
+
+
 _BUILDERS = {
+    "controlnet": _controlnet,
+    "controlnet_sdxl": _controlnet_sdxl,
+    "t2i_adapter": _t2i_adapter,
     "inpaint": _inpaint,
+    "instruct": _instruct,
+    "lcm": _lcm,
     "depth": _depth,
     "variation": _variation,
     "upscale_x4": _upscale_x4,

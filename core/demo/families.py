@@ -83,6 +83,11 @@ def _sdxl_scheduler():
     )
 
 
+def sdxl_unet():
+    """The SDXL twin's UNet, freshly built (control modules are shaped after it)."""
+    return _sdxl_unet(24, 2 * demo.HIDDEN, 6)
+
+
 def _sdxl():
     from diffusers import StableDiffusionXLPipeline
 
@@ -94,7 +99,7 @@ def _sdxl():
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=demo._tokenizer(),
-        unet=_sdxl_unet(24, 2 * demo.HIDDEN, 6),
+        unet=sdxl_unet(),
         scheduler=_sdxl_scheduler(),
         force_zeros_for_empty_prompt=True,
     )
@@ -175,16 +180,16 @@ COMPANION_BUILDERS = {"refiner": _sdxl_refiner}
 REFINER = "SDXL refiner (second stage of SDXL text to image), like stabilityai/stable-diffusion-xl-refiner-1.0"
 
 
-def write_demo_lora(path: str | os.PathLike) -> Path:
+def write_demo_lora(path: str | os.PathLike, seed: int = 21) -> Path:
     """A tiny LoRA for the demo's UNet attention, made with peft as diffusers' training scripts do, saved as
     `pytorch_lora_weights.safetensors` in `path`. Its B matrices are random (not peft's zeros), so it changes
-    images."""
+    images. Another `seed` makes another LoRA (the LCM-LoRA twin is one: only its name says what it is)."""
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
     unet = demo._unet()
-    torch.manual_seed(21)
+    torch.manual_seed(seed)
     unet.add_adapter(
         LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
     )
@@ -195,10 +200,15 @@ def write_demo_lora(path: str | os.PathLike) -> Path:
     return path
 
 
-def demo_lora_path(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The demo LoRA's folder, written on first use."""
+DEMO_LORAS = {"demo-lora": 21, "demo-lcm-lora": 35}  # the LoRA twins, by source, with their seeds
+
+
+def demo_lora_path(cache_dir: str | os.PathLike | None = None, source: str = "demo-lora") -> Path:
+    """A demo LoRA's folder (`demo-lora`, or the LCM-LoRA's stand-in `demo-lcm-lora`), written on first use."""
     root = Path(cache_dir) if cache_dir is not None else demo.default_cache_dir()
-    return demo.write_once(root / f"demo-lora-v{demo.DEMO_FORMAT_VERSION}.{LORA_FORMAT_VERSION}", write_demo_lora)
+    seed = DEMO_LORAS[source]
+    target = root / f"{source}-v{demo.DEMO_FORMAT_VERSION}.{LORA_FORMAT_VERSION}"
+    return demo.write_once(target, lambda folder: write_demo_lora(folder, seed))
 
 
 IP_ADAPTER_FORMAT_VERSION = 1

@@ -9,14 +9,15 @@ Three kinds of task:
 - `feature`: another pipeline class over the loaded checkpoint's components (`from_pipe`), e.g. safe latent
   diffusion;
 - `companion`: needs its own checkpoint (depth, variation, upscalers, RGB+depth), loaded into the pool beside the
-  main one on demand; `animate` needs a motion adapter on top of the loaded checkpoint.
+  main one on demand; `animate` needs a motion adapter on top of the loaded checkpoint, and `module` tasks other
+  companion modules that join the main pool (ControlNet's control modules).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from core.adapters import MotionAdapterState
+    from core.control import ControlModel
     from core.generation import GenerationRequest, GenerationResult, Limits
     from core.pool import Pool
     from core.snippet import Snippet
@@ -73,6 +75,8 @@ class Serving:
 
     companions: Mapping[str, Pool]  # the companion checkpoints loaded beside the main one, by kind
     motion: MotionAdapterState | None = None
+    controls: Mapping[str, ControlModel] = field(default_factory=dict)  # control modules by slot
+    control_map: Callable[..., Image.Image] | None = None  # Studio.control_map: a preprocessor's map of an image
     loras: Sequence[str] = ()  # the names of the LoRAs loaded into the main pool
     cache_dir: Path | None = None  # where the offline twins live (the snippet names their folders)
 
@@ -82,7 +86,7 @@ class TaskSpec:
 
     name: ClassVar[str]
     label: ClassVar[str]
-    kind: ClassVar[str]  # auto | feature | companion | animate
+    kind: ClassVar[str]  # auto | feature | companion | animate | module
     order: ClassVar[int]  # where its tab and endpoint come among the others
     auto_class: ClassVar[type | None] = None
     mapping: ClassVar[dict | None] = None
@@ -152,13 +156,13 @@ class TaskSpec:
     @property
     def brings_weights(self) -> bool:
         """Whether it runs on weights of its own (a companion checkpoint, a motion adapter) besides the main ones."""
-        return self.kind in ("companion", "animate")
+        return self.kind in ("companion", "animate", "module")
 
     @property
     def needs_its_family(self) -> bool:
         """Whether only some families serve it (a view beyond AutoPipeline's, e.g. safe SD, AnimateDiff): its tab is
         disabled where the loaded family has no such pipeline."""
-        return self.kind in ("feature", "animate")
+        return self.kind in ("feature", "animate", "module")
 
     # -- the views this task adds over the main checkpoint ----------------------------------------------
 
@@ -195,6 +199,10 @@ class TaskSpec:
 
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         """Raise InvalidRequest for an option of the (validated) request that `pool` can't serve."""
+
+    def prepare(self, request: GenerationRequest, serving: Serving) -> GenerationRequest:
+        """The (validated) request as the run uses it, e.g. with its control images turned into maps."""
+        return request
 
     def view(
         self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving

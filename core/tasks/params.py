@@ -23,8 +23,9 @@ class Param:
     """One input of a task, in its API's order: the API parameter (also the GenerationRequest field), how the page
     shows it, and its defaults. The page's tab and the endpoint are built from these (ui.task_tab).
 
-    `kind` says which control: `prompt` and `negative` (text boxes), `image`, `mask` (painted over the image in
-    the page, a file in the API), `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
+    `kind` says which control: `prompt` and `negative` (text boxes), `text` (a line of text), `check` (a
+    checkbox), `image`, `mask` (painted over the image in the page, a file in the API), `control` (an image with
+    its preprocessor's map beside it), `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
     `preview` (live preview interval), `steps`, `guidance`, `size`; `panel` inputs (scheduler, safety checker, the
     image prompt) come from the panels above the tabs. Numbers may name a field of `Limits` ("max_side")."""
 

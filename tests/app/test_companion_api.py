@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
@@ -43,6 +44,19 @@ def cases(folder):
             (64, 64),
         ),
         "variation": ("/variation", dict(image=image, num_images=2, safety_checker=False, **COMMON), (64, 64)),
+        "instruct": (
+            "/instruct",
+            dict(
+                image=image,
+                prompt="make it snow",
+                negative_prompt="",
+                image_guidance_scale=1.5,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
         "upscale_x4": (
             "/upscale",
             dict(
@@ -91,7 +105,7 @@ def cases(folder):
     }
 
 
-@pytest.mark.parametrize("kind", ["depth", "variation", "upscale_x4", "upscale_x2", "ldm3d", "inpaint"])
+@pytest.mark.parametrize("kind", ["depth", "variation", "instruct", "upscale_x4", "upscale_x2", "ldm3d", "inpaint"])
 def test_companion_task_through_the_api(client, running_app, inputs, kind):
     endpoint, arguments, size = cases(inputs)[kind]
     main_bytes = running_app.studio.pool.unique_bytes()
@@ -138,3 +152,35 @@ def test_animate_returns_a_gif_and_an_mp4(client, running_app):
         assert info["pipeline"] == "AnimateDiffPipeline" and first_size(gallery) == (64, 64)
     finally:
         client.predict(kind="motion_adapter", api_name="/unload_companion")
+
+
+def test_controlnet_through_the_api_with_its_map_endpoint(client, running_app, tmp_path):
+    drawing = Image.new("RGB", (64, 64), "white")
+    drawing.paste((0, 0, 0), (20, 20, 44, 44))
+    drawing.save(tmp_path / "drawing.png")
+    control = handle_file(str(tmp_path / "drawing.png"))
+    map_file = client.predict(image=control, name="invert", low=100, high=200, api_name="/control_map")
+    with Image.open(map_file) as im:  # black square on white, turned round
+        assert im.getpixel((32, 32)) == (255, 255, 255) and im.getpixel((2, 2)) == (0, 0, 0)
+    main_bytes = running_app.studio.pool.unique_bytes()
+    client.predict(kind="controlnet", source="demo-controlnet", api_name="/load_companion")
+    try:
+        arguments = dict(
+            control_image=control, preprocessor="canny", control_scale=1.0, control_start=0.0, control_end=1.0,
+            canny_low=100, canny_high=200, prompt="a window", negative_prompt="", width=64, height=64,
+            num_images=1, safety_checker=False, **COMMON,
+        )  # fmt: skip
+        gallery, maps, info = client.predict(**arguments, api_name="/controlnet")
+        assert first_size(gallery) == (64, 64) and info["pipeline"] == "StableDiffusionControlNetPipeline"
+        with Image.open(maps[0]["image"]) as im:  # the canny map the model saw: the square's outline
+            edges = np.asarray(im.convert("L"))
+        assert edges[32, 32] == 0 and edges[32, 18:23].max() == 255
+        assert info["controls"][0]["preprocessor"] == "canny" and info["canny_low"] == 100
+        report = client.predict(api_name="/memory")
+        assert running_app.studio.pool.unique_bytes() == main_bytes, "the checkpoint was not loaded twice"
+        assert any(row["name"] == "controlnet" and row["bytes"] > 0 for row in report["components"])
+        with pytest.raises(Exception, match=r"control_end must be between 0 and 1, got 1\.5"):
+            client.predict(**{**arguments, "control_end": 1.5}, api_name="/controlnet")
+    finally:
+        unloaded = client.predict(kind="controlnet", api_name="/unload_companion")
+    assert "controlnet" not in unloaded["companions"]

@@ -49,7 +49,10 @@ def test_load_reports_what_was_loaded(studio):
     info = studio.model_info()
     assert info["pipeline"] == "StableDiffusionPipeline"
     assert info["variant"] == "default" and info["dtype"] == "float32" and info["device"] == "cpu"
-    assert info["tasks"] == ["text2img", "img2img", "inpaint", "safe_text2img", "animate"]
+    assert info["tasks"] == [
+        "text2img", "img2img", "inpaint", "controlnet", "safe_text2img", "attend_excite", "semantic", "panorama",
+        "animate",
+    ]  # fmt: skip
     assert info["task_pipelines"]["inpaint"] == "StableDiffusionInpaintPipeline"
     assert info["is_demo"] is True and info["load_seconds"] > 0
 

@@ -58,9 +58,13 @@ def test_pool_and_naive_bytes(studio):
     pool = studio.pool
     one_pipeline = sum(row["bytes"] for row in pool.component_rows())
     assert pool.unique_bytes() == one_pipeline
-    # Loaded alone, text2img, img2img, inpaint, SAG, PAG and safe SD would each hold every component (the seed's
-    # table: SD and SAG cost the same); AnimateDiff all but the safety checker.
+    # Loaded alone, each view would hold every component (the seed's table: SD and SAG cost the same), the four
+    # control views too (their control modules are counted where they are loaded); AnimateDiff all but the checker.
     checker = next(row["bytes"] for row in pool.component_rows() if row["name"] == "safety_checker")
-    assert pool.naive_bytes() == 6 * one_pipeline + (one_pipeline - checker)
+    views = [
+        "text2img", "img2img", "inpaint", "sag", "pag", "controlnet", "controlnet_img2img", "controlnet_inpaint",
+        "t2i_adapter", "safe_text2img", "attend_excite", "semantic", "panorama", "animate",
+    ]  # fmt: skip
+    assert pool.naive_bytes() == (len(views) - 1) * one_pipeline + (one_pipeline - checker)
     unet = next(row for row in pool.component_rows() if row["name"] == "unet")
-    assert unet["used_by"] == ["text2img", "img2img", "inpaint", "sag", "pag", "safe_text2img", "animate"]
+    assert unet["used_by"] == views

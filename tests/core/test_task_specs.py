@@ -57,7 +57,7 @@ def test_every_task_is_a_whole_spec_in_its_own_module():
     for name, spec in TASKS.items():
         assert isinstance(spec, TaskSpec) and spec.name == name
         assert type(spec).__module__ == f"core.tasks.{name}", "one module per task, named after it"
-        assert spec.label and spec.kind in ("auto", "feature", "companion", "animate")
+        assert spec.label and spec.kind in ("auto", "feature", "companion", "animate", "module")
         assert set(spec.companion_pipelines) <= set(spec.companions)
         if spec.kind == "auto":
             assert spec.auto_class is not None and spec.mapping is not None
@@ -67,11 +67,13 @@ def test_every_task_is_a_whole_spec_in_its_own_module():
 
 
 def test_every_companion_a_task_needs_has_an_offline_twin():
-    from core.demo.companions import COMPANIONS
+    from core.demo.companions import COMPANIONS, DEMO_CHOICES
 
     kinds = {kind for spec in TASKS.values() for kind in spec.companions}
     assert {"refiner", "depth", "upscale_x4", "motion_adapter"} <= kinds
-    assert kinds <= set(COMPANIONS), kinds - set(COMPANIONS)
+    assert kinds <= set(COMPANIONS) | set(DEMO_CHOICES), kinds - set(COMPANIONS)
+    for kind, twins in DEMO_CHOICES.items():  # a slot that offers several twins: each is one
+        assert {twin.removeprefix("demo-").replace("-", "_") for twin in twins} <= set(COMPANIONS), kind
 
 
 def test_the_readme_table_is_the_one_the_specs_make():
