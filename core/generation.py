@@ -82,6 +82,10 @@ class GenerationRequest:
     edit_warmup_steps: int = 10
     edit_threshold: float = 0.9
     circular_padding: bool = False  # panorama: join the two ends
+    source_prompt: str = ""  # diffedit: what the image shows (the mask is where it differs from the prompt)
+    mask_strength: float = 0.5  # diffedit: the noise of the mask comparison
+    example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
+    unclip_noise_level: int = 0  # unclip: noise added to the image embedding
     # controlnet: the control images (through their preprocessors), weights and step ranges of its two slots
     control_image: Image.Image | None = None
     preprocessor: str = "none"

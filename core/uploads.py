@@ -21,6 +21,7 @@ IMAGE_FIELDS = {
     "ip_adapter_image": ("image prompt", "RGB"),
     "control_image": ("control image", "RGB"),
     "control_image_2": ("second control image", "RGB"),
+    "example_image": ("example image", "RGB"),
 }
 _HIGH_DEPTH = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I;16N": 65535.0}
 

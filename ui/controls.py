@@ -14,11 +14,9 @@ from ui.common import GPU_QUEUE, AppContext, session_of, toast_text
 from ui.results import notice_and_code
 
 
-def prompts(task: str) -> tuple[gr.Textbox, gr.Textbox]:
-    """Prompt and negative prompt."""
-    prompt = gr.Textbox(
-        label="Prompt", lines=2, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt"
-    )
+def prompts(task: str, label: str = "Prompt") -> tuple[gr.Textbox, gr.Textbox]:
+    """Prompt (or what the task calls it: an instruction, what the image should show) and negative prompt."""
+    prompt = gr.Textbox(label=label, lines=2, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt")
     negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality")
     return prompt, negative
 

@@ -93,7 +93,8 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                     what="mask", label=mask.label, type="pil", image_mode=mask.mode, format="png",
                     elem_id=f"{task}-mask", height=160,
                 )  # fmt: skip
-            elif images:
+                images = [p for p in images if p.name not in ("image", "mask")]  # e.g. Paint by example's example
+            if images:
                 with gr.Row():
                     for p in images:
                         what = None if p.name == "image" else p.name.replace("_", " ")
@@ -101,8 +102,10 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                         c[p.name] = ImageUpload(
                             what=what, label=p.label, type="pil", image_mode=p.mode, format="png", elem_id=elem
                         )
+            # Text that the prompt answers (DiffEdit's "what the image shows") comes before it.
+            _own_controls([p for p in spec.params if p.row == ABOVE_PROMPT], c, slider, tab)
             if "prompt" in kinds:
-                c["prompt"], c["negative_prompt"] = prompts(task)
+                c["prompt"], c["negative_prompt"] = prompts(task, params["prompt"].label)
             # Right under what the user writes, as in the tools people know: the first screen has it.
             with gr.Row(elem_classes=["run-row"]):
                 generate = gr.Button(
@@ -201,6 +204,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
 
 
 OWN_KINDS = ("slider", "choice", "text", "check")  # the task's own controls, laid out in rows
+ABOVE_PROMPT = "above-prompt"  # a Param's row that puts it above the prompt
 
 
 def _own_controls(params: list[Param], c: dict[str, Any], slider: Any, tab: TaskTab) -> None:

@@ -69,15 +69,14 @@ def load_pipeline(
         if files.single_file is not None:
             base = single_file.load(files, dtype, reuse)
         else:
-            base = DiffusionPipeline.from_pretrained(
-                location,
+            kwargs = dict(
                 dtype=dtype,
                 variant=None if variant == DEFAULT_VARIANT else variant,
                 use_safetensors=use_safetensors,
                 local_files_only=options.offline,
-                **absent,
-                **(reuse or {}),
             )
+            _alias_moved_libraries(files)
+            base = DiffusionPipeline.from_pretrained(location, **kwargs, **absent, **(reuse or {}))
         base = base.to(device)
         unet = getattr(base, "unet", None)
         if unet is not None and devices.prefers_channels_last(device):
@@ -95,6 +94,25 @@ def load_pipeline(
             f"Loading {files.source!r} ({variant} weights) failed: {type(e).__name__}: {e}. "
             "If a weight file is damaged, delete it (or its cache entry) and load again."
         ) from e
+
+
+# Pipeline modules that diffusers has moved under `pipelines.deprecated` while published checkpoints still name
+# them in model_index.json (Fantasy-Studio/Paint-by-Example: `["paint_by_example", "PaintByExampleImageEncoder"]`).
+# diffusers 0.42 looks such a name up as an attribute of `diffusers.pipelines` (where the module used to be), and
+# fails otherwise ("paint_by_example is not one of the libraries..."; passing the component in fails in its class
+# check too). So the module is made reachable under its old name again: diffusers' own module, nothing else.
+MOVED_LIBRARIES = {"paint_by_example": "diffusers.pipelines.deprecated.paint_by_example"}
+
+
+def _alias_moved_libraries(files: CheckpointFiles) -> None:
+    import importlib
+
+    from diffusers import pipelines
+
+    for spec in files.model_index.values():
+        library = spec[0] if isinstance(spec, list) and spec else None
+        if library in MOVED_LIBRARIES and not hasattr(pipelines, library):
+            setattr(pipelines, library, importlib.import_module(MOVED_LIBRARIES[library]))
 
 
 def find_vae(source: str, options: StudioOptions) -> tuple[str, str | None]:

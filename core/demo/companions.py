@@ -27,6 +27,8 @@ COMPANIONS = {
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
     "refiner": REFINER,
+    "paint_by_example": "Paint by Example (CLIP image encoder, 9-channel UNet), like Fantasy-Studio/Paint-by-Example",
+    "unclip": "Stable unCLIP (image embedding as class input), like stabilityai/stable-diffusion-2-1-unclip",
     "lcm": "an LCM checkpoint (guidance-embedding UNet, LCM scheduler), like SimianLuo/LCM_Dreamshaper_v7",
     "instruct": "InstructPix2Pix (8-channel UNet: latents and the input image's), like timbrooks/instruct-pix2pix",
     "controlnet": "ControlNet for the demo's UNet (SD 1.5 layout), like lllyasviel/control_v11p_sd15_canny",
@@ -111,6 +113,75 @@ def _instruct():
         safety_checker=demo._safety_checker(False),
         feature_extractor=demo._feature_extractor(),
         requires_safety_checker=True,
+    )
+
+
+def _paint_by_example():
+    from diffusers import PaintByExamplePipeline
+    from diffusers.pipelines.deprecated.paint_by_example import PaintByExampleImageEncoder
+    from transformers import CLIPVisionConfig
+
+    torch.manual_seed(36)
+    encoder = PaintByExampleImageEncoder(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=demo.HIDDEN,
+            num_hidden_layers=5,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        ),
+        proj_size=demo.HIDDEN,
+    ).eval()
+    # Its UNet takes the masked image and the mask beside the latents, like an inpainting one.
+    return PaintByExamplePipeline(
+        vae=demo._vae(),
+        image_encoder=encoder,
+        unet=_unet(37, in_channels=9),
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+    )
+
+
+def _unclip():
+    from diffusers import DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(38)
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=demo.HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        )
+    ).eval()
+    # The UNet takes the (noised) image embedding and the noise level's embedding as a class embedding.
+    unet = _unet(39, class_embed_type="projection", projection_class_embeddings_input_dim=2 * demo.HIDDEN)
+    parts = _sd_parts()
+    return StableUnCLIPImg2ImgPipeline(
+        feature_extractor=demo._feature_extractor(),
+        image_encoder=encoder,
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=demo.HIDDEN),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=parts["tokenizer"],
+        text_encoder=parts["text_encoder"],
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="v_prediction",
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+        vae=parts["vae"],
     )
 
 
@@ -332,6 +403,8 @@ _BUILDERS = {
     "t2i_adapter": _t2i_adapter,
     "inpaint": _inpaint,
     "instruct": _instruct,
+    "paint_by_example": _paint_by_example,
+    "unclip": _unclip,
     "lcm": _lcm,
     "depth": _depth,
     "variation": _variation,
@@ -351,7 +424,25 @@ def write_companion(kind: str, path: str | os.PathLike) -> Path:
     path = Path(path)
     _BUILDERS[kind]().save_pretrained(path, safe_serialization=True)
     _drop_pil_suffix(path)
+    for component, declared in AS_PUBLISHED.get(kind, {}).items():
+        _as_published(path, component, declared)
     return path
+
+
+# model_index.json entries the published checkpoint writes differently from what save_pretrained writes today.
+AS_PUBLISHED = {"paint_by_example": {"image_encoder": ["paint_by_example", "PaintByExampleImageEncoder"]}}
+
+
+def _as_published(path: Path, component: str, declared: list[str]) -> None:
+    """Declare `component` in model_index.json as the published checkpoint does (Fantasy-Studio/Paint-by-Example
+    names its encoder's library `paint_by_example`, a module diffusers has since moved), so the twin takes the
+    same loading path."""
+    import json
+
+    index_file = path / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index[component] = declared
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def _drop_pil_suffix(path: Path) -> None:

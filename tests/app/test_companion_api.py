@@ -44,6 +44,31 @@ def cases(folder):
             (64, 64),
         ),
         "variation": ("/variation", dict(image=image, num_images=2, safety_checker=False, **COMMON), (64, 64)),
+        "unclip": (
+            "/unclip",
+            dict(
+                image=image,
+                prompt="x",
+                negative_prompt="",
+                unclip_noise_level=100,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
+        "paint_by_example": (
+            "/paint_by_example",
+            dict(
+                image=image,
+                mask=handle_file(str(folder / "mask.png")),
+                example_image=small,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
         "instruct": (
             "/instruct",
             dict(

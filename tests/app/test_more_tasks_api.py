@@ -337,3 +337,32 @@ def test_a_lora_sent_during_a_run_waits_for_it_and_applies_to_the_next(client, r
         go.set()
         sender.join(60)
         client.predict(name="demo_lora", api_name="/unload_lora")
+
+
+def test_the_views_over_the_demo_through_their_endpoints(client, running_app, tmp_path):
+    """Attend-and-Excite, SEGA, panorama and DiffEdit: each its own endpoint, each a view (no memory)."""
+    bytes_before = running_app.studio.pool.unique_bytes()
+    common = {k: v for k, v in T2I.items() if k not in ("width", "height")}
+    _gallery, info = client.predict(
+        **common, width=64, height=64, excite_words="bridge", max_iter_to_alter=2, api_name="/attend_excite"
+    )
+    assert info["pipeline"] == "StableDiffusionAttendAndExcitePipeline" and info["excite_words"] == ["bridge"]
+    _gallery, info = client.predict(
+        **common, width=64, height=64, edit_prompt_1="fog", edit_direction_1="remove", api_name="/semantic"
+    )
+    assert info["edits"] == [{"prompt": "fog", "direction": "remove", "scale": 5.0}]
+    gallery, info = client.predict(**common, width=256, height=64, circular_padding=True, api_name="/panorama")
+    with Image.open(files(gallery)[0]) as im:
+        assert im.size == (256, 64) and info["circular_padding"] is True
+    Image.new("RGB", (64, 64), (90, 140, 30)).save(tmp_path / "photo.png")
+    from gradio_client import handle_file
+
+    gallery, mask, info = client.predict(
+        image=handle_file(str(tmp_path / "photo.png")), source_prompt="a field", prompt="a lake",
+        negative_prompt="", mask_strength=0.5, strength=0.8, steps=5, guidance_scale=7.0, seed=2,
+        safety_checker=False, api_name="/diffedit",
+    )  # fmt: skip
+    with Image.open(mask) as im:
+        assert im.size == (64, 64)
+    assert info["pipeline"] == "StableDiffusionDiffEditPipeline" and info["strength"] == 0.8
+    assert running_app.studio.pool.unique_bytes() == bytes_before

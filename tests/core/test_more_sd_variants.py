@@ -1,0 +1,94 @@
+"""DiffEdit (a view over the loaded checkpoint), Paint by Example and Stable unCLIP (companions): each through the
+engine, with diffusers alone making the same image from the info's snippet."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from core.errors import InvalidRequest
+from core.generation import GenerationRequest
+from core.studio import Studio, StudioOptions
+
+PICTURE = Image.new("RGB", (64, 64), (200, 100, 30))
+ImageDraw.Draw(PICTURE).ellipse((10, 10, 50, 50), fill="white")
+MASK = Image.new("L", (64, 64), 0)
+MASK.paste(255, (16, 16, 48, 48))
+EXAMPLE = Image.new("RGB", (64, 64), (20, 60, 220))
+
+
+@pytest.fixture(scope="module")
+def studio() -> Studio:
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    return studio
+
+
+def snippet_image(result, folder, inputs: dict[str, Image.Image], *, fresh: bool = False) -> Image.Image:
+    """The first image the info's snippet saves; `fresh`: in a new Python process, as a user would run it."""
+    for name, picture in inputs.items():
+        picture.save(folder / name)
+    (folder / "reproduce.py").write_text(result.info["code"])
+    if fresh:
+        subprocess.run([sys.executable, "reproduce.py"], cwd=folder, check=True, capture_output=True)
+    else:
+        runpy.run_path(str(folder / "reproduce.py"), run_name="__main__")
+    return Image.open(folder / "image.png")
+
+
+def test_diffedit_makes_its_mask_from_two_prompts_and_the_snippet_repeats_all_three_stages(
+    studio, tmp_path, monkeypatch
+):
+    modules = {k: v for k, v in studio.pool.components.items() if isinstance(v, torch.nn.Module)}
+    request = dict(task="diffedit", image=PICTURE, source_prompt="a bowl of fruits", prompt="a bowl of pears")
+    result = studio.generate(GenerationRequest(**request, steps=4, strength=0.8, seed=3, safety_checker=False))
+    assert result.info["pipeline"] == "StableDiffusionDiffEditPipeline"
+    assert result.info["scheduler"] == "DDIM" and result.info["strength"] == 0.75  # 4 x 0.8 rounded to 3 steps
+    (mask,) = result.extras["mask"]
+    assert mask.size == (64, 64) and set(np.unique(np.asarray(mask))) <= {0, 255}
+    for key, module in modules.items():
+        assert studio.pool.components[key] is module
+    monkeypatch.chdir(tmp_path)
+    assert snippet_image(result, tmp_path, {"input.png": PICTURE}).tobytes() == result.images[0].tobytes()
+    with pytest.raises(InvalidRequest, match="needs both prompts"):
+        studio.generate(GenerationRequest(**{**request, "source_prompt": " "}, steps=4))
+
+
+def test_paint_by_example_repaints_the_mask_from_the_example(studio, tmp_path):
+    studio.load_companion("paint_by_example", "demo-paint-by-example")
+    try:
+        request = dict(task="paint_by_example", image=PICTURE, mask=MASK, steps=3, seed=5, safety_checker=False)
+        result = studio.generate(GenerationRequest(**request, example_image=EXAMPLE))
+        other = studio.generate(GenerationRequest(**request, example_image=PICTURE))
+        assert result.info["pipeline"] == "PaintByExamplePipeline" and result.images[0].size == (64, 64)
+        assert result.images[0].tobytes() != other.images[0].tobytes(), "the example changed nothing"
+        rows = {row["name"]: row for row in studio.memory_report()["components"]}
+        assert rows["paint_by_example/vae"]["shared_with"] == ["demo"]  # the demo's VAE files: held once
+        # In a new process: the published checkpoint's model_index.json needs the snippet's module alias there too.
+        files = {"input.png": PICTURE, "mask.png": MASK, "example_image.png": EXAMPLE}
+        image = snippet_image(result, tmp_path, files, fresh=True)
+        assert image.tobytes() == result.images[0].tobytes()
+        with pytest.raises(InvalidRequest, match="needs an example image"):
+            studio.generate(GenerationRequest(**request))
+    finally:
+        studio.unload_companion("paint_by_example")
+
+
+def test_stable_unclip_varies_an_image_with_a_prompt(studio, tmp_path, monkeypatch):
+    studio.load_companion("unclip", "demo-unclip")
+    try:
+        request = dict(task="unclip", image=PICTURE, prompt="at night", steps=3, seed=6, safety_checker=False)
+        result = studio.generate(GenerationRequest(**request))
+        noisier = studio.generate(GenerationRequest(**request, unclip_noise_level=500))
+        assert result.info["pipeline"] == "StableUnCLIPImg2ImgPipeline" and result.info["noise_level"] == 0
+        assert result.images[0].tobytes() != noisier.images[0].tobytes()
+        monkeypatch.chdir(tmp_path)
+        assert snippet_image(result, tmp_path, {"input.png": PICTURE}).tobytes() == result.images[0].tobytes()
+    finally:
+        studio.unload_companion("unclip")
