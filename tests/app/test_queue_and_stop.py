@@ -118,7 +118,10 @@ def test_stop_during_live_previews_still_delivers_the_stopped_image(running_app)
     visitor = Client(running_app.url, verbose=False)
     job = visitor.submit(**LONG, preview_every=5, api_name="/text2img")
     wait_until_running(running_app)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60  # a preview first (every 5 steps), however slow the machine is today
+    while not job.outputs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.outputs(), "no live preview came while denoising"
     visitor.predict(api_name="/stop_text2img")
     gallery, info = job.result(timeout=60)
     assert info["interrupted"] is True and len(gallery) == 1

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 
 import httpx
 
 from ui.visitor_limits import VisitorLimits, VisitorLimitsMiddleware
+
+
+def in_own_loop(coroutine):
+    """Run `coroutine` in a thread of its own: in a pytest worker that ran the browser tests first, Playwright's
+    sync API keeps an event loop running in the main thread, and asyncio.run refuses to start beside it."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _ok(scope, receive, send):
@@ -24,7 +32,7 @@ def _post_many(limits: VisitorLimits, count: int) -> list[int]:
             files = {"files": ("a.png", b"x", "image/png")}
             return [(await client.post("/gradio_api/upload", files=files)).status_code for _ in range(count)]
 
-    return asyncio.run(run())
+    return in_own_loop(run())
 
 
 def test_a_client_uploading_too_often_is_asked_to_wait():
@@ -44,4 +52,4 @@ def test_an_oversized_upload_body_is_refused_while_it_streams():
         async with httpx.AsyncClient(transport=transport, base_url="http://studio") as client:
             return (await client.post("/gradio_api/upload", content=body())).status_code
 
-    assert asyncio.run(run()) == 413
+    assert in_own_loop(run()) == 413

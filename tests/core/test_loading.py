@@ -51,7 +51,7 @@ def test_load_reports_what_was_loaded(studio):
     assert info["variant"] == "default" and info["dtype"] == "float32" and info["device"] == "cpu"
     assert info["tasks"] == [
         "text2img", "img2img", "inpaint", "controlnet", "safe_text2img", "attend_excite", "semantic", "panorama",
-        "animate",
+        "diffedit", "animate",
     ]  # fmt: skip
     assert info["task_pipelines"]["inpaint"] == "StableDiffusionInpaintPipeline"
     assert info["is_demo"] is True and info["load_seconds"] > 0
