@@ -86,6 +86,9 @@ class GenerationRequest:
     mask_strength: float = 0.5  # diffedit: the noise of the mask comparison
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip: noise added to the image embedding
+    gligen_phrases: str = ""  # gligen: phrases separated by ;
+    gligen_boxes: str = ""  # gligen: x0,y0,x1,y1 (fractions) per phrase, ; between boxes
+    gligen_beta: float = 0.3  # gligen: the share of the steps the boxes steer
     # controlnet: the control images (through their preprocessors), weights and step ranges of its two slots
     control_image: Image.Image | None = None
     preprocessor: str = "none"

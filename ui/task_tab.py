@@ -17,10 +17,12 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from core.errors import StudioError
 from core.generation import GenerationRequest, GenerationResult
 from core.tasks import TaskSpec
 from core.tasks.base import REQUIRED, Param
-from ui.common import GPU_QUEUE, AppContext, session_of, user_errors, visitor_of
+from core.tasks.params import BOX_COLOURS, boxes_from_canvas
+from ui.common import GPU_QUEUE, AppContext, session_of, toast_text, user_errors, visitor_of
 from ui.companion_box import build_companion_box
 from ui.control_unit import ControlUnit, control_unit, wire_control_unit
 from ui.controls import ImageUpload, named_range, prompts, whole, wire_stop
@@ -102,8 +104,11 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                         c[p.name] = ImageUpload(
                             what=what, label=p.label, type="pil", image_mode=p.mode, format="png", elem_id=elem
                         )
-            # Text that the prompt answers (DiffEdit's "what the image shows") comes before it.
+            # Text that the prompt answers (DiffEdit's "what the image shows", GLIGEN's phrases) comes before it.
             _own_controls([p for p in spec.params if p.row == ABOVE_PROMPT], c, slider, tab)
+            for p in spec.params:
+                if p.kind == "boxes":
+                    c[p.name] = box_canvas(task, p)
             if "prompt" in kinds:
                 c["prompt"], c["negative_prompt"] = prompts(task, params["prompt"].label)
             # Right under what the user writes, as in the tools people know: the first screen has it.
@@ -172,13 +177,20 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     # The progress bar sits on the notice line, so the gallery stays clear for the live previews.
     run = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[results.notice])
     triggers = [generate.click, c["prompt"].submit] if "prompt" in c else [generate.click]
-    if painted:
-        # The page sends the editor and the mask file; the endpoint, for scripts, takes the image and the mask.
-        event = gr.on(triggers, _from_editor(handler), components, outputs, api_visibility="private", **run)
-        api_image = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
-        api_mask = ImageUpload(what="mask", type="pil", image_mode=params["mask"].mode, visible=False)
+    drawn = [i for i, p in enumerate(spec.params) if p.kind == "boxes"]
+    if painted or drawn:
+        # The page sends what was drawn (the mask on the image, boxes on a canvas); the endpoint, for scripts,
+        # takes files and text instead: the image and the mask, the boxes as numbers.
+        page = _from_page(handler, painted, drawn)
+        event = gr.on(triggers, page, components, outputs, api_visibility="private", **run)
+        api_inputs = list(components)
+        if painted:
+            api_inputs[0] = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
+            api_inputs[1] = ImageUpload(what="mask", type="pil", image_mode=params["mask"].mode, visible=False)
+        for i in drawn:
+            api_inputs[i] = gr.Textbox(visible=False)
         api_button = gr.Button(visible=False)
-        api_button.click(handler, [api_image, api_mask, *components[2:]], outputs, api_name=task, **run)
+        api_button.click(handler, api_inputs, outputs, api_name=task, **run)
     else:
         # One chain for Enter and the button: both get the notice, Stop and the outputs.
         event = gr.on(triggers, handler, components, outputs, api_name=task, **run)
@@ -296,18 +308,39 @@ def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
     return user_errors(handler)
 
 
-def _from_editor(handler: Any) -> Any:
-    """The page's handler for a painted mask: the editor's background is the image; a mask file wins over paint."""
+def box_canvas(task: str, p: Param) -> gr.ImageEditor:
+    """A blank canvas to draw boxes on, one brush colour per box (core.tasks.params.BOX_COLOURS)."""
+    colours = [f"#{r:02x}{g:02x}{b:02x}" for _name, (r, g, b) in BOX_COLOURS]
+    names = ", ".join(name for name, _rgb in BOX_COLOURS)
+    return gr.ImageEditor(
+        label=f"{p.label} ({names})", type="pil", image_mode="RGBA", format="png", sources=(), transforms=(),
+        layers=False, canvas_size=(512, 512), fixed_canvas=True, elem_id=f"{task}-{p.name.replace('_', '-')}",
+        brush=gr.Brush(colors=colours, default_color=colours[0], color_mode="fixed", default_size=12),
+    )  # fmt: skip
+
+
+def _from_page(handler: Any, painted: bool, drawn: list[int]) -> Any:
+    """The page's handler where something is drawn: a painted mask's editor gives the image (its background) and the
+    mask (a mask file wins over paint); a box canvas gives its boxes as the endpoint's text."""
     signature = inspect.signature(handler)
 
-    def from_editor(editor: Any, mask_upload: Any, *rest: Any) -> Iterator[tuple]:
-        background = editor.get("background") if editor else None
-        mask = mask_upload if mask_upload is not None else mask_from_editor(editor)
+    def from_page(*values: Any) -> Iterator[tuple]:
+        values = list(values)
+        if painted:
+            editor, mask_upload = values[0], values[1]
+            values[0] = editor.get("background") if editor else None
+            values[1] = mask_upload if mask_upload is not None else mask_from_editor(editor)
+        for i in drawn:
+            canvas = (values[i] or {}).get("composite") if isinstance(values[i], dict) else None
+            try:
+                values[i] = boxes_from_canvas(canvas) if canvas is not None else ""
+            except StudioError as e:
+                raise gr.Error(toast_text(str(e)), print_exception=False) from None
         if inspect.isgeneratorfunction(handler):
-            yield from handler(background, mask, *rest)
+            yield from handler(*values)
         else:
-            yield handler(background, mask, *rest)
+            yield handler(*values)
 
-    from_editor.__signature__ = signature  # type: ignore[attr-defined]
-    from_editor.__annotations__ = {"request": gr.Request}
-    return from_editor
+    from_page.__signature__ = signature  # type: ignore[attr-defined]
+    from_page.__annotations__ = {"request": gr.Request}
+    return from_page

@@ -27,6 +27,7 @@ COMPANIONS = {
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
     "refiner": REFINER,
+    "gligen": "GLIGEN (gated self-attention reads phrase boxes), like masterful/gligen-1-4-generation-text-box",
     "paint_by_example": "Paint by Example (CLIP image encoder, 9-channel UNet), like Fantasy-Studio/Paint-by-Example",
     "unclip": "Stable unCLIP (image embedding as class input), like stabilityai/stable-diffusion-2-1-unclip",
     "lcm": "an LCM checkpoint (guidance-embedding UNet, LCM scheduler), like SimianLuo/LCM_Dreamshaper_v7",
@@ -182,6 +183,26 @@ def _unclip():
             steps_offset=1,
         ),
         vae=parts["vae"],
+    )
+
+
+def _gligen():
+    from diffusers import StableDiffusionGLIGENPipeline
+
+    # Gated self-attention layers and the phrase-and-box projection ("position net") beside the demo's UNet. Their
+    # gates start closed (tanh(0) = 0) as training starts them; a trained checkpoint's are open, and a twin left
+    # closed would ignore its boxes.
+    unet = _unet(40, attention_type="gated")
+    for name, gate in unet.named_parameters():
+        if name.endswith(("alpha_attn", "alpha_dense")):
+            torch.nn.init.constant_(gate, 1.0)
+    return StableDiffusionGLIGENPipeline(
+        **_sd_parts(),
+        unet=unet,
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        requires_safety_checker=True,
     )
 
 
@@ -404,6 +425,7 @@ _BUILDERS = {
     "inpaint": _inpaint,
     "instruct": _instruct,
     "paint_by_example": _paint_by_example,
+    "gligen": _gligen,
     "unclip": _unclip,
     "lcm": _lcm,
     "depth": _depth,

@@ -9,9 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from core.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from core.generation import Limits
 
 
@@ -25,7 +29,8 @@ class Param:
 
     `kind` says which control: `prompt` and `negative` (text boxes), `text` (a line of text), `check` (a
     checkbox), `image`, `mask` (painted over the image in the page, a file in the API), `control` (an image with
-    its preprocessor's map beside it), `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
+    its preprocessor's map beside it), `boxes` (drawn on a canvas in the page, one colour each; text in the API),
+    `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
     `preview` (live preview interval), `steps`, `guidance`, `size`; `panel` inputs (scheduler, safety checker, the
     image prompt) come from the panels above the tabs. Numbers may name a field of `Limits` ("max_side")."""
 
@@ -172,3 +177,30 @@ def is_number(value: Any) -> bool:
 def check_int(label: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{label} must be a whole number, got {value!r}.")
+
+
+# The canvas' brush colours, phrase by phrase (distinct for most colour vision), and their names for the page.
+BOX_COLOURS = (("red", (230, 25, 75)), ("green", (60, 180, 75)), ("blue", (67, 99, 216)), ("orange", (245, 130, 49)))
+
+
+def boxes_from_canvas(canvas: Image.Image) -> str:
+    """The bounding box of each colour painted on `canvas` (an RGBA composite), in colour order, as the API's text;
+    colours not painted are skipped only at the end (a box for phrase 1 and 3 but not 2 can't be matched)."""
+    pixels = np.asarray(canvas.convert("RGBA")).astype(np.int16)
+    height, width = pixels.shape[:2]
+    boxes = []
+    for _name, colour in BOX_COLOURS:
+        near = (np.abs(pixels[..., :3] - np.array(colour)).sum(-1) < 60) & (pixels[..., 3] > 0)
+        if near.sum() < 9:  # a stray antialiased pixel is not a box
+            boxes.append(None)
+            continue
+        ys, xs = np.nonzero(near)
+        boxes.append(
+            f"{xs.min() / width:.3f},{ys.min() / height:.3f},{(xs.max() + 1) / width:.3f},{(ys.max() + 1) / height:.3f}"
+        )
+    while boxes and boxes[-1] is None:
+        boxes.pop()
+    if any(box is None for box in boxes):
+        missing = next(BOX_COLOURS[i][0] for i, box in enumerate(boxes) if box is None)
+        raise InvalidRequest(f"Draw a box in {missing} too: each phrase needs its box, in the phrases' order.")
+    return "; ".join(boxes)

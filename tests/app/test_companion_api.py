@@ -69,6 +69,22 @@ def cases(folder):
             ),
             (64, 64),
         ),
+        "gligen": (
+            "/gligen",
+            dict(
+                prompt="a cat and a lamp",
+                negative_prompt="",
+                gligen_phrases="a cat; a lamp",
+                gligen_boxes="0,0.5,0.5,1; 0.5,0,1,0.5",
+                gligen_beta=0.3,
+                width=64,
+                height=64,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
         "instruct": (
             "/instruct",
             dict(
@@ -130,7 +146,13 @@ def cases(folder):
     }
 
 
-@pytest.mark.parametrize("kind", ["depth", "variation", "instruct", "upscale_x4", "upscale_x2", "ldm3d", "inpaint"])
+KINDS = [
+    "depth", "variation", "instruct", "unclip", "paint_by_example", "gligen", "upscale_x4", "upscale_x2", "ldm3d",
+    "inpaint",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_companion_task_through_the_api(client, running_app, inputs, kind):
     endpoint, arguments, size = cases(inputs)[kind]
     main_bytes = running_app.studio.pool.unique_bytes()

@@ -92,3 +92,40 @@ def test_stable_unclip_varies_an_image_with_a_prompt(studio, tmp_path, monkeypat
         assert snippet_image(result, tmp_path, {"input.png": PICTURE}).tobytes() == result.images[0].tobytes()
     finally:
         studio.unload_companion("unclip")
+
+
+def test_gligen_puts_each_phrase_in_its_box(studio, tmp_path, monkeypatch):
+    studio.load_companion("gligen", "demo-gligen")
+    try:
+        request = dict(
+            task="gligen", prompt="a cat and a lamp", gligen_phrases="a cat; a lamp", steps=3, width=64, height=64,
+            seed=3, safety_checker=False,
+        )  # fmt: skip
+        result = studio.generate(GenerationRequest(**request, gligen_boxes="0,0.5,0.5,1; 0.5,0,1,0.5"))
+        swapped = studio.generate(GenerationRequest(**request, gligen_boxes="0.5,0,1,0.5; 0,0.5,0.5,1"))
+        assert result.info["pipeline"] == "StableDiffusionGLIGENPipeline"
+        assert result.info["gligen_boxes"] == [[0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5]]
+        assert result.images[0].tobytes() != swapped.images[0].tobytes(), "the boxes changed nothing"
+        monkeypatch.chdir(tmp_path)
+        assert snippet_image(result, tmp_path, {}).tobytes() == result.images[0].tobytes()
+        with pytest.raises(InvalidRequest, match="one box per phrase"):
+            studio.generate(GenerationRequest(**request, gligen_boxes="0,0,1,1"))
+        with pytest.raises(InvalidRequest, match=r"Box '0.5,0,0.2,1' is not x0,y0,x1,y1"):
+            studio.generate(GenerationRequest(**request, gligen_boxes="0,0,1,1; 0.5,0,0.2,1"))
+    finally:
+        studio.unload_companion("gligen")
+
+
+def test_boxes_drawn_in_colours_become_the_endpoints_text():
+    from core.tasks.params import BOX_COLOURS, boxes_from_canvas
+
+    canvas = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((10, 20, 49, 59), outline=BOX_COLOURS[0][1] + (255,), width=3)  # phrase 1: red, an outline
+    draw.ellipse((100, 0, 199, 99), fill=BOX_COLOURS[1][1] + (255,))  # phrase 2: green, a filled area
+    assert boxes_from_canvas(canvas) == "0.050,0.200,0.250,0.600; 0.500,0.000,1.000,1.000"
+    only_second = Image.new("RGBA", (100, 100), (0, 0, 0, 0))
+    ImageDraw.Draw(only_second).rectangle((0, 0, 50, 50), fill=BOX_COLOURS[1][1] + (255,))
+    with pytest.raises(InvalidRequest, match="Draw a box in red too"):
+        boxes_from_canvas(only_second)
+    assert boxes_from_canvas(Image.new("RGBA", (10, 10))) == ""
