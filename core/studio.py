@@ -127,6 +127,12 @@ class Studio:
             self.adapters.reset()  # they lived on the old pool's modules
             if self.motion is not None:
                 self.motion.forget()  # built over the old pool's UNet, a copy of its weights
+            # Control modules and the depth-map estimator stay loaded across checkpoints, in the new one's dtype (a
+            # float32 ControlNet beside a bfloat16 UNet fails inside the run).
+            for model in self.controls.values():
+                model.module.to(dtype=torch_dtype)
+            if self.map_estimator is not None:
+                self.map_estimator[0].to(dtype=torch_dtype)
             self._release()
             return self.model_info()
 
@@ -310,6 +316,8 @@ class Studio:
                 on_demo = self._pool is None or self._pool.files.source.startswith(checkpoints.DEMO)
                 source = "demo-depth" if on_demo or self.options.offline else self.options.depth_source
                 dtype = self._pool.dtype if self._pool is not None else torch.float32
+                if self.options.public:  # a visitor's depth map loads it: the budget of a companion applies
+                    self._check_companion_fits("depth", source, dtype)
                 files = self._resolve(source)
                 self.map_estimator = loading.load_depth_estimator(
                     files, dtype, self.device, offline=self.options.offline

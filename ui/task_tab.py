@@ -61,8 +61,9 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
 
     def slider(p: Param, **extra: Any) -> gr.Slider:
         low, high = p.page_range(limits)  # the range the API checks (core.generation), a step in at open ends
+        value = min(max(p.default, low), high)  # a public server's limits may be below a default (a panorama's 2048)
         return gr.Slider(
-            low, high, value=p.default, step=p.step, label=p.label, info=p.info,
+            low, high, value=value, step=p.step, label=p.label, info=p.info,
             elem_id=extra.pop("elem_id", p.elem_id or f"{task}-{p.name.replace('_', '-')}"), **extra,
         )  # fmt: skip
 

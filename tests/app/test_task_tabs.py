@@ -51,3 +51,13 @@ def test_every_slider_spans_the_range_its_endpoint_accepts(running_app):
                 assert (props["minimum"], props["maximum"]) == p.page_range(limits), (name, p.name)
                 seen += 1
     assert seen > 3 * len(TASKS)
+
+
+def test_no_slider_starts_outside_a_public_servers_limits(public_app):
+    """A public server's limits are tighter (max_side 1024); a default above them (the panorama's 2048 px) starts
+    at the limit instead of at a value the page would refuse."""
+    sliders = [c["props"] for c in attack.config(public_app.url)["components"] if c["type"] == "slider"]
+    outside = [p.get("elem_id") for p in sliders if not p["minimum"] <= p["value"] <= p["maximum"]]
+    assert outside == []
+    panorama = next(p for p in sliders if p.get("elem_id") == "panorama-width")
+    assert panorama["value"] == panorama["maximum"] == 1024

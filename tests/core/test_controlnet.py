@@ -183,3 +183,15 @@ def test_sdxl_controlnet_and_the_wrong_familys_module_is_refused(tmp_path, monke
     image = reproduce(result, tmp_path, monkeypatch, {"control.png": result.extras["control_maps"][0]})
     assert image.tobytes() == result.images[0].tobytes()
     assert run(studio, image=START).info["pipeline"] == "StableDiffusionXLControlNetImg2ImgPipeline"
+
+
+def test_control_modules_follow_the_next_checkpoints_dtype():
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo", variant="default", dtype="float32")
+    studio.load_companion("controlnet", "demo-controlnet")
+    studio.control_map(_drawing(), "depth")  # loads the depth-map estimator
+    studio.load("demo", variant="default", dtype="bfloat16")
+    assert next(studio.controls["controlnet"].module.parameters()).dtype == torch.bfloat16
+    assert next(studio.map_estimator[0].parameters()).dtype == torch.bfloat16
+    result = run(studio, preprocessor="depth")
+    assert result.info["dtype"] == "bfloat16" and result.images
