@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 SLOTS = ("controlnet", "controlnet_2")
 PREPROCESSORS = ("none", "canny", "depth", "scribble", "invert")
 # The diffusers class of each control module kind, by the `_class_name` its config.json declares.
-MODULE_CLASSES = {"ControlNetModel": "controlnet_model", "T2IAdapter": "t2i_adapter"}
+MODULE_CLASSES = {
+    "ControlNetModel": "controlnet_model",
+    "T2IAdapter": "t2i_adapter",
+    "ControlNetXSAdapter": "controlnet_xs",
+}
 
 
 @dataclass
@@ -44,15 +48,41 @@ class ControlModel:
     location: str
     module: torch.nn.Module
     kind: str
+    # ControlNet-XS: the UNet fused with the adapter (a copy of the UNet's weights, kept) and weak references to
+    # what it was built from, as for AnimateDiff's motion UNet.
+    fused: torch.nn.Module | None = None
+    fused_from: Any = None
 
     @property
     def class_name(self) -> str:
         return type(self.module).__name__
 
+    def fused_unet(self, unet: torch.nn.Module) -> torch.nn.Module:
+        """ControlNet-XS's `UNetControlNetXSModel` over `unet` as it is now, built once and rebuilt when the UNet
+        changed (another checkpoint)."""
+        import weakref
+
+        from diffusers import UNetControlNetXSModel
+
+        if self.fused is None or self.fused_from is None or self.fused_from() is not unet:
+            self.fused = None  # free the old copy before making the new one
+            try:
+                fused = UNetControlNetXSModel.from_unet(unet, self.module)
+            except (RuntimeError, ValueError) as e:  # the adapter's blocks don't match this UNet's
+                raise InvalidRequest(
+                    f"The ControlNet-XS {self.source!r} does not fit the loaded checkpoint's UNet "
+                    f"({e.__class__.__name__}); load one made for this checkpoint."
+                ) from e
+            self.fused = fused.to(device=unet.device, dtype=unet.dtype)
+            self.fused_from = weakref.ref(unet)
+        return self.fused
+
     def check_fits(self, unet: Any) -> None:
         """Raise InvalidRequest when this module was made for another UNet (SD 1.5's on SDXL, say): diffusers would
         fail inside the run with a tensor shape error."""
         config, unet_config = self.module.config, unet.config
+        if self.kind == "controlnet_xs":
+            return  # fusing it with the UNet tells (fused_unet)
         if self.kind == "controlnet_model":
             wrong = (
                 config.cross_attention_dim != unet_config.cross_attention_dim

@@ -272,6 +272,11 @@ def _control_rows(studio: Studio) -> list[dict[str, Any]]:
         {**component_row(slot, model.module, users), "checkpoint": model.source}
         for slot, model in studio.controls.items()
     ]
+    rows += [  # ControlNet-XS runs a fused copy of the UNet: held while both are loaded
+        {**component_row(f"{slot}/fused_unet", model.fused, users), "checkpoint": model.source}
+        for slot, model in studio.controls.items()
+        if model.fused is not None
+    ]
     if studio.map_estimator is not None and studio.companion("depth") is None:
         rows.append({**component_row("depth_estimator", studio.map_estimator[0], users), "checkpoint": "depth map"})
     return rows

@@ -131,6 +131,7 @@ class Studio:
             # float32 ControlNet beside a bfloat16 UNet fails inside the run).
             for model in self.controls.values():
                 model.module.to(dtype=torch_dtype)
+                model.fused = model.fused_from = None  # ControlNet-XS's copy of the old UNet
             if self.map_estimator is not None:
                 self.map_estimator[0].to(dtype=torch_dtype)
             self._release()

@@ -34,12 +34,14 @@ COMPANIONS = {
     "instruct": "InstructPix2Pix (8-channel UNet: latents and the input image's), like timbrooks/instruct-pix2pix",
     "controlnet": "ControlNet for the demo's UNet (SD 1.5 layout), like lllyasviel/control_v11p_sd15_canny",
     "controlnet_sdxl": "ControlNet for the SDXL twin's UNet, like diffusers/controlnet-canny-sdxl-1.0",
+    "xs_base": "the demo with two layers per UNet block, as SD 1.5 has (ControlNet-XS's converter needs them)",
+    "controlnet_xs": "ControlNet-XS for the xs_base twin's UNet, like UmerHA/Testing-ConrolNetXS-SD2.1-canny",
     "t2i_adapter": "T2I-Adapter for the demo's and the SDXL twin's UNet, like TencentARC/t2iadapter_canny_sd15v2",
     **FAMILIES,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
 # control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
-CONTROL_TWINS = ("demo-controlnet", "demo-controlnet-sdxl", "demo-t2i-adapter")
+CONTROL_TWINS = ("demo-controlnet", "demo-controlnet-sdxl", "demo-t2i-adapter", "demo-controlnet-xs")
 DEMO_CHOICES = {"controlnet": CONTROL_TWINS, "controlnet_2": CONTROL_TWINS}
 
 
@@ -403,6 +405,38 @@ def _controlnet_sdxl():
     return net
 
 
+def _xs_unet():
+    """The demo's UNet with two layers per block (SD 1.5 has two; ControlNet-XS's converter needs them)."""
+    return _unet(41, layers_per_block=2)
+
+
+def _xs_base():
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        **_sd_parts(),
+        unet=_xs_unet(),
+        scheduler=_scheduler(),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        requires_safety_checker=True,
+    )
+
+
+def _controlnet_xs():
+    from diffusers import ControlNetXSAdapter
+
+    torch.manual_seed(42)
+    adapter = ControlNetXSAdapter.from_unet(
+        _xs_unet(), size_ratio=0.5, learn_time_embedding=True, conditioning_embedding_out_channels=(8, 8, 16, 16)
+    )
+    # Its connections to and from the base UNet start at zero, as for a ControlNet; a trained one's are not.
+    for name, weight in adapter.named_parameters():
+        if any(part in name for part in ("ctrl_to_base", "base_to_ctrl", "control_to_base", "conv_out")):
+            torch.nn.init.normal_(weight, std=0.05)
+    return adapter
+
+
 def _t2i_adapter():
     from diffusers import T2IAdapter
 
@@ -422,6 +456,8 @@ _BUILDERS = {
     "controlnet": _controlnet,
     "controlnet_sdxl": _controlnet_sdxl,
     "t2i_adapter": _t2i_adapter,
+    "xs_base": _xs_base,
+    "controlnet_xs": _controlnet_xs,
     "inpaint": _inpaint,
     "instruct": _instruct,
     "paint_by_example": _paint_by_example,

@@ -55,14 +55,16 @@ PIPELINES = {
     ("stable-diffusion-xl", "controlnet_model", "inpaint"): "StableDiffusionXLControlNetInpaintPipeline",
     ("stable-diffusion", "t2i_adapter", "text2img"): "StableDiffusionAdapterPipeline",
     ("stable-diffusion-xl", "t2i_adapter", "text2img"): "StableDiffusionXLAdapterPipeline",
+    ("stable-diffusion", "controlnet_xs", "text2img"): "StableDiffusionControlNetXSPipeline",
+    ("stable-diffusion-xl", "controlnet_xs", "text2img"): "StableDiffusionXLControlNetXSPipeline",
 }
 BASES = {"StableDiffusionPipeline": "stable-diffusion", "StableDiffusionXLPipeline": "stable-diffusion-xl"}
 MODES = {"text2img": "a prompt", "img2img": "a start image", "inpaint": "a start image and a mask"}
 
 
 def view_name(kind: str, mode: str) -> str:
-    if kind == "t2i_adapter":
-        return "t2i_adapter"
+    if kind in ("t2i_adapter", "controlnet_xs"):
+        return kind
     return "controlnet" if mode == "text2img" else f"controlnet_{mode}"
 
 
@@ -147,6 +149,11 @@ class ControlNet(TaskSpec):
     table_shares = "everything; the ControlNet is a companion module (`lllyasviel/control_v11p_sd15_canny`, ...)"
     table_options = (
         (
+            "with a ControlNet-XS in the slot",
+            "`StableDiffusion(XL)ControlNetXSPipeline`",
+            "everything but the UNet, which it fuses with the adapter (a copy, kept while both are loaded)",
+        ),
+        (
             "with a T2I-Adapter in the slot",
             "`StableDiffusion(XL)AdapterPipeline` (`from_pipe(base, adapter=...)`)",
             "everything; the adapter is a companion module (`TencentARC/t2iadapter_canny_sd15v2`, ...)",
@@ -157,6 +164,7 @@ class ControlNet(TaskSpec):
         "controlnet_img2img": "a start image",
         "controlnet_inpaint": "a mask",
         "t2i_adapter": "a T2I-Adapter",
+        "controlnet_xs": "a ControlNet-XS",
     }
     description = (
         "Make images steered by control_image (through its preprocessor: canny, depth, scribble, invert, or none "
@@ -278,11 +286,22 @@ class ControlNet(TaskSpec):
         for _suffix, model in units:
             model.check_fits(pool.base.unet)
         mode = self.mode(request)
-        if (family, kinds.pop(), mode) not in PIPELINES:
+        kind = kinds.pop()
+        what = {"t2i_adapter": "A T2I-Adapter", "controlnet_xs": "A ControlNet-XS"}.get(kind, "This module")
+        if (family, kind, mode) not in PIPELINES:
             raise InvalidRequest(
-                f"A T2I-Adapter steers text to image only; remove the start image (and mask), or load a ControlNet "
+                f"{what} steers text to image only; remove the start image (and mask), or load a ControlNet "
                 f"for {MODES[mode]}."
             )
+        if kind == "controlnet_xs":
+            if len(units) > 1:
+                raise InvalidRequest("ControlNet-XS takes one control image; clear the second one.")
+            if serving.loras:
+                # Its pipeline runs a fused copy of the UNet, built from the plain one: a LoRA would be ignored.
+                raise InvalidRequest(
+                    f"ControlNet-XS can't use a LoRA yet (it runs a fused copy of the plain UNet); unload "
+                    f"{', '.join(serving.loras)} in the LoRA panel first."
+                )
         if units[0][1].kind == "t2i_adapter":
             if any(getattr(request, f"control_start{s}") > 0 for s, _m in units):
                 raise InvalidRequest(
@@ -319,11 +338,13 @@ class ControlNet(TaskSpec):
         modules = [model.module for _suffix, model in units]
         kind = units[0][1].kind
         module = modules[0] if len(modules) == 1 else modules
-        slot = {"controlnet_model": "controlnet", "t2i_adapter": "adapter"}[kind]
+        slot = {"controlnet_model": "controlnet", "t2i_adapter": "adapter", "controlnet_xs": "controlnet"}[kind]
+        extra = {"unet": units[0][1].fused_unet(pool.base.unet)} if kind == "controlnet_xs" else {}
         return pool.view_as(
             view_name(kind, self.mode(request)),
             scheduler=scheduler,
             **{slot: module},
+            **extra,
             **checker_overrides(pool, run_checker),
         )
 

@@ -58,7 +58,7 @@ def test_after_the_offline_fallback_companions_default_to_their_twins(tmp_path):
         # A control slot offers every control twin (ControlNet for SD and SDXL, T2I-Adapter) after its Hub id.
         for slot in ("controlnet", "controlnet_2"):
             choices = companion_choices(ctx, slot)
-            assert choices[1:] == ["demo-controlnet", "demo-controlnet-sdxl", "demo-t2i-adapter"], slot
+            assert choices[1:] == ["demo-controlnet", "demo-controlnet-sdxl", "demo-t2i-adapter", "demo-controlnet-xs"]
             assert default_companion(ctx, slot) == "demo-controlnet"
         # The page sets these again each time it opens (the fallback ends after the page was built).
         assert any("demo-depth" in str(refresh()) for refresh, _outputs in ctx.on_page_open)

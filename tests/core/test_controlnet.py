@@ -195,3 +195,23 @@ def test_control_modules_follow_the_next_checkpoints_dtype():
     assert next(studio.map_estimator[0].parameters()).dtype == torch.bfloat16
     result = run(studio, preprocessor="depth")
     assert result.info["dtype"] == "bfloat16" and result.images
+
+
+def test_controlnet_xs_fuses_with_the_unet_once_and_diffusers_alone_makes_the_same_image(tmp_path, monkeypatch):
+    studio = Studio(StudioOptions(device="cpu", offline=True))
+    studio.load("demo-xs-base", variant="default", dtype="float32")  # two layers per block, as SD 1.5
+    studio.load_companion("controlnet", "demo-controlnet-xs")
+    result = run(studio, preprocessor="none", control_image=_drawing().convert("L").point(lambda v: 255 - v))
+    assert result.info["pipeline"] == "StableDiffusionControlNetXSPipeline"
+    fused = studio.controls["controlnet"].fused
+    assert run(studio).images and studio.controls["controlnet"].fused is fused, "built once, not per run"
+    rows = {row["name"]: row for row in studio.memory_report()["components"]}
+    assert rows["controlnet/fused_unet"]["class"] == "UNetControlNetXSModel" and rows["controlnet/fused_unet"]["bytes"]
+    image = reproduce(result, tmp_path, monkeypatch, {"control.png": result.extras["control_maps"][0]})
+    assert image.tobytes() == result.images[0].tobytes()
+    with pytest.raises(InvalidRequest, match="text to image only"):
+        run(studio, image=START)
+    studio.load("demo", variant="default", dtype="float32")  # one layer per block: the adapter does not fit
+    assert studio.controls["controlnet"].fused is None
+    with pytest.raises(InvalidRequest, match="does not fit the loaded checkpoint's UNet"):
+        run(studio)
