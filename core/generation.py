@@ -85,7 +85,8 @@ class GenerationRequest:
     source_prompt: str = ""  # diffedit: what the image shows (the mask is where it differs from the prompt)
     mask_strength: float = 0.5  # diffedit: the noise of the mask comparison
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
-    unclip_noise_level: int = 0  # unclip: noise added to the image embedding
+    unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
+    prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)
     gligen_phrases: str = ""  # gligen: phrases separated by ;
     gligen_boxes: str = ""  # gligen: x0,y0,x1,y1 (fractions) per phrase, ; between boxes
     gligen_beta: float = 0.3  # gligen: the share of the steps the boxes steer

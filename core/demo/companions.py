@@ -30,6 +30,7 @@ COMPANIONS = {
     "gligen": "GLIGEN (gated self-attention reads phrase boxes), like masterful/gligen-1-4-generation-text-box",
     "paint_by_example": "Paint by Example (CLIP image encoder, 9-channel UNet), like Fantasy-Studio/Paint-by-Example",
     "unclip": "Stable unCLIP (image embedding as class input), like stabilityai/stable-diffusion-2-1-unclip",
+    "unclip_text2img": "Stable unCLIP text to image (a prior makes the embedding), like fusing/stable-unclip-2-1-l",
     "lcm": "an LCM checkpoint (guidance-embedding UNet, LCM scheduler), like SimianLuo/LCM_Dreamshaper_v7",
     "instruct": "InstructPix2Pix (8-channel UNet: latents and the input image's), like timbrooks/instruct-pix2pix",
     "controlnet": "ControlNet for the demo's UNet (SD 1.5 layout), like lllyasviel/control_v11p_sd15_canny",
@@ -146,6 +147,37 @@ def _paint_by_example():
         safety_checker=demo._safety_checker(False),
         feature_extractor=demo._feature_extractor(),
     )
+
+
+def _unclip_text2img():
+    from diffusers import DDPMScheduler, PriorTransformer, StableUnCLIPPipeline
+    from transformers import CLIPTextModelWithProjection
+
+    # The prior turns the prompt into a CLIP image embedding; the decoder is the unCLIP UNet of _unclip's layout.
+    variation = _unclip()
+    tokenizer = demo._tokenizer()
+    config = demo._text_encoder(tokenizer).config
+    config.projection_dim = demo.HIDDEN  # the prior's text embedding is the size of the image embedding
+    torch.manual_seed(43)
+    prior_text_encoder = CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(44)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=demo.HIDDEN, num_layers=1)
+    return StableUnCLIPPipeline(
+        prior_tokenizer=tokenizer,
+        prior_text_encoder=prior_text_encoder,
+        prior=prior,
+        prior_scheduler=DDPMScheduler(
+            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample=True,
+            clip_sample_range=5.0, beta_schedule="squaredcos_cap_v2",
+        ),
+        image_normalizer=variation.image_normalizer,
+        image_noising_scheduler=variation.image_noising_scheduler,
+        tokenizer=variation.tokenizer,
+        text_encoder=variation.text_encoder,
+        unet=variation.unet,
+        scheduler=variation.scheduler,
+        vae=variation.vae,
+    )  # fmt: skip
 
 
 def _unclip():
@@ -463,6 +495,7 @@ _BUILDERS = {
     "paint_by_example": _paint_by_example,
     "gligen": _gligen,
     "unclip": _unclip,
+    "unclip_text2img": _unclip_text2img,
     "lcm": _lcm,
     "depth": _depth,
     "variation": _variation,

@@ -57,6 +57,21 @@ def cases(folder):
             ),
             (64, 64),
         ),
+        "unclip_text2img": (
+            "/unclip_text2img",
+            dict(
+                prompt="x",
+                negative_prompt="",
+                prior_steps=2,
+                unclip_noise_level=0,
+                width=64,
+                height=64,
+                num_images=1,
+                safety_checker=False,
+                **COMMON,
+            ),
+            (64, 64),
+        ),
         "paint_by_example": (
             "/paint_by_example",
             dict(
@@ -147,8 +162,8 @@ def cases(folder):
 
 
 KINDS = [
-    "depth", "variation", "instruct", "unclip", "paint_by_example", "gligen", "upscale_x4", "upscale_x2", "ldm3d",
-    "inpaint",
+    "depth", "variation", "instruct", "unclip", "unclip_text2img", "paint_by_example", "gligen", "upscale_x4",
+    "upscale_x2", "ldm3d", "inpaint",
 ]  # fmt: skip
 
 

@@ -129,3 +129,19 @@ def test_boxes_drawn_in_colours_become_the_endpoints_text():
     with pytest.raises(InvalidRequest, match="Draw a box in red too"):
         boxes_from_canvas(only_second)
     assert boxes_from_canvas(Image.new("RGBA", (10, 10))) == ""
+
+
+def test_stable_unclip_text_to_image_goes_through_its_prior(studio, tmp_path, monkeypatch):
+    studio.load_companion("unclip_text2img", "demo-unclip-text2img")
+    try:
+        request = dict(task="unclip_text2img", prompt="a cat", steps=3, prior_steps=3, width=64, height=64, seed=3)
+        result = studio.generate(GenerationRequest(**request, safety_checker=False))
+        noisier = studio.generate(GenerationRequest(**request, unclip_noise_level=500, safety_checker=False))
+        assert result.info["pipeline"] == "StableUnCLIPPipeline" and result.info["prior_steps"] == 3
+        assert result.images[0].tobytes() != noisier.images[0].tobytes(), "the embedding's noise changed nothing"
+        rows = {row["name"]: row for row in studio.memory_report()["components"]}
+        assert rows["unclip_text2img/vae"]["shared_with"] == ["demo"]
+        monkeypatch.chdir(tmp_path)
+        assert snippet_image(result, tmp_path, {}).tobytes() == result.images[0].tobytes()
+    finally:
+        studio.unload_companion("unclip_text2img")
