@@ -326,13 +326,15 @@ def test_the_first_screen_has_the_prompt_generate_and_stop_on_a_laptop_and_a_pho
 
 def test_ctrl_enter_generates_and_the_tab_title_shows_the_progress(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
-    set_slider(page, "text2img", "Steps", 40)
+    # 150 steps: a few seconds even on a fast machine, against the page script's 0.5 s look at the progress bar (40
+    # steps ran in 1.5 s once on CI and the title was never caught showing them).
+    set_slider(page, "text2img", "Steps", 150)
     set_slider(page, "text2img", "Width", 64)
     set_slider(page, "text2img", "Height", 64)
     page.locator("#text2img-prompt textarea").fill("ctrl enter")
     page.locator("#text2img-prompt textarea").press("Control+Enter")
-    # "(Step 3 of 40) Diffusion Studio" while it runs: the steps asked for, not the scheduler's extra call.
-    page.wait_for_function("document.title.includes('of 40')", timeout=60_000)
+    # "(Step 3 of 150) Diffusion Studio" while it runs: the steps asked for, not the scheduler's extra call.
+    page.wait_for_function("document.title.includes('of 150')", timeout=60_000)
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
     expect(page.locator("#text2img-gallery img").first).to_be_visible()
     page.wait_for_function("document.title === 'Diffusion Studio'", timeout=10_000)
