@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from core.generation import GenerationRequest
 
 
+# How much the image embedding is noised before decoding: unCLIP's own knob, shared by both unCLIP tasks.
+EMBEDDING_NOISE = Param(
+    "unclip_noise_level", "slider", "Embedding noise", 0, minimum=0, maximum=1000, step=10, whole=True,
+    info="0 = closest to the embedding (the image's, or the prior's)",
+)  # fmt: skip
+
+
 class UnClip(TaskSpec):
     name, label, kind, order = "unclip", "Stable unCLIP", "companion", 65
     tab_label = "unCLIP"
@@ -31,17 +38,7 @@ class UnClip(TaskSpec):
     params = (
         image("Image to vary"),
         *TEXT,
-        Param(
-            "unclip_noise_level",
-            "slider",
-            "Embedding noise",
-            0,
-            minimum=0,
-            maximum=1000,
-            step=10,
-            whole=True,
-            info="0 = closest to the image",
-        ),
+        EMBEDDING_NOISE,
         steps(20),
         guidance(10.0),
         *RUN,

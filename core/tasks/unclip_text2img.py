@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from diffusers import DiffusionPipeline
 
 from core.tasks.base import RUN, SIZE, TEXT, Param, Serving, TaskSpec, guidance, steps
+from core.tasks.unclip import EMBEDDING_NOISE
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest
@@ -30,17 +31,7 @@ class UnClipText2Img(TaskSpec):
     params = (
         *TEXT,
         Param("prior_steps", "slider", "Prior steps", 25, minimum=1, maximum="max_steps", step=1, whole=True),
-        Param(
-            "unclip_noise_level",
-            "slider",
-            "Embedding noise",
-            0,
-            minimum=0,
-            maximum=1000,
-            step=10,
-            whole=True,
-            info="0 = the embedding as the prior made it",
-        ),
+        EMBEDDING_NOISE,
         steps(20),
         guidance(10.0),
         *SIZE,
