@@ -14,9 +14,14 @@ from core.generation import GenerationRequest
 from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
 from core.tasks import TASKS, Serving, Task, family_of, get_task
+from core.tasks.pipeline import SPEC as PIPELINE_SPEC
+from core.tasks.pipeline import pool_signature
 
 if TYPE_CHECKING:
     from core.studio import Studio
+
+
+PIPELINE_TASK = PIPELINE_SPEC.name
 
 
 def model_info(studio: Studio) -> dict[str, Any]:
@@ -46,6 +51,8 @@ def model_info(studio: Studio) -> dict[str, Any]:
             "loras": list(studio.loras.loras),
             "ip_adapter": studio.ip_adapter.source if studio.ip_adapter is not None else None,
         },
+        # The Pipeline tab's reading of the pipeline's __call__ (core.signature), where that tab serves it.
+        "signature": pool_signature(pool).as_dict() if pool.supports(PIPELINE_TASK) else None,
     }
 
 

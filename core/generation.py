@@ -31,6 +31,7 @@ class Limits:
     max_images: int = 8
     max_image_pixels: int = 4096 * 4096  # an uploaded image larger than this is refused, not resized
     max_frames: int = 32
+    max_audio_seconds: float = 60.0
     max_prompt_chars: int = 4000  # CLIP reads 77 tokens, T5 a few hundred; 2M characters cost 380 MB
 
     @property
@@ -103,6 +104,10 @@ class GenerationRequest:
     control_scale_2: float = 1.0
     control_start_2: float = 0.0
     control_end_2: float = 1.0
+    # pipeline: a pipeline without a spec, called with what its signature takes (core.signature)
+    class_labels: str = ""  # names or ids, ; between them
+    audio_seconds: float = 0.0  # 0: the pipeline's own length
+    other_parameters: str = "{}"  # a JSON object of its other scalar parameters
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
         """Raise `InvalidRequest` with what to change if any field is out of range or missing."""

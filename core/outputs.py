@@ -145,6 +145,19 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
+    def save_audio(self, clips: list[Any], rate: int, info: dict[str, Any], session: str) -> dict[str, str]:
+        """Save each clip as a 16-bit WAV carrying the info (a RIFF `ICMT` comment); the first is `wav`."""
+        folder = self.root / session_folder_name(session)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}"
+        files = {}
+        for i, clip in enumerate(clips):
+            final = folder / f"{stem}-{info['seeds'][i]}-{i}.wav"
+            _write_atomically(final, wav_bytes(clip, rate, json.dumps(info, default=str)))
+            files["wav" if i == 0 else f"wav_{i + 1}"] = str(final)
+        self.enforce_cap(list(files.values()), session)
+        return files
+
     def list(self, session: str | None) -> list[Path]:
         """This session's saved images (every session's, for None), newest first."""
         folder = self.root / session_folder_name(session) if session is not None else self.root
@@ -158,3 +171,63 @@ class OutputStore:
             with contextlib.suppress(OSError):  # deleted meanwhile (the cap)
                 saved.append((path.stat().st_mtime, path))
         return [path for _mtime, path in sorted(saved, key=lambda item: item[0], reverse=True)]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def wav_bytes(clip: Any, rate: int, comment: str = "") -> bytes:
+    """A 16-bit PCM WAV of `clip` ((channels, samples) or (samples,), floats in [-1, 1]), with `comment` in a
+    LIST/INFO `ICMT` chunk after the samples, where WAV readers that don't know it skip it.
+
+    The stdlib's `wave` writes the samples; it has no metadata chunks, and no library the app already needs does
+    (soundfile would add libsndfile for this alone), so the comment chunk is appended by hand.
+    """
+    import io
+    import struct
+    import wave
+
+    import numpy as np
+
+    samples = np.asarray(clip, dtype=np.float32)
+    samples = samples.reshape(-1, samples.shape[-1])  # (channels, samples)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as f:
+        f.setnchannels(samples.shape[0])
+        f.setsampwidth(2)
+        f.setframerate(int(rate))
+        f.writeframes((np.clip(samples.T, -1, 1) * 32767).round().astype("<i2").tobytes())
+    data = buffer.getvalue()
+    if not comment:
+        return data
+    text = comment.encode("utf-8") + b"\0"
+    text += b"\0" * (len(text) % 2)  # chunks are word-aligned
+    info = b"INFO" + b"ICMT" + struct.pack("<I", len(text)) + text
+    data += b"LIST" + struct.pack("<I", len(info)) + info
+    return data[:4] + struct.pack("<I", len(data) - 8) + data[8:]
+
+
+def wav_comment(path: str | os.PathLike) -> str | None:
+    """The `ICMT` comment of a WAV file written by `wav_bytes`, or None."""
+    import struct
+
+    data = Path(path).read_bytes()
+    at = 12
+    while at + 8 <= len(data):
+        chunk, size = data[at : at + 4], struct.unpack("<I", data[at + 4 : at + 8])[0]
+        body = data[at + 8 : at + 8 + size]
+        if chunk == b"LIST" and body[:4] == b"INFO":
+            inner = 4
+            while inner + 8 <= len(body):
+                key, length = body[inner : inner + 4], struct.unpack("<I", body[inner + 4 : inner + 8])[0]
+                if key == b"ICMT":
+                    return body[inner + 8 : inner + 8 + length].rstrip(b"\0").decode("utf-8", "replace")
+                inner += 8 + length + length % 2
+        at += 8 + size + size % 2
+    return None

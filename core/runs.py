@@ -74,6 +74,8 @@ def _run(
         output = pipe(**arguments, callback_on_step_end=step_end)
         return output, (skipped[0] if skipped else None)
 
+    if "callback" not in accepted:
+        return _run_by_progress_bar(pipe, arguments, on_step=on_step, cancel=cancel)
     total = _legacy_total_steps(pipe, arguments, steps)
 
     stopped_at: list[int] = []
@@ -89,6 +91,55 @@ def _run(
 
     try:
         return pipe(**arguments, callback=legacy, callback_steps=1), None
+    except _Stopped:
+        return None, stopped_at[0]
+
+
+class _Steps:
+    """What `DiffusionPipeline.progress_bar` returns (a tqdm), for pipelines with no step callback at all (DDPM, DiT,
+    Dance Diffusion, ...): iterated or updated by their loop, it reports each step and raises Stop out of it."""
+
+    def __init__(self, iterable: Any, total: int | None, report: Callable[[int, int], None]) -> None:
+        self.iterable, self.report = iterable, report
+        self.total = total if total is not None else len(iterable) if iterable is not None else 0
+        self.done = 0
+
+    def __iter__(self) -> Any:
+        for item in self.iterable:
+            yield item
+            self.update()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.report(self.done, max(self.total, self.done))
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _run_by_progress_bar(
+    pipe: DiffusionPipeline,
+    arguments: dict[str, Any],
+    *,
+    on_step: StepCallback | None,
+    cancel: threading.Event | None,
+) -> tuple[Any | None, int | None]:
+    stopped_at: list[int] = []
+
+    def report(done: int, total: int) -> None:
+        if on_step is not None:
+            on_step(done, total)
+        if cancel is not None and cancel.is_set() and done < total:
+            stopped_at.append(done)
+            raise _Stopped
+
+    # An attribute of this view only (a view per request): the pool's base pipeline keeps its own method.
+    pipe.progress_bar = lambda iterable=None, total=None, **_tqdm: _Steps(iterable, total, report)
+    try:
+        return pipe(**arguments), None
     except _Stopped:
         return None, stopped_at[0]
 

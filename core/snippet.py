@@ -39,7 +39,10 @@ class Snippet:
     imports: list[str] = field(default_factory=list)
     call_arguments: dict[str, Any] = field(default_factory=dict)
     after_call: list[str] = field(default_factory=list)  # a second stage working on `result`
-    output: str = "images"  # "images", "frames" (a video per item) or "rgbd" (LDM3D's numpy output)
+    # "images", "frames" (a video per item), "rgbd" (LDM3D's numpy output), "audio" (`audios`, saved as 16-bit WAV at
+    # `sample_rate`) or "prediction" (Marigold's array, saved as a grey image)
+    output: str = "images"
+    sample_rate: int = 16000
     count: int = 1  # how many outputs the run made; each is saved
     single_file: str | None = None  # load `base_class` from this file, with `model_path` as its config
     # The file each image argument is loaded from ("{i}" numbers a list's items) and what it is, where a task
@@ -92,6 +95,30 @@ class Snippet:
             )
         return lines
 
+    def _save_audio(self) -> str:
+        """16-bit PCM WAV files, as the app writes them (core.outputs.wav_bytes)."""
+        lines = [
+            "import wave",
+            "",
+            "import numpy as np",
+            "",
+            "",
+            "def save_wav(clip, name):",
+            "    clip = np.asarray(clip, dtype=np.float32).reshape(-1, np.shape(clip)[-1])  # (channels, samples)",
+            "    with wave.open(name, 'wb') as f:",
+            "        f.setnchannels(clip.shape[0])",
+            "        f.setsampwidth(2)",
+            f"        f.setframerate({self.sample_rate})",
+            "        f.writeframes((np.clip(clip.T, -1, 1) * 32767).round().astype('<i2').tobytes())",
+            "",
+            "",
+        ]
+        if self.count == 1:
+            return "\n".join([*lines, "save_wav(result.audios[0], 'audio.wav')"])
+        return "\n".join(
+            [*lines, "for i, clip in enumerate(result.audios, 1):", "    save_wav(clip, f'audio-{i}.wav')"]
+        )
+
     def _inputs(self) -> tuple[list[str], dict[str, Any]]:
         lines, call = [], {}
         for name, value in self.call_arguments.items():
@@ -114,7 +141,15 @@ class Snippet:
 
     def _save(self) -> str:
         """Lines saving every output: `image.png` for one image, `image-1.png`, `image-2.png`... for a batch."""
+        if self.output == "audio":
+            return self._save_audio()
         head, item, items, save = {
+            "prediction": (
+                "from diffusers.utils import numpy_to_pil\n",
+                "image",
+                "numpy_to_pil(result.prediction.clip(0, 1))",
+                "image.save({name})",
+            ),
             "rgbd": (
                 "from PIL import Image  # numpy output: diffusers 0.42's LDM3D PIL conversion fails on Pillow 12\n",
                 "rgb",

@@ -36,12 +36,17 @@ from core.outputs import OutputStore
 from core.pool import Pool
 from core.runs import StepCallback
 from core.settings import StudioOptions  # where the options live; here too for the engine's callers
-from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task
+from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task, views_over
 
 logger = logging.getLogger(__name__)
 # Companions that are modules joining the main pool rather than checkpoints of their own.
 MODULE_COMPANIONS = ("motion_adapter", *control.SLOTS)
 COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
+
+
+def signature_only(pipeline_class: str) -> bool:
+    """Whether only the Pipeline tab (built from the signature) serves a checkpoint of this class."""
+    return list(views_over(pipeline_class)) == ["pipeline"]
 
 
 class Studio:
@@ -111,6 +116,10 @@ class Studio:
             try:  # `loading` is cleared once the new pool serves: the status line never says "nothing loaded" between
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
                 files = self._resolve(source)
+                if dtype == "auto" and torch_dtype == torch.bfloat16 and signature_only(files.pipeline_class):
+                    # Older pipelines (DDPM, Dance Diffusion, ...) hand the model's tensors to numpy, which has no
+                    # bfloat16; where no spec vouches for the pipeline, `auto` on a CPU is float32.
+                    torch_dtype = torch.float32
                 chosen = loading.choose_variant(files, variant, torch_dtype)
                 base = self._load_sharing(files, chosen, torch_dtype, on_progress)
                 pool = Pool(files, base, chosen, torch_dtype, self.device, time.perf_counter() - started)
@@ -435,7 +444,7 @@ class Studio:
         request.validate(self.options.limits, size_multiple=pool.size_multiple)
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         task.check_options(pool, request)
-        request = task.prepare(request, serving)
+        request = task.prepare(request, serving, pool)
         seeds = request.resolved_seeds()
         started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
@@ -446,14 +455,22 @@ class Studio:
             )
         except torch.OutOfMemoryError:
             out_of_memory = True
+        except TypeError as e:
+            if "BFloat16" not in str(e):
+                raise
+            raise InvalidRequest(
+                f"{type(pool.base).__name__} can't run in bfloat16: it hands the model's tensors to numpy, which has "
+                "no bfloat16. Load the checkpoint again with dtype float32 (or auto)."
+            ) from None
         if out_of_memory:
             # Freed here, outside the except block: there the traceback's frames still hold the run's tensors.
             self._release()
             raise OutOfMemory(memory_modes.oom_advice(request, pool.dtype, self.device, self.memory.modes))
         finished = time.perf_counter()
-        images, extras = task.collect(output, arguments) if output is not None else ([], {})
+        images, extras = task.collect_from(output, arguments, pipe) if output is not None else ([], {})
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw, serving)
+        info.update(task.run_fields(pipe, arguments))
         info["warnings"] += upload_notes + ip_notes
         info["interrupted"] = stopped_at is not None
         if stopped_at is not None:
@@ -463,13 +480,20 @@ class Studio:
             "generate_ms": round((finished - switched) * 1000, 2),
             "total_ms": round((finished - started) * 1000, 2),
         }
-        info["code"] = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds, serving).render()
+        snippet = describe.run_snippet(self, pool, task, request, pipe, arguments, seeds, serving)
+        if extras.get("audio"):  # what a signature-built run made decides how its script saves it
+            snippet.output, snippet.sample_rate = "audio", extras["audio"]["rate"]
+        elif extras.get("prediction"):
+            snippet.output = "prediction"
+        elif extras.get("frames"):
+            snippet.output = "frames"
+        info["code"] = snippet.render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
-        files = (
-            self.outputs.save_animation(extras["frames"][0], info, session)
-            if extras.get("frames") and self.outputs
-            else {}
-        )
+        files: dict[str, str] = {}
+        if extras.get("frames") and self.outputs:
+            files = self.outputs.save_animation(extras["frames"][0], info, session)
+        if extras.get("audio") and self.outputs:
+            files = self.outputs.save_audio(extras["audio"]["clips"], extras["audio"]["rate"], info, session)
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
     def _denoise(
@@ -523,6 +547,8 @@ class Studio:
             control_map=self.control_map,
             loras=tuple(self.loras.loras),
             cache_dir=self.options.cache_dir,
+            public=self.options.public,
+            max_images=self.options.limits.max_images,
         )
 
     def _pool_for(self, task: Task, request: GenerationRequest, serving: Serving) -> Pool:

@@ -14,10 +14,13 @@ from ui.common import GPU_QUEUE, AppContext, session_of, toast_text
 from ui.results import notice_and_code
 
 
-def prompts(task: str, label: str = "Prompt") -> tuple[gr.Textbox, gr.Textbox]:
-    """Prompt (or what the task calls it: an instruction, what the image should show) and negative prompt."""
-    prompt = gr.Textbox(label=label, lines=2, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt")
-    negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, low quality")
+def prompts(task: str, label: str = "Prompt", value: str | None = None) -> tuple[gr.Textbox, gr.Textbox]:
+    """Prompt (or what the task calls it: an instruction, what the image should show) and negative prompt; with a
+    `value`, both start with it and the API takes them as optional (Gradio's client reads defaults from values)."""
+    prompt = gr.Textbox(
+        value=value, label=label, lines=2, placeholder="a watercolor lighthouse at dawn", elem_id=f"{task}-prompt"
+    )
+    negative = gr.Textbox(value=value, label="Negative prompt", lines=1, placeholder="blurry, low quality")
     return prompt, negative
 
 

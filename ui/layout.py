@@ -19,6 +19,7 @@ from ui.inspect_tab import build_inspect_tab
 from ui.memory_panel import build_memory_panel
 from ui.model_panel import build_model_panel
 from ui.owner_panel import build_owner_panel
+from ui.pipeline_tab import wire_signature_tab
 from ui.png_info_tab import build_png_info_tab
 from ui.task_tab import TaskTab, build_task_tab
 
@@ -100,6 +101,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         # Feature tabs (views over the main checkpoint beyond AutoPipeline's, e.g. safe SD, AnimateDiff) are disabled
         # where its family has no such pipeline; AutoPipeline tasks stay (inpaint may run on its companion).
         own_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.needs_its_family}
+        auto_tabs = {name: task_tabs[name] for name, spec in TASKS.items() if spec.kind == "auto"}
         followers = [pair for tab in built.values() for pair in tab.follows_family]
 
         def follow_family() -> tuple:
@@ -119,13 +121,23 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
             # assets/style.css, and in the overflow menu (whose buttons carry no disabled state) by the page
             # script, which reads the labels from `unserved`.
-            labels = [TASKS[name].tab_label or TASKS[name].label for name in own_tabs if name not in info["tasks"]]
-            tabs_now = (gr.Tab(interactive=name in info["tasks"]) for name in own_tabs)
+            # A pipeline only the Pipeline tab serves (DDPM, DiT, ...) has none of the AutoPipeline tasks either.
+            no_auto = info.get("signature") is not None
+            off = [name for name in own_tabs if name not in info["tasks"]]
+            off += [name for name in auto_tabs if no_auto and name not in info["tasks"]]
+            labels = [TASKS[name].tab_label or TASKS[name].label for name in off]
+            tabs_now = (gr.Tab(interactive=name not in off) for name in (*own_tabs, *auto_tabs))
             return (*updates, *tabs_now, "|".join(labels))
 
-        family_outputs = [control for control, _ in followers] + list(own_tabs.values()) + [unserved]
+        family_outputs = (
+            [control for control, _ in followers] + list(own_tabs.values()) + list(auto_tabs.values()) + [unserved]
+        )
         for event in panel.model_loads:
             event.success(follow_family, None, family_outputs, api_visibility="private")
+        signature_tabs = [name for name, spec in TASKS.items() if spec.kind == "signature"]
+        follow_signature = [
+            wire_signature_tab(ctx, built[name], task_tabs[name], tabs, panel.model_loads) for name in signature_tabs
+        ]
         for event in panel.loaded:
             event.then(inspect_fill, None, inspect_outputs, api_visibility="private")
             memory.refresh_after(event)
@@ -145,6 +157,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         app.load(panel.refresh, [panel.scheduler, panel.source], panel.refresh_outputs, api_visibility="private")
         app.load(inspect_fill, None, inspect_outputs, api_visibility="private")
         app.load(follow_family, None, family_outputs, api_visibility="private")
+        for follow, signature_outputs in follow_signature:
+            app.load(lambda follow=follow: follow(True), None, signature_outputs, api_visibility="private")
         opened = [output for _refresh, outputs in ctx.on_page_open for output in outputs]
 
         def page_opened() -> tuple:

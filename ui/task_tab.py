@@ -40,6 +40,8 @@ class TaskTab:
     send: gr.Button | None = None  # "Upscale the selected image"
     selected: gr.State | None = None  # the index of the clicked image
     follows_family: list[tuple[Any, str]] = field(default_factory=list)  # (control, "size" or an option's name)
+    outputs: dict[str, Any] = field(default_factory=dict)  # the outputs besides the gallery, by name
+    card: gr.Markdown | None = None  # the Pipeline tab: what it offers of the loaded pipeline's signature
 
 
 def mask_from_editor(editor: dict | None) -> Image.Image | None:
@@ -71,6 +73,8 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     tab = TaskTab(spec, None, c)  # type: ignore[arg-type]
     if spec.note:
         gr.Markdown(spec.note)
+    if spec.kind == "signature":
+        tab.card = gr.Markdown(elem_id=f"{task}-signature")
     in_groups = {kind for group in spec.groups.values() for kind in group.companions}
     top = tuple(kind for kind in spec.companions if kind not in in_groups)
     if spec.brings_weights and top:
@@ -110,8 +114,16 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
             for p in spec.params:
                 if p.kind == "boxes":
                     c[p.name] = box_canvas(task, p)
+                if p.kind == "labels":  # picked from the model's label list (filled after a load); typed ones too
+                    c[p.name] = gr.Dropdown(
+                        [], value=[], multiselect=True, allow_custom_value=True, label=p.label, info=p.info,
+                        elem_id=f"{task}-{p.name.replace('_', '-')}",
+                    )  # fmt: skip
             if "prompt" in kinds:
-                c["prompt"], c["negative_prompt"] = prompts(task, params["prompt"].label)
+                optional = params["prompt"].api_default
+                c["prompt"], c["negative_prompt"] = prompts(
+                    task, params["prompt"].label, optional if isinstance(optional, str) else None
+                )
             # Right under what the user writes, as in the tools people know: the first screen has it.
             with gr.Row(elem_classes=["run-row"]):
                 generate = gr.Button(
@@ -160,6 +172,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
             extra = {o.name: _output(task, o) for o in spec.outputs if o.before_results}
             results = tab.results = build_results(task, label=spec.results_label)
             extra |= {o.name: _output(task, o) for o in spec.outputs if not o.before_results}
+            tab.outputs = extra
             if spec.sends_to_upscale:
                 tab.send = gr.Button("Upscale the selected image", size="sm", elem_id=f"{task}-send-upscale")
 
@@ -179,17 +192,22 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     run = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[results.notice])
     triggers = [generate.click, c["prompt"].submit] if "prompt" in c else [generate.click]
     drawn = [i for i, p in enumerate(spec.params) if p.kind == "boxes"]
-    if painted or drawn:
+    picked = [i for i, p in enumerate(spec.params) if p.kind == "labels"]
+    if painted or drawn or picked:
         # The page sends what was drawn (the mask on the image, boxes on a canvas); the endpoint, for scripts,
         # takes files and text instead: the image and the mask, the boxes as numbers.
-        page = _from_page(handler, painted, drawn)
+        names = [p.name for p in spec.params]
+        painted_at = (names.index("image"), names.index("mask")) if painted else None
+        page = _from_page(handler, painted_at, drawn, picked)
         event = gr.on(triggers, page, components, outputs, api_visibility="private", **run)
         api_inputs = list(components)
-        if painted:
-            api_inputs[0] = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
-            api_inputs[1] = ImageUpload(what="mask", type="pil", image_mode=params["mask"].mode, visible=False)
-        for i in drawn:
-            api_inputs[i] = gr.Textbox(visible=False)
+        if painted_at is not None:
+            at_image, at_mask = painted_at
+            api_inputs[at_image] = ImageUpload(what="input image", type="pil", image_mode="RGB", visible=False)
+            api_inputs[at_mask] = ImageUpload(what="mask", type="pil", image_mode=params["mask"].mode, visible=False)
+        for i in (*drawn, *picked):
+            default = spec.params[i].api_default
+            api_inputs[i] = gr.Textbox(visible=False, value=default if isinstance(default, str) else None)
         api_button = gr.Button(visible=False)
         api_button.click(handler, api_inputs, outputs, api_name=task, **run)
     else:
@@ -257,9 +275,11 @@ def _output(task: str, output: Any) -> Any:
         return gr.Gallery(
             label=output.label, format="png", columns=2, height=240, object_fit="contain", elem_id=elem_id
         )
+    if output.kind == "audio":
+        return gr.Audio(label=output.label, type="filepath", elem_id=elem_id, visible=not output.hidden)
     if output.kind == "gif":
         return gr.Image(label=output.label, format="gif", elem_id=elem_id, height=320)
-    return gr.Video(label=output.label, elem_id=elem_id, height=320)
+    return gr.Video(label=output.label, elem_id=elem_id, height=320, visible=not output.hidden)
 
 
 def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
@@ -271,6 +291,9 @@ def endpoint(ctx: AppContext, spec: TaskSpec) -> Any:
     def request_of(values: tuple) -> tuple[GenerationRequest, Any, Any]:
         *values, request, progress = values
         fields = {p.name: whole(v) if p.whole else v for p, v in zip(params, values, strict=True)}
+        for p in params:  # a hidden text box may send nothing: where the endpoint has a text default, that
+            if fields[p.name] is None and isinstance(p.api_default, str):
+                fields[p.name] = p.api_default
         return GenerationRequest(task=spec.name, **fields, **spec.fixed), request, progress
 
     def outputs(result: GenerationResult) -> tuple:
@@ -320,23 +343,30 @@ def box_canvas(task: str, p: Param) -> gr.ImageEditor:
     )  # fmt: skip
 
 
-def _from_page(handler: Any, painted: bool, drawn: list[int]) -> Any:
+def _from_page(
+    handler: Any, painted: tuple[int, int] | None, drawn: list[int], picked: tuple[int, ...] | list[int] = ()
+) -> Any:
     """The page's handler where something is drawn: a painted mask's editor gives the image (its background) and the
-    mask (a mask file wins over paint); a box canvas gives its boxes as the endpoint's text."""
+    mask (a mask file wins over paint); a box canvas gives its boxes as the endpoint's text; labels picked from a
+    list become the endpoint's text, `;` between them."""
     signature = inspect.signature(handler)
 
     def from_page(*values: Any) -> Iterator[tuple]:
         values = list(values)
-        if painted:
-            editor, mask_upload = values[0], values[1]
-            values[0] = editor.get("background") if editor else None
-            values[1] = mask_upload if mask_upload is not None else mask_from_editor(editor)
+        if painted is not None:  # the positions of the image (the editor here) and the mask
+            at_image, at_mask = painted
+            editor, mask_upload = values[at_image], values[at_mask]
+            values[at_image] = editor.get("background") if editor else None
+            values[at_mask] = mask_upload if mask_upload is not None else mask_from_editor(editor)
         for i in drawn:
             canvas = (values[i] or {}).get("composite") if isinstance(values[i], dict) else None
             try:
                 values[i] = boxes_from_canvas(canvas) if canvas is not None else ""
             except StudioError as e:
                 raise gr.Error(toast_text(str(e)), print_exception=False) from None
+        for i in picked:
+            chosen = values[i] if isinstance(values[i], list) else [values[i]] if values[i] else []
+            values[i] = "; ".join(str(label) for label in chosen)
         if inspect.isgeneratorfunction(handler):
             yield from handler(*values)
         else:

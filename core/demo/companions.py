@@ -16,6 +16,7 @@ import torch
 
 from core.demo import checkpoint as demo
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
+from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
 
 COMPANIONS_FORMAT_VERSION = 2
 COMPANIONS = {
@@ -39,6 +40,7 @@ COMPANIONS = {
     "controlnet_xs": "ControlNet-XS for the xs_base twin's UNet, like UmerHA/Testing-ConrolNetXS-SD2.1-canny",
     "t2i_adapter": "T2I-Adapter for the demo's and the SDXL twin's UNet, like TencentARC/t2iadapter_canny_sd15v2",
     **FAMILIES,
+    **PIPELINES,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
 # control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
@@ -505,6 +507,7 @@ _BUILDERS = {
     "motion_adapter": _motion_adapter,
     **COMPANION_BUILDERS,
     **FAMILY_BUILDERS,
+    **PIPELINE_BUILDERS,
 }
 
 
@@ -521,7 +524,11 @@ def write_companion(kind: str, path: str | os.PathLike) -> Path:
 
 
 # model_index.json entries the published checkpoint writes differently from what save_pretrained writes today.
-AS_PUBLISHED = {"paint_by_example": {"image_encoder": ["paint_by_example", "PaintByExampleImageEncoder"]}}
+# DiT's checkpoints keep ImageNet's label names in model_index.json (its pipeline takes them but saves no copy).
+AS_PUBLISHED = {
+    "paint_by_example": {"image_encoder": ["paint_by_example", "PaintByExampleImageEncoder"]},
+    "dit": {"id2label": {str(i): name for i, name in DIT_LABELS.items()}},
+}
 
 
 def _as_published(path: Path, component: str, declared: list[str]) -> None:

@@ -79,6 +79,8 @@ class Serving:
     control_map: Callable[..., Image.Image] | None = None  # Studio.control_map: a preprocessor's map of an image
     loras: Sequence[str] = ()  # the names of the LoRAs loaded into the main pool
     cache_dir: Path | None = None  # where the offline twins live (the snippet names their folders)
+    public: bool = False  # a public server: what a visitor may pass is narrower
+    max_images: int = 8  # the limit on images per run (Limits.max_images)
 
 
 class TaskSpec:
@@ -162,7 +164,7 @@ class TaskSpec:
     def needs_its_family(self) -> bool:
         """Whether only some families serve it (a view beyond AutoPipeline's, e.g. safe SD, AnimateDiff): its tab is
         disabled where the loaded family has no such pipeline."""
-        return self.kind in ("feature", "animate", "module")
+        return self.kind in ("feature", "animate", "module", "signature")
 
     # -- the views this task adds over the main checkpoint ----------------------------------------------
 
@@ -200,7 +202,7 @@ class TaskSpec:
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         """Raise InvalidRequest for an option of the (validated) request that `pool` can't serve."""
 
-    def prepare(self, request: GenerationRequest, serving: Serving) -> GenerationRequest:
+    def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """The (validated) request as the run uses it, e.g. with its control images turned into maps."""
         return request
 
@@ -251,8 +253,18 @@ class TaskSpec:
         return {}
 
     def collect(self, output: Any, arguments: dict[str, Any]) -> tuple[list[Image.Image], dict[str, Any]]:
-        """The images a run produced, and its other outputs by name (depth maps, animation frames)."""
+        """The images a run produced, and its other outputs by name (depth maps, animation frames, "audio")."""
         return list(output.images), {}
+
+    def collect_from(
+        self, output: Any, arguments: dict[str, Any], pipe: DiffusionPipeline
+    ) -> tuple[list[Image.Image], dict[str, Any]]:
+        """`collect`, for tasks that read the pipeline too (an audio model's sample rate)."""
+        return self.collect(output, arguments)
+
+    def run_fields(self, pipe: DiffusionPipeline, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Info fields only the run itself knows (the parameters a signature-built call passed)."""
+        return {}
 
     # -- describing a run -------------------------------------------------------------------------------
 

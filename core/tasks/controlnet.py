@@ -319,7 +319,7 @@ class ControlNet(TaskSpec):
 
     # -- running --------------------------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest, serving: Serving) -> GenerationRequest:
+    def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """Each control image through its preprocessor: the request then carries the maps the model sees."""
         changes = {}
         for suffix in ("", "_2"):

@@ -93,7 +93,7 @@ class DiffEdit(TaskSpec):
                 "DiffEdit needs both prompts: what the image shows (source_prompt) and what it should show (prompt)."
             )
 
-    def prepare(self, request: GenerationRequest, serving: Serving) -> GenerationRequest:
+    def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """DDIM whatever was asked: the inversion is DDIM's, and the edit must walk the same timesteps back."""
         return dataclasses.replace(request, scheduler="DDIM")
 

@@ -104,12 +104,13 @@ class Group:
 
 @dataclass(frozen=True)
 class Output:
-    """An output besides the gallery and the info: `kind` image | gallery | gif | video."""
+    """An output besides the gallery and the info: `kind` image | gallery | gif | video | audio."""
 
     name: str
     kind: str
     label: str
     before_results: bool = False
+    hidden: bool = False  # shown only where the loaded model makes it (the Pipeline tab's audio and video)
 
 
 def prompt(name: str = "prompt") -> Param:

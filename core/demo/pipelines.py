@@ -1,0 +1,134 @@
+"""Tiny offline twins of pipelines that no task spec serves: the Pipeline tab runs them from their signature.
+
+Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-marigold-depth`) and
+stands for a published one: an unconditional image model, a class-conditional transformer, an audio model and an
+image-to-depth model. Shapes follow diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from core.demo import checkpoint as demo
+
+PIPELINES = {
+    "ddpm": "unconditional DDPM (a pixel-space UNet, no text), like google/ddpm-cat-256",
+    "dit": "class-conditional DiT (a transformer over VAE latents, ImageNet labels), like facebook/DiT-XL-2-256",
+    "dance_diffusion": "unconditional audio (a 1-D UNet over stereo samples), like harmonai/maestro-150k",
+    "marigold_depth": "image to depth (Marigold: image latents beside the noise), like prs-eth/marigold-depth-v1-1",
+}
+# A few of ImageNet's classes by their ids there, as DiT's checkpoints name them; the twin knows only these.
+DIT_LABELS = {
+    0: "tench, Tinca tinca",
+    1: "goldfish, Carassius auratus",
+    2: "great white shark, white shark, man-eater, man-eating shark, Carcharodon carcharias",
+    3: "tiger shark, Galeocerdo cuvieri",
+    4: "hammerhead, hammerhead shark",
+    5: "electric ray, crampfish, numbfish, torpedo",
+    6: "stingray",
+    7: "cock",
+    8: "hen",
+    9: "ostrich, Struthio camelus",
+}
+
+
+def _ddpm():
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(41)
+    unet = UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    )
+    # google/ddpm-cat-256's scheduler: linear betas over 1000 steps, clipped samples
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)
+    return DDPMPipeline(unet=unet, scheduler=scheduler)
+
+
+def _dit():
+    from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(42)
+    transformer = DiTTransformer2DModel(
+        sample_size=16,  # 16 latents x 8 = 128 px
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        in_channels=4,
+        out_channels=8,  # noise and variance, as DiT learns both
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,  # DiTPipeline takes id 1000 as the unconditional class: ImageNet's 1000 classes
+        norm_type="ada_norm_zero",
+        norm_elementwise_affine=False,
+    )
+    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    return DiTPipeline(transformer=transformer, vae=demo._vae(), scheduler=scheduler, id2label=dict(DIT_LABELS))
+
+
+def _dance_diffusion():
+    from diffusers import DanceDiffusionPipeline, IPNDMScheduler, UNet1DModel
+
+    torch.manual_seed(43)
+    unet = UNet1DModel(
+        block_out_channels=(32, 32, 64),  # as diffusers' test: the first two levels are one width
+        extra_in_channels=64,  # the Fourier time features beside the samples: half the first width each (sin, cos)
+        sample_size=4096,  # the default length: 4096 samples at 16 kHz, a quarter of a second
+        sample_rate=16_000,
+        in_channels=2,
+        out_channels=2,
+        flip_sin_to_cos=True,
+        use_timestep_embedding=False,
+        time_embedding_type="fourier",
+        mid_block_type="UNetMidBlock1D",
+        down_block_types=("DownBlock1DNoSkip", "DownBlock1D", "AttnDownBlock1D"),
+        up_block_types=("AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"),
+    )
+    return DanceDiffusionPipeline(unet=unet, scheduler=IPNDMScheduler())
+
+
+def _marigold_depth():
+    from diffusers import LCMScheduler, MarigoldDepthPipeline
+
+    from core.demo.companions import _unet
+
+    tokenizer = demo._tokenizer()
+    # Marigold's UNet reads the image's latents beside the noisy depth latents: 8 input channels.
+    scheduler = LCMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
+        set_alpha_to_one=False,
+        steps_offset=1,
+        clip_sample=False,
+        thresholding=False,
+        timestep_spacing="trailing",
+    )
+    return MarigoldDepthPipeline(
+        unet=_unet(44, in_channels=8),
+        vae=demo._vae(),
+        scheduler=scheduler,
+        text_encoder=demo._text_encoder(tokenizer),
+        tokenizer=tokenizer,
+        prediction_type="depth",
+        scale_invariant=True,
+        shift_invariant=True,
+        default_denoising_steps=4,
+        default_processing_resolution=256,
+    )
+
+
+PIPELINE_BUILDERS = {
+    "ddpm": _ddpm,
+    "dit": _dit,
+    "dance_diffusion": _dance_diffusion,
+    "marigold_depth": _marigold_depth,
+}
