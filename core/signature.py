@@ -91,7 +91,8 @@ def _jsonable(value: Any) -> Any:
 
 def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureInfo:
     """What the tab offers for `pipeline_class` (its label names, for a class-conditional model, from its config)."""
-    parameters = inspect.signature(pipeline_class.__call__).parameters
+    call = _signature(pipeline_class.__call__)
+    parameters = call.parameters
     offered, defaults, required, others, not_offered = {}, {}, [], {}, {}
     taken = set()
     for control, names in KNOWN.items():
@@ -126,12 +127,21 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
         required=tuple(required),
         others=others,
         not_offered=not_offered,
-        output=output_kind(inspect.signature(pipeline_class.__call__).return_annotation, pipeline_class),
+        output=output_kind(call.return_annotation, pipeline_class),
         takes_callback=(
             "step_end" if "callback_on_step_end" in parameters else "legacy" if "callback" in parameters else "none"
         ),
         class_names=class_names if "class_labels" in offered else (),
     )
+
+
+def _signature(function: Any) -> inspect.Signature:
+    """The signature with its annotations as types (a module with `from __future__ import annotations` has strings);
+    as written where a name in them can't be resolved."""
+    try:
+        return inspect.signature(function, eval_str=True)
+    except Exception:  # any name error of someone else's annotations: the types are only a help
+        return inspect.signature(function)
 
 
 def scalar_type(annotation: Any, default: Any) -> tuple[str | None, bool]:

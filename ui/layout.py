@@ -112,7 +112,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             size, options = info["default_size"], info["options"]
             updates = []
             for control, what in followers:
-                if what == "size":
+                if what == "size" and info.get("signature") is not None:
+                    updates.append(gr.update())  # not a model of these tabs (an audio UNet's "size" is its samples)
+                elif what == "size":
                     updates.append(gr.update(value=size, step=info["size_multiple"]))
                 elif isinstance(control, gr.Accordion):
                     updates.append(gr.update(visible=what in options))

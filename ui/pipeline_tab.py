@@ -74,10 +74,10 @@ def wire_signature_tab(
             default = defaults.get(name)
             if name == "class_labels":
                 update.update(choices=list(signature["class_names"]) if signature else [], value=[])
-            elif name in ("width", "height") and default is None:
-                update["value"] = info["default_size"]
-            elif isinstance(control, gr.Slider) and isinstance(default, (int, float)) and name in by_name:
-                low, high = by_name[name].page_range(limits)
+            elif name in ("width", "height") and default is None and shown:
+                default = info["default_size"]  # the model's own size where the pipeline picks one
+            if isinstance(control, gr.Slider) and isinstance(default, (int, float)) and name in by_name:
+                low, high = by_name[name].page_range(limits)  # the page refuses a run with a value outside
                 update["value"] = min(max(default, low), high)
             elif name == "audio_seconds":
                 update["value"] = 0

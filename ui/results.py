@@ -49,15 +49,20 @@ def notice_markdown(info: dict | None) -> str:
     if info.get("interrupted"):
         at = info.get("stopped_at_step")
         where = f"at step {at} of {info.get('steps')}" if at else "early"
-        notes.append(f"⏹️ Stopped {where}: the image shows where denoising had got to (saved like any other).")
+        if info.get("num_images") == 0 and info.get("output") is not None:  # a pipeline with no step callback
+            notes.append(f"⏹️ Stopped {where}: this pipeline gives nothing back when it is stopped early.")
+        else:
+            notes.append(f"⏹️ Stopped {where}: the image shows where denoising had got to (saved like any other).")
     notes += [f"ℹ️ {w}" for w in info.get("warnings", [])]
     if "cells" in info:
         notes.append(f"Seed {info['seed']} · {len(info['cells'])} images")
         return "\n\n".join(notes)
     timings = info.get("timings", {})
+    seconds = info.get("audio_seconds")
+    made = f"{info['width']}x{info['height']}" if info.get("width") else f"{seconds} s audio" if seconds else "audio"
     notes.append(
         f"Seeds {info['seeds']} · {info['scheduler']} ({info['scheduler_class']}) · {info['steps']} steps · "
-        f"{info['width']}x{info['height']} · {info.get('pipeline', '?')} · "
+        f"{made} · {info.get('pipeline', '?')} · "
         f"{timings.get('generate_ms', 0) / 1000:.2f} s "
         f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)"
     )

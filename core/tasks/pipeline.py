@@ -193,7 +193,9 @@ class AnyPipeline(TaskSpec):
                 args["batch_size"] = len(seeds)
         else:
             put("num_images", request.num_images)
-        args["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        # One seed, one generator: a list must match what the pipeline counts (Marigold: its ensemble members).
+        args["generator"] = generators[0] if len(generators) == 1 else generators
         args.update(signature.other_values(info, request.other_parameters, public=False))  # checked in prepare
         return args
 
@@ -237,6 +239,8 @@ class AnyPipeline(TaskSpec):
         for control in ("num_frames", "audio_seconds", "strength"):
             if control in info.offered and info.offered[control] in arguments:
                 fields[control] = arguments[info.offered[control]]
+        if info.output == "audio":  # no picture, no size
+            fields.update(width=None, height=None)
         return fields
 
 

@@ -1,0 +1,70 @@
+"""The Pipeline tab as a user meets it: load a checkpoint no other tab serves, see only what its pipeline takes,
+run it and play (or look at) what it made. One test per output kind: images (class labels picked from a list) and
+audio (a player with the WAV)."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.test_page import set_slider, shot, tab_offered
+
+
+def load(page: Page, source: str, pipeline: str) -> None:
+    page.locator("#model-source input").fill(source)
+    page.locator("#load-button").click()
+    expect(page.locator("#model-status")).to_contain_text(pipeline, timeout=60_000)
+
+
+def back_to_the_demo(page: Page) -> None:
+    load(page, "demo", "StableDiffusionPipeline")
+
+
+def test_an_audio_pipeline_gets_its_length_and_a_player(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    assert not tab_offered(page, "Pipeline"), "the SD checkpoint has tabs of its own"
+    try:
+        load(page, "demo-dance-diffusion", "DanceDiffusionPipeline")
+        card = page.locator("#pipeline-signature")
+        expect(card).to_contain_text("audio_length_in_s", timeout=30_000)  # the tab opened by itself
+        expect(page.locator("#pipeline-prompt")).not_to_be_visible()  # no text in this pipeline
+        assert not tab_offered(page, "Text to image")
+        set_slider(page, "pipeline", "Audio length", 0.5)
+        set_slider(page, "pipeline", "Steps", 3)
+        page.locator("#pipeline-generate").click()
+        expect(page.locator("#pipeline-notice")).to_contain_text("Seeds", timeout=60_000)
+        player = page.locator("#pipeline-audio")
+        expect(player).to_be_visible()
+        # Gradio's player draws the waveform from the file it fetched (a blob), which its <audio> plays.
+        waveform = player.get_by_test_id("waveform-Audio").locator("audio")
+        expect(waveform).to_have_attribute("src", re.compile("blob:"))
+        duration = waveform.evaluate(
+            """async (a) => { if (a.readyState < 1)
+            await new Promise(r => a.addEventListener('loadedmetadata', r, {once: true})); return a.duration; }"""
+        )
+        assert abs(duration - 0.5) < 0.01, "the page plays the half second the pipeline made"
+        shot(page, "pipeline-audio")
+    finally:
+        back_to_the_demo(page)
+
+
+def test_a_class_conditional_pipeline_offers_its_labels_and_shows_one_image_each(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    try:
+        load(page, "demo-dit", "DiTPipeline")
+        labels = page.locator("#pipeline-class-labels")
+        expect(labels).to_be_visible(timeout=30_000)
+        for name in ("goldfish", "ostrich"):
+            labels.locator("input").fill(name)
+            page.get_by_role("option", name=name).first.click()
+        set_slider(page, "pipeline", "Steps", 3)
+        page.locator("#pipeline-generate").click()
+        expect(page.locator("#pipeline-notice")).to_contain_text("Seeds", timeout=60_000)
+        expect(page.locator("#pipeline-gallery img")).to_have_count(2)
+        page.locator("#tab-pipeline").get_by_text("Reproduce in Python").click()
+        expect(page.locator("#pipeline-code")).to_contain_text("class_labels=[1, 9]")
+        expect(page.locator("#pipeline-audio")).not_to_be_visible()
+        shot(page, "pipeline-dit")
+    finally:
+        back_to_the_demo(page)

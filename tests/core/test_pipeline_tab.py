@@ -1,0 +1,249 @@
+"""The Pipeline tab: pipelines no spec serves, run from their `__call__` signature (core.signature,
+core.tasks.pipeline). Each twin is loaded through the studio, run, compared with the plain diffusers call at the same
+seed, and made again by the info's snippet; plus a pipeline class defined here, which no other code knows.
+
+No `from __future__ import annotations` here: diffusers' `from_pipe` matches components by their real type hints.
+"""
+
+import json
+import runpy
+import threading
+import wave
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from PIL import Image
+
+from core import signature
+from core.demo.companions import companion_path
+from core.errors import InvalidRequest
+from core.generation import GenerationRequest
+from core.outputs import wav_comment
+from core.studio import Studio, StudioOptions
+from core.tasks.pipeline import pool_signature
+
+PICTURE = Image.new("RGB", (64, 48), (200, 100, 30))
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Studio:
+    return Studio(StudioOptions(device="cpu", offline=True, outputs_dir=tmp_path_factory.mktemp("outputs")))
+
+
+def run(studio: Studio, **fields) -> object:
+    return studio.generate(GenerationRequest(task="pipeline", seed=fields.pop("seed", 5), **fields))
+
+
+def snippet_run(result, folder, monkeypatch, inputs: dict[str, Image.Image] | None = None) -> None:
+    monkeypatch.chdir(folder)
+    for name, picture in (inputs or {}).items():
+        picture.save(folder / name)
+    (folder / "reproduce.py").write_text(result.info["code"])
+    runpy.run_path(str(folder / "reproduce.py"), run_name="__main__")
+
+
+def plain(kind: str, cls: type) -> DiffusionPipeline:
+    """The twin loaded by diffusers alone, as its snippet does."""
+    pipe = cls.from_pretrained(companion_path(kind), torch_dtype=torch.float32, use_safetensors=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_unconditional_ddpm_gets_steps_and_a_batch_and_equals_the_plain_call(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-ddpm")
+    assert info["tasks"] == ["pipeline"], "only the signature-built tab serves DDPM"
+    assert info["dtype"] == "float32", "auto is float32 for a pipeline no spec vouches for (numpy has no bfloat16)"
+    assert info["signature"]["offered"] == {"steps": "num_inference_steps", "num_images": "batch_size"}
+    assert info["signature"]["defaults"]["steps"] == 1000
+    result = run(studio, steps=6, num_images=2, seed=11)
+    assert result.info["pipeline"] == "DDPMPipeline" and result.info["seeds"] == [11, 12]
+    assert [image.size for image in result.images] == [(32, 32), (32, 32)]
+    reference = plain("ddpm", diffusers.DDPMPipeline)(
+        batch_size=2, num_inference_steps=6, generator=[torch.Generator("cpu").manual_seed(s) for s in (11, 12)]
+    )
+    for mine, theirs in zip(result.images, reference.images, strict=True):
+        assert mine.tobytes() == theirs.tobytes()
+    snippet_run(result, tmp_path, monkeypatch)
+    assert Image.open(tmp_path / "image-2.png").tobytes() == result.images[1].tobytes()
+    rows = {row["name"]: row for row in studio.memory_report()["components"]}
+    assert rows["unet"]["class"] == "UNet2DModel" and rows["unet"]["used_by"] == ["pipeline"]
+
+
+def test_class_labels_by_name_or_number_one_image_each(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-dit")
+    names = info["signature"]["class_names"]
+    assert names[1] == "goldfish, Carassius auratus", "the labels come from model_index.json's id2label"
+    result = run(studio, class_labels="goldfish; 3", num_images=2, steps=3, guidance_scale=4.0, seed=20)
+    assert result.info["class_labels"] == [1, 1, 3, 3] and result.info["seeds"] == [20, 21, 22, 23]
+    assert len(result.images) == 4 and result.images[0].size == (128, 128)
+    reference = plain("dit", diffusers.DiTPipeline)(
+        class_labels=[1, 1, 3, 3],
+        num_inference_steps=3,
+        guidance_scale=4.0,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in (20, 21, 22, 23)],
+    )
+    assert [i.tobytes() for i in result.images] == [i.tobytes() for i in reference.images]
+    assert result.images[0].tobytes() != result.images[2].tobytes(), "the label changed nothing"
+    snippet_run(result, tmp_path, monkeypatch)
+    assert Image.open(tmp_path / "image-3.png").tobytes() == result.images[2].tobytes()
+    with pytest.raises(InvalidRequest, match="not one of the model's class labels"):
+        run(studio, class_labels="platypus", steps=2)
+    with pytest.raises(InvalidRequest, match="out of range"):
+        run(studio, class_labels="1000", steps=2)
+    with pytest.raises(InvalidRequest, match="at least one class label"):
+        run(studio, steps=2)
+    with pytest.raises(InvalidRequest, match="at most 8 per run"):
+        run(studio, class_labels="0; 1; 2", num_images=3, steps=2)
+
+
+def test_audio_is_saved_as_a_wav_with_its_info_and_the_snippet_writes_the_same_samples(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-dance-diffusion")
+    assert info["signature"]["output"] == "audio" and "audio_seconds" in info["signature"]["offered"]
+    result = run(studio, steps=3, audio_seconds=0.5, seed=4)
+    assert result.images == [] and result.info["audio_seconds"] == 0.5
+    with wave.open(result.files["wav"]) as f:
+        assert (f.getnchannels(), f.getframerate(), f.getnframes()) == (2, 16000, 8000)
+        samples = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+    assert json.loads(wav_comment(result.files["wav"]))["seeds"] == [4], "the WAV carries the run's info"
+    assert samples.std() > 0
+    reference = plain("dance_diffusion", diffusers.DanceDiffusionPipeline)(
+        num_inference_steps=3, audio_length_in_s=0.5, generator=torch.Generator("cpu").manual_seed(4)
+    )
+    expected = (np.clip(reference.audios[0].T, -1, 1) * 32767).round().astype("<i2").reshape(-1)
+    assert np.array_equal(samples, expected)
+    snippet_run(result, tmp_path, monkeypatch)
+    with wave.open(str(tmp_path / "audio.wav")) as f:
+        assert np.array_equal(np.frombuffer(f.readframes(f.getnframes()), dtype="<i2"), samples)
+
+
+def test_an_image_to_depth_pipeline_takes_the_image_and_shows_its_prediction(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-marigold-depth")
+    sig = info["signature"]
+    assert sig["required"] == ["image"] and "num_images" not in sig["offered"], "Marigold's batch_size is no count"
+    assert sig["others"]["ensemble_size"] == {"default": 1, "type": "int", "optional": False}
+    assert "latents" in sig["not_offered"] and "tensor" in sig["not_offered"]["latents"]
+    with pytest.raises(InvalidRequest, match="needs an input image"):
+        run(studio, steps=2)
+    result = run(studio, image=PICTURE, steps=2, other_parameters='{"ensemble_size": 2, "processing_resolution": 32}')
+    (depth,) = result.images
+    assert depth.size == PICTURE.size and depth.mode == "L"
+    assert result.info["other_parameters"] == '{"ensemble_size": 2, "processing_resolution": 32}'
+    reference = plain("marigold_depth", diffusers.MarigoldDepthPipeline)(
+        PICTURE, num_inference_steps=2, ensemble_size=2, processing_resolution=32,
+        generator=torch.Generator("cpu").manual_seed(5),
+    )  # fmt: skip
+    expected = (np.clip(reference.prediction[0, ..., 0], 0, 1) * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(depth), expected)
+    snippet_run(result, tmp_path, monkeypatch, {"input.png": PICTURE})
+    assert Image.open(tmp_path / "image.png").tobytes() == depth.tobytes()
+
+
+class TinyBrightnessPipeline(DiffusionPipeline):
+    """A pipeline no code of the app knows: a UNet, a scheduler, and parameters of every kind."""
+
+    def __init__(self, unet: UNet2DModel, scheduler: diffusers.DDIMScheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        num_inference_steps: int = 7,
+        brightness: float = 0.0,
+        invert: bool = False,
+        label: str | None = None,
+        noise: torch.Tensor | None = None,
+        generator=None,
+        output_type: str = "pil",
+    ):
+        size = self.unet.config.sample_size
+        generator = generator[0] if isinstance(generator, list) else generator
+        image = torch.randn((batch_size, 3, size, size), generator=generator)
+        self.scheduler.set_timesteps(num_inference_steps)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            image = self.scheduler.step(self.unet(image, t).sample, t, image).prev_sample
+        image = (image / 2 + 0.5 + brightness).clamp(0, 1)
+        image = 1 - image if invert else image
+        return ImagePipelineOutput(images=self.numpy_to_pil(image.permute(0, 2, 3, 1).numpy()))
+
+
+@pytest.fixture
+def tiny_pipeline(tmp_path, monkeypatch):
+    """The class above saved as a checkpoint; diffusers finds a model_index.json's class in its own namespace."""
+    monkeypatch.setattr(diffusers, "TinyBrightnessPipeline", TinyBrightnessPipeline, raising=False)
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+    TinyBrightnessPipeline(unet, diffusers.DDIMScheduler()).save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+def test_a_pipeline_class_no_code_knows_gets_its_scalars_as_other_parameters(studio, tiny_pipeline):
+    info = studio.load(str(tiny_pipeline))
+    sig = info["signature"]
+    assert sig["offered"] == {"steps": "num_inference_steps", "num_images": "batch_size"}
+    assert sig["defaults"]["steps"] == 7
+    assert sig["others"] == {
+        "brightness": {"default": 0.0, "type": "float", "optional": False},
+        "invert": {"default": False, "type": "bool", "optional": False},
+        "label": {"default": None, "type": "str", "optional": True},
+    }
+    assert sig["not_offered"] == {"noise": "takes a tensor (torch.Tensor | None)"}
+    plain_run = run(studio, steps=3)
+    bright = run(studio, steps=3, other_parameters='{"brightness": 0.3, "invert": true}')
+    call = bright.info["code"].split("result = pipe(")[1].split("\n")[0]
+    assert call.startswith("num_inference_steps=3, batch_size=1, brightness=0.3, invert=True, generator=")
+    assert bright.info["arguments"] == ["batch_size", "brightness", "invert", "num_inference_steps"]
+    assert plain_run.images[0].tobytes() != bright.images[0].tobytes()
+    for text, message in (
+        ('{"brightness": "high"}', "brightness takes a float"),
+        ('{"noise": 1}', "no other parameter 'noise'"),
+        ("[1, 2]", "must be a JSON object"),
+        ("{brightness: 1}", "not valid JSON"),
+        ('{"invert": 1}', "invert takes a bool"),
+    ):
+        with pytest.raises(InvalidRequest, match=message):
+            run(studio, steps=2, other_parameters=text)
+    with pytest.raises(InvalidRequest, match="takes no input image"):
+        run(studio, steps=2, image=PICTURE)
+
+
+def test_other_parameters_are_off_on_a_public_server():
+    info = signature.read(diffusers.MarigoldDepthPipeline)
+    assert signature.other_values(info, "{}", public=True) == {}
+    with pytest.raises(InvalidRequest, match="off on this public server"):
+        signature.other_values(info, '{"ensemble_size": 50}', public=True)
+
+
+def test_stop_ends_a_pipeline_that_has_no_step_callback(studio):
+    studio.load("demo-ddpm")
+    assert pool_signature(studio.pool).takes_callback == "none"
+    cancel = threading.Event()
+    seen = []
+
+    def on_step(done, total):
+        seen.append(done)
+        if done == 4:
+            cancel.set()
+
+    result = studio.generate(GenerationRequest(task="pipeline", steps=40, seed=1), on_step=on_step, cancel=cancel)
+    assert result.info["interrupted"] and result.info["stopped_at_step"] == 4
+    assert max(seen) == 4, "no step ran after Stop"
+    assert studio.is_loaded and run(studio, steps=2).images, "the model still serves"
+
+
+def test_the_sd_checkpoint_has_no_pipeline_tab_and_vice_versa(studio):
+    info = studio.load("demo", variant="default", dtype="float32")
+    assert "pipeline" not in info["tasks"] and info["signature"] is None
+    with pytest.raises(Exception, match="can't do Any pipeline"):
+        run(studio, steps=2)
+    studio.load("demo-ddpm")
+    with pytest.raises(Exception, match="can't do Text to image"):
+        studio.generate(GenerationRequest(task="text2img", prompt="x", steps=2))
