@@ -1,8 +1,8 @@
 """Tiny offline twins of pipelines that no task spec serves: the Pipeline tab runs them from their signature.
 
-Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-marigold-depth`) and
-stands for a published one: an unconditional image model, a class-conditional transformer, an audio model and an
-image-to-depth model. Shapes follow diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
+Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-text-to-video`,
+`demo-marigold-depth`) and stands for a published one: an unconditional image model, a class-conditional
+transformer, an audio model, a text-to-video model and an image-to-depth model. Shapes follow diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ PIPELINES = {
     "ddpm": "unconditional DDPM (a pixel-space UNet, no text), like google/ddpm-cat-256",
     "dit": "class-conditional DiT (a transformer over VAE latents, ImageNet labels), like facebook/DiT-XL-2-256",
     "dance_diffusion": "unconditional audio (a 1-D UNet over stereo samples), like harmonai/maestro-150k",
+    "text_to_video": "text to video (a 3-D UNet over frame latents), like ali-vilab/text-to-video-ms-1.7b",
     "marigold_depth": "image to depth (Marigold: image latents beside the noise), like prs-eth/marigold-depth-v1-1",
 }
 # A few of ImageNet's classes by their ids there, as DiT's checkpoints name them; the twin knows only these.
@@ -94,6 +95,29 @@ def _dance_diffusion():
     return DanceDiffusionPipeline(unet=unet, scheduler=IPNDMScheduler())
 
 
+def _text_to_video():
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    tokenizer = demo._tokenizer()
+    torch.manual_seed(45)
+    unet = UNet3DConditionModel(
+        sample_size=8,  # 8 latents x 8 = 64 px frames
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=demo.HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    return TextToVideoSDPipeline(
+        vae=demo._vae(), text_encoder=demo._text_encoder(tokenizer), tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
+
+
 def _marigold_depth():
     from diffusers import LCMScheduler, MarigoldDepthPipeline
 
@@ -130,5 +154,6 @@ PIPELINE_BUILDERS = {
     "ddpm": _ddpm,
     "dit": _dit,
     "dance_diffusion": _dance_diffusion,
+    "text_to_video": _text_to_video,
     "marigold_depth": _marigold_depth,
 }

@@ -8,6 +8,7 @@ images, audio (a WAV), frames (GIF and MP4) or a depth-like array (a grey image)
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -197,6 +198,8 @@ class AnyPipeline(TaskSpec):
         # One seed, one generator: a list must match what the pipeline counts (Marigold: its ensemble members).
         args["generator"] = generators[0] if len(generators) == 1 else generators
         args.update(signature.other_values(info, request.other_parameters, public=False))  # checked in prepare
+        if info.output == "frames" and "output_type" in inspect.signature(pipe.__call__).parameters:
+            args.setdefault("output_type", "pil")  # frames as pictures: what the GIF, the MP4 and the snippet save
         return args
 
     def collect_from(

@@ -68,3 +68,28 @@ def test_a_class_conditional_pipeline_offers_its_labels_and_shows_one_image_each
         shot(page, "pipeline-dit")
     finally:
         back_to_the_demo(page)
+
+
+def test_a_video_pipeline_plays_its_clip(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    try:
+        load(page, "demo-text-to-video", "TextToVideoSDPipeline")
+        expect(page.locator("#pipeline-prompt")).to_be_visible(timeout=30_000)
+        page.locator("#pipeline-prompt textarea").fill("a paper boat drifting")
+        set_slider(page, "pipeline", "Frames", 6)
+        set_slider(page, "pipeline", "Steps", 2)
+        set_slider(page, "pipeline", "Width", 64)
+        set_slider(page, "pipeline", "Height", 64)
+        page.locator("#pipeline-generate").click()
+        expect(page.locator("#pipeline-notice")).to_contain_text("Seeds", timeout=60_000)
+        video = page.locator("#pipeline-mp4 video")
+        expect(video).to_have_attribute("src", re.compile(r"\.mp4"))
+        frames = video.evaluate(
+            """async (v) => { if (v.readyState < 1)
+            await new Promise(r => v.addEventListener('loadedmetadata', r, {once: true}));
+            return [v.duration, v.videoWidth]; }"""
+        )
+        assert frames[1] == 64 and 0.5 < frames[0] < 1.0, "six frames at 8 per second, 64 px wide"
+        shot(page, "pipeline-video")
+    finally:
+        back_to_the_demo(page)

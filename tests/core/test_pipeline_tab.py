@@ -120,6 +120,26 @@ def test_audio_is_saved_as_a_wav_with_its_info_and_the_snippet_writes_the_same_s
         assert np.array_equal(np.frombuffer(f.readframes(f.getnframes()), dtype="<i2"), samples)
 
 
+def test_a_video_pipeline_saves_gif_and_mp4_and_its_frames_equal_the_plain_call(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-text-to-video")
+    assert info["signature"]["output"] == "frames" and info["signature"]["defaults"]["num_frames"] == 16
+    result = run(studio, prompt="a boat at dusk", steps=3, num_frames=5, width=64, height=64, seed=8)
+    assert result.info["num_frames"] == 5 and set(result.files) == {"gif", "mp4"}
+    frames = result.extras["frames"][0]
+    assert len(frames) == 5 and frames[0].size == (64, 64) and result.images == [frames[0]]
+    with Image.open(result.files["gif"]) as gif:
+        assert gif.n_frames == 5
+    reference = plain("text_to_video", diffusers.TextToVideoSDPipeline)(
+        prompt="a boat at dusk", num_inference_steps=3, num_frames=5, width=64, height=64, guidance_scale=7.5,
+        output_type="pil",
+        generator=torch.Generator("cpu").manual_seed(8),
+    )  # fmt: skip
+    assert [f.tobytes() for f in frames] == [f.tobytes() for f in reference.frames[0]]
+    snippet_run(result, tmp_path, monkeypatch)
+    with Image.open(tmp_path / "animation.gif") as theirs, Image.open(result.files["gif"]) as mine:
+        assert theirs.n_frames == mine.n_frames and theirs.convert("RGB").tobytes() == mine.convert("RGB").tobytes()
+
+
 def test_an_image_to_depth_pipeline_takes_the_image_and_shows_its_prediction(studio, tmp_path, monkeypatch):
     info = studio.load("demo-marigold-depth")
     sig = info["signature"]
