@@ -65,7 +65,7 @@ class SignatureInfo:
     required: tuple[str, ...]  # controls without a default in the pipeline
     others: dict[str, Other]
     not_offered: dict[str, str]  # parameter -> why not
-    output: str  # images | audio | frames | mesh: what the return annotation says it makes
+    output: str  # images | audio | frames: what the return annotation says it makes
     takes_callback: str  # step_end | legacy | none: how progress and Stop reach the run
     class_names: tuple[str, ...] = ()  # class-conditional models: their label names, by id
     notes: tuple[str, ...] = field(default=())
@@ -178,14 +178,14 @@ def _why_not(name: str, annotation: Any) -> str:
 
 def output_kind(annotation: Any, pipeline_class: type) -> str:
     """What a pipeline makes, from its return annotation (or its class name where it has none): images, audio,
-    frames (a video) or mesh."""
+    frames (a video: Shap-E's renders of the object turning too)."""
     text = f"{annotation} {pipeline_class.__name__}"
     if "Audio" in text or "Music" in text:
         return "audio"
     if "Video" in text:
         return "frames"
-    if "ShapE" in text:
-        return "mesh"
+    if "ShapE" in text:  # renders of the object turning, one list of frames per prompt
+        return "frames"
     return "images"
 
 

@@ -163,8 +163,14 @@ class Snippet:
                 "export_to_gif(frames, {name})",
             ),
             "images": ("", "image", "result.images", "image.save({name})"),
+            "renders": (  # Shap-E: each item of `images` is a list of frames
+                "from diffusers.utils import export_to_gif\n",
+                "frames",
+                "result.images",
+                "export_to_gif(frames, {name})",
+            ),
         }[self.output]
-        stem, suffix = ("animation", "gif") if self.output == "frames" else ("image", "png")
+        stem, suffix = ("animation", "gif") if self.output in ("frames", "renders") else ("image", "png")
         if self.count == 1:
             return f"{head}{item} = {items}[0]\n" + save.format(name=repr(f"{stem}.{suffix}"))
         return f"{head}for i, {item} in enumerate({items}, 1):\n    " + save.format(name=f"f'{stem}-{{i}}.{suffix}'")

@@ -486,7 +486,7 @@ class Studio:
         elif extras.get("prediction"):
             snippet.output = "prediction"
         elif extras.get("frames"):
-            snippet.output = "frames"
+            snippet.output = "renders" if extras.get("renders") else "frames"
         info["code"] = snippet.render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
         files: dict[str, str] = {}

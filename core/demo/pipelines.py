@@ -1,8 +1,9 @@
 """Tiny offline twins of pipelines that no task spec serves: the Pipeline tab runs them from their signature.
 
 Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-text-to-video`,
-`demo-marigold-depth`) and stands for a published one: an unconditional image model, a class-conditional
-transformer, an audio model, a text-to-video model and an image-to-depth model. Shapes follow diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
+`demo-shap-e`, `demo-marigold-depth`) and stands for a published one: an unconditional image model, a class-conditional
+transformer, an audio model, a text-to-video model, a text-to-3D model and an image-to-depth model. Shapes follow
+diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ PIPELINES = {
     "dit": "class-conditional DiT (a transformer over VAE latents, ImageNet labels), like facebook/DiT-XL-2-256",
     "dance_diffusion": "unconditional audio (a 1-D UNet over stereo samples), like harmonai/maestro-150k",
     "text_to_video": "text to video (a 3-D UNet over frame latents), like ali-vilab/text-to-video-ms-1.7b",
+    "shap_e": "text to 3D (a prior over implicit-function latents, rendered turning), like openai/shap-e",
     "marigold_depth": "image to depth (Marigold: image latents beside the noise), like prs-eth/marigold-depth-v1-1",
 }
 # A few of ImageNet's classes by their ids there, as DiT's checkpoints name them; the twin knows only these.
@@ -118,6 +120,39 @@ def _text_to_video():
     )
 
 
+def _shap_e():
+    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tokenizer = demo._tokenizer()
+    torch.manual_seed(46)
+    text_encoder = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=16, projection_dim=16, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()  # fmt: skip
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32, embedding_proj_dim=16,
+        time_embed_dim=64, num_layers=1, clip_embed_dim=32, additional_embeddings=0, time_embed_act_fn="gelu",
+        norm_in_type="layer", encoder_hid_proj_type=None, added_emb_type=None,
+    )  # fmt: skip
+    renderer = ShapERenderer(
+        param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12,
+        background=(0.1, 0.1, 0.1),
+    )  # fmt: skip
+    # openai/shap-e's scheduler
+    scheduler = HeunDiscreteScheduler(
+        beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True,
+        clip_sample=True, clip_sample_range=1.0,
+    )  # fmt: skip
+    return ShapEPipeline(
+        prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, shap_e_renderer=renderer, scheduler=scheduler
+    )
+
+
 def _marigold_depth():
     from diffusers import LCMScheduler, MarigoldDepthPipeline
 
@@ -155,5 +190,6 @@ PIPELINE_BUILDERS = {
     "dit": _dit,
     "dance_diffusion": _dance_diffusion,
     "text_to_video": _text_to_video,
+    "shap_e": _shap_e,
     "marigold_depth": _marigold_depth,
 }

@@ -213,6 +213,9 @@ class AnyPipeline(TaskSpec):
             videos = [to_pil(video) for video in frames]
             return [video[0] for video in videos], {"frames": videos}
         images = getattr(output, "images", None)
+        if isinstance(images, list) and images and isinstance(images[0], list):  # Shap-E: renders turning round
+            videos = [to_pil(video) for video in images]
+            return [video[0] for video in videos], {"frames": videos, "renders": True}
         if images is None:  # Marigold and the like: a prediction array, shown as a grey image
             images = getattr(output, "prediction", None)
             return to_pil(images, signed=bool(np.asarray(images).min() < 0)), {"prediction": True}
