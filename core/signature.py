@@ -68,7 +68,7 @@ class SignatureInfo:
     output: str  # images | audio | frames: what the return annotation says it makes
     takes_callback: str  # step_end | legacy | none: how progress and Stop reach the run
     class_names: tuple[str, ...] = ()  # class-conditional models: their label names, by id
-    notes: tuple[str, ...] = field(default=())
+    unmet: tuple[str, ...] = field(default=())  # what the pipeline requires that no control gives: it can't run here
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +82,7 @@ class SignatureInfo:
             "not_offered": self.not_offered,
             "output": self.output,
             "class_names": list(self.class_names),
+            "unmet": list(self.unmet),
         }
 
 
@@ -91,9 +92,22 @@ def _jsonable(value: Any) -> Any:
 
 def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureInfo:
     """What the tab offers for `pipeline_class` (its label names, for a class-conditional model, from its config)."""
+    if not any("__call__" in vars(k) for k in pipeline_class.__mro__ if k not in (object, type)):
+        # e.g. Versatile Diffusion's combined pipeline: only methods (text_to_image, image_variation, ...)
+        return SignatureInfo(
+            pipeline_class.__name__,
+            {},
+            {},
+            (),
+            {},
+            {},
+            "images",
+            "none",
+            unmet=("a call of its own (it has only methods)",),
+        )
     call = _signature(pipeline_class.__call__)
     parameters = call.parameters
-    offered, defaults, required, others, not_offered = {}, {}, [], {}, {}
+    offered, defaults, required, others, not_offered, unmet = {}, {}, [], {}, {}, []
     taken = set()
     for control, names in KNOWN.items():
         if control == "num_images" and "image" in parameters:
@@ -114,10 +128,11 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
         if p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
             continue  # **kwargs: only deprecated arguments pass through there
         kind, optional = scalar_type(p.annotation, p.default)
-        if kind is None:
+        if p.default is inspect.Parameter.empty:
+            not_offered[name] = f"required, and no control of the tab stands for it ({_why_not(name, p.annotation)})"
+            unmet.append(name)
+        elif kind is None:
             not_offered[name] = _why_not(name, p.annotation)
-        elif p.default is inspect.Parameter.empty:
-            not_offered[name] = "required, and no control of the tab stands for it"
         else:
             others[name] = Other(name, p.default, kind, optional)
     return SignatureInfo(
@@ -132,6 +147,7 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
             "step_end" if "callback_on_step_end" in parameters else "legacy" if "callback" in parameters else "none"
         ),
         class_names=class_names if "class_labels" in offered else (),
+        unmet=tuple(unmet),
     )
 
 

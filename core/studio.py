@@ -46,7 +46,8 @@ COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
 
 def signature_only(pipeline_class: str) -> bool:
     """Whether only the Pipeline tab (built from the signature) serves a checkpoint of this class."""
-    return list(views_over(pipeline_class)) == ["pipeline"]
+    views = views_over(pipeline_class)
+    return bool(views) and all(get_task(view).kind == "signature" for view in views)
 
 
 class Studio:

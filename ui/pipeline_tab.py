@@ -19,6 +19,11 @@ def signature_card(signature: dict[str, Any] | None, max_steps: int | None = Non
     """What the tab makes of the loaded pipeline, in a user's words."""
     if not signature:
         return "Load a checkpoint whose pipeline has no tab of its own (e.g. `demo-ddpm` offline) to use this tab."
+    if signature.get("unmet"):
+        return (
+            f"**{signature['pipeline']}** needs {', '.join(signature['unmet'])}, which this tab has no control for: "
+            "it can't run here. Run it from Python."
+        )
     lines = [f"**{signature['pipeline']}**, read from its signature. Its parameters with a control here: "]
     lines[0] += ", ".join(f"`{name}`" for name in signature["offered"].values()) or "none"
     steps = signature["defaults"].get("steps")

@@ -4,13 +4,15 @@ keep. A task module subclasses `TaskSpec`, overrides what differs and names its 
 The engine (core.studio), the info and snippet (core.describe), validation (core.generation) and the pool's views
 (core.pool) read only these attributes and hooks; none of them branches on a task's name.
 
-Three kinds of task:
+Kinds of task:
 - `auto`: served from the loaded checkpoint through diffusers' AutoPipeline maps (any family they know);
 - `feature`: another pipeline class over the loaded checkpoint's components (`from_pipe`), e.g. safe latent
   diffusion;
 - `companion`: needs its own checkpoint (depth, variation, upscalers, RGB+depth), loaded into the pool beside the
   main one on demand; `animate` needs a motion adapter on top of the loaded checkpoint, and `module` tasks other
-  companion modules that join the main pool (ControlNet's control modules).
+  companion modules that join the main pool (ControlNet's control modules);
+- `signature`: the loaded pipeline itself, where no other spec serves it, called with what its `__call__` takes
+  (core.signature).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class TaskSpec:
 
     name: ClassVar[str]
     label: ClassVar[str]
-    kind: ClassVar[str]  # auto | feature | companion | animate | module
+    kind: ClassVar[str]  # auto | feature | companion | animate | module | signature
     order: ClassVar[int]  # where its tab and endpoint come among the others
     auto_class: ClassVar[type | None] = None
     mapping: ClassVar[dict | None] = None

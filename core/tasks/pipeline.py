@@ -43,6 +43,7 @@ LABEL_SEPARATOR = ";"  # ImageNet's label names have commas in them ("tench, Tin
 class AnyPipeline(TaskSpec):
     name, label, kind, order = "pipeline", "Any pipeline", "signature", 200
     tab_label = "Pipeline"
+    pipeline_class = "DiffusionPipeline"  # whichever class the checkpoint's model_index.json names
     table_pipeline = "the loaded checkpoint's own class (`model_index.json`), controls read from its `__call__`"
     table_shares = "everything: it is the loaded pipeline"
     description = (
@@ -123,6 +124,11 @@ class AnyPipeline(TaskSpec):
 
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         info = pool_signature(pool)
+        if info.unmet:
+            raise InvalidRequest(
+                f"{info.pipeline} needs {', '.join(info.unmet)}, which this tab has no control for; run it from "
+                "Python (diffusers' docs for the pipeline show the call)."
+            )
         missing = [c for c in info.required if _value(request, c) in (None, "")]
         if missing:
             raise InvalidRequest(

@@ -262,6 +262,17 @@ def test_other_parameters_are_off_on_a_public_server():
         signature.other_values(info, '{"ensemble_size": 50}', public=True)
 
 
+def test_a_pipeline_needing_what_no_control_gives_is_named_not_half_run():
+    """BLIP Diffusion requires a reference image and subject categories under names of its own; Versatile Diffusion's
+    combined class has only methods. The tab says so instead of calling them without."""
+    blip = signature.read(diffusers.BlipDiffusionPipeline)
+    assert blip.unmet == ("reference_image", "source_subject_category", "target_subject_category")
+    assert "required" in blip.not_offered["reference_image"]
+    versatile = signature.read(diffusers.VersatileDiffusionPipeline)
+    assert versatile.unmet == ("a call of its own (it has only methods)",) and versatile.offered == {}
+    assert signature.read(diffusers.DDPMPipeline).unmet == ()
+
+
 def test_stop_ends_a_pipeline_that_has_no_step_callback(studio):
     studio.load("demo-ddpm")
     assert pool_signature(studio.pool).takes_callback == "none"
@@ -287,3 +298,46 @@ def test_the_sd_checkpoint_has_no_pipeline_tab_and_vice_versa(studio):
     studio.load("demo-ddpm")
     with pytest.raises(Exception, match="can't do Text to image"):
         studio.generate(GenerationRequest(task="text2img", prompt="x", steps=2))
+
+
+def _unet_2d(seed: int) -> UNet2DModel:
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+
+
+# The seeds' other unconditional pipelines (and RePaint, which inpaints with one): a pixel UNet and their scheduler,
+# written here as their checkpoints are laid out. (pipeline, scheduler, what the request adds, the plain call's extras)
+# Not KarrasVePipeline: diffusers 0.42 can't load one it saved (it looks for KarrasVeScheduler in the wrong module).
+SQUARE = Image.new("RGB", (32, 32), (30, 160, 90))  # RePaint rounds its mask down to a multiple of 32
+HOLE = Image.new("L", (32, 32), 0)
+HOLE.paste(255, (8, 8, 24, 24))
+UNCONDITIONAL = [
+    ("DDIMPipeline", "DDIMScheduler", {}, {}),
+    ("PNDMPipeline", "PNDMScheduler", {"steps": 10}, {"num_inference_steps": 10}),  # its warm-up needs 10
+    ("ScoreSdeVePipeline", "ScoreSdeVeScheduler", {}, {}),
+    ("ConsistencyModelPipeline", "CMStochasticIterativeScheduler", {}, {}),
+    ("RePaintPipeline", "RePaintScheduler", {"image": SQUARE, "mask": HOLE}, {"image": SQUARE, "mask_image": HOLE}),
+]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "scheduler", "inputs", "plain_inputs"), UNCONDITIONAL, ids=[u[0] for u in UNCONDITIONAL]
+)
+def test_every_unconditional_pipeline_of_the_seeds_runs_from_its_signature(
+    studio, tmp_path, pipeline, scheduler, inputs, plain_inputs
+):
+    cls = getattr(diffusers, pipeline)
+    cls(unet=_unet_2d(3), scheduler=getattr(diffusers, scheduler)()).save_pretrained(tmp_path / "twin")
+    info = studio.load(str(tmp_path / "twin"))
+    assert info["tasks"] == ["pipeline"] and info["signature"]["pipeline"] == pipeline
+    result = run(studio, **{"steps": 3, "seed": 13, **inputs})
+    reference = cls.from_pretrained(tmp_path / "twin", torch_dtype=torch.float32)
+    reference.set_progress_bar_config(disable=True)
+    call = {"num_inference_steps": 3, **plain_inputs}
+    expected = reference(generator=torch.Generator("cpu").manual_seed(13), **call)
+    assert result.images[0].tobytes() == expected.images[0].tobytes()
+    counted = ["batch_size"] if "num_images" in info["signature"]["offered"] else []
+    assert result.info["arguments"] == sorted({*call, *counted})

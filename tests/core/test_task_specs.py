@@ -57,7 +57,7 @@ def test_every_task_is_a_whole_spec_in_its_own_module():
     for name, spec in TASKS.items():
         assert isinstance(spec, TaskSpec) and spec.name == name
         assert type(spec).__module__ == f"core.tasks.{name}", "one module per task, named after it"
-        assert spec.label and spec.kind in ("auto", "feature", "companion", "animate", "module")
+        assert spec.label and spec.kind in ("auto", "feature", "companion", "animate", "module", "signature")
         assert set(spec.companion_pipelines) <= set(spec.companions)
         if spec.kind == "auto":
             assert spec.auto_class is not None and spec.mapping is not None
