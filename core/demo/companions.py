@@ -53,16 +53,7 @@ def demo_choices(kind: str) -> tuple[str, ...]:
     return DEMO_CHOICES.get(kind, (f"demo-{kind.replace('_', '-')}",))
 
 
-def _unet(seed: int, **changes):
-    """The demo's UNet architecture with `changes` (e.g. more input channels), freshly seeded."""
-    from diffusers import UNet2DConditionModel
-
-    # Without `_use_default_values`: from_config would keep the defaults of the keys it lists, over `changes`
-    # (time_cond_proj_dim, num_class_embeds were silently dropped before format 2).
-    config = {k: v for k, v in dict(demo._unet().config).items() if k != "_use_default_values"}
-    config.update(changes)
-    torch.manual_seed(seed)
-    return UNet2DConditionModel.from_config(config)
+_unet = demo.unet_with  # the demo's UNet with changes, freshly seeded
 
 
 def _sd_parts() -> dict:

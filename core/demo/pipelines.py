@@ -156,8 +156,6 @@ def _shap_e():
 def _marigold_depth():
     from diffusers import LCMScheduler, MarigoldDepthPipeline
 
-    from core.demo.companions import _unet
-
     tokenizer = demo._tokenizer()
     # Marigold's UNet reads the image's latents beside the noisy depth latents: 8 input channels.
     scheduler = LCMScheduler(
@@ -172,7 +170,7 @@ def _marigold_depth():
         timestep_spacing="trailing",
     )
     return MarigoldDepthPipeline(
-        unet=_unet(44, in_channels=8),
+        unet=demo.unet_with(44, in_channels=8),
         vae=demo._vae(),
         scheduler=scheduler,
         text_encoder=demo._text_encoder(tokenizer),

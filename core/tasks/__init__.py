@@ -63,11 +63,16 @@ def tasks_table() -> str:
 
 def views_over(base_class: str) -> dict[str, type]:
     """Every view a main checkpoint of `base_class` serves, with its class: the AutoPipeline tasks first, then the
-    options and feature tasks."""
+    options and feature tasks; for a class no spec serves, the signature-built one."""
     family = family_of(base_class)
     views: dict[str, type] = {}
     for task in TASKS.values():
-        views.update(task.views_over(base_class, family))
+        if task.kind != "signature":
+            views.update(task.views_over(base_class, family))
+    if not views:  # no spec of its own: the tab built from the pipeline's signature
+        for task in TASKS.values():
+            if task.kind == "signature":
+                views.update(task.views_over(base_class, family))
     return {name: views[name] for name in sorted(views, key=lambda n: n not in BASE_TASKS)}
 
 

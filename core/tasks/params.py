@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 REQUIRED = object()  # an API parameter without a default
+MAX_SEED = 2**32 - 1  # seeds are 32-bit: seed + i for image i of a batch stays below this
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from core.tasks.base import (
     size,
     steps,
 )
+from core.tasks.params import MAX_SEED
 
 if TYPE_CHECKING:
     from core.generation import GenerationRequest, GenerationResult, Limits
@@ -104,13 +105,7 @@ class AnyPipeline(TaskSpec):
         return False
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
-        from core.tasks import TASKS  # the other specs; this module is one of them
-
-        served = any(
-            t.views_over(base_class, family) for t in TASKS.values() if t is not self and t.kind != "companion"
-        )
-        if served:
-            return {}
+        """Any pipeline class of diffusers' (core.tasks.views_over asks only where no other spec serves it)."""
         import diffusers
 
         cls = getattr(diffusers, base_class, None)
@@ -160,8 +155,6 @@ class AnyPipeline(TaskSpec):
                 f"{len(ids)} class labels x {request.num_images} images is {total} images; this app makes at most "
                 f"{serving.max_images} per run."
             )
-        from core.generation import MAX_SEED  # core.generation reads the task specs
-
         if request.seed != -1 and request.seed > MAX_SEED - total:
             raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED - total}.")
         expanded = LABEL_SEPARATOR.join(str(i) for i in ids for _ in range(request.num_images))
