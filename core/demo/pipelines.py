@@ -1,9 +1,10 @@
 """Tiny offline twins of pipelines that no task spec serves: the Pipeline tab runs them from their signature.
 
-Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-text-to-video`,
-`demo-shap-e`, `demo-marigold-depth`) and stands for a published one: an unconditional image model, a class-conditional
-transformer, an audio model, a text-to-video model, a text-to-3D model and an image-to-depth model. Shapes follow
-diffusers' own tests of these pipelines (tests/pipelines/*), kept tiny.
+Each loads as a main checkpoint (`demo-ddpm`, `demo-dit`, `demo-dance-diffusion`, `demo-audioldm`,
+`demo-text-to-video`, `demo-shap-e`, `demo-marigold-depth`) and stands for a published one: an unconditional image
+model, a class-conditional transformer, two audio models (unconditional and from text), a text-to-video model, a
+text-to-3D model and an image-to-depth model. Shapes follow diffusers' own tests of these pipelines
+(tests/pipelines/*), kept tiny.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ PIPELINES = {
     "ddpm": "unconditional DDPM (a pixel-space UNet, no text), like google/ddpm-cat-256",
     "dit": "class-conditional DiT (a transformer over VAE latents, ImageNet labels), like facebook/DiT-XL-2-256",
     "dance_diffusion": "unconditional audio (a 1-D UNet over stereo samples), like harmonai/maestro-150k",
+    "audioldm": "text to audio (latents of a mel spectrogram, a HiFi-GAN vocoder), like cvssp/audioldm-s-full-v2",
     "text_to_video": "text to video (a 3-D UNet over frame latents), like ali-vilab/text-to-video-ms-1.7b",
     "shap_e": "text to 3D (a prior over implicit-function latents, rendered turning), like openai/shap-e",
     "marigold_depth": "image to depth (Marigold: image latents beside the noise), like prs-eth/marigold-depth-v1-1",
@@ -95,6 +97,48 @@ def _dance_diffusion():
         up_block_types=("AttnUpBlock1D", "UpBlock1D", "UpBlock1DNoSkip"),
     )
     return DanceDiffusionPipeline(unet=unet, scheduler=IPNDMScheduler())
+
+
+def _audioldm():
+    from diffusers import AudioLDMPipeline, AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    tokenizer = demo._tokenizer()  # the checkpoint has a RoBERTa tokenizer; the pipeline only asks for ids and a mask
+    torch.manual_seed(47)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=8, sample_size=32, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(8, 16),
+        class_embed_type="simple_projection", projection_class_embeddings_input_dim=8, class_embeddings_concat=True,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16], in_channels=1, out_channels=1, norm_num_groups=8, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+    )  # fmt: skip
+    text_encoder = ClapTextModelWithProjection(
+        ClapTextConfig(
+            vocab_size=len(tokenizer), hidden_size=8, intermediate_size=37, num_attention_heads=1, num_hidden_layers=1,
+            projection_dim=8, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            # RoBERTa-style positions start after the padding id (ours is near the vocabulary's end): 77 more
+            max_position_embeddings=tokenizer.pad_token_id + 80,
+        )
+    ).eval()  # fmt: skip
+    vocoder = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=8, sampling_rate=16000, upsample_initial_channel=16, upsample_rates=[2, 2],
+            upsample_kernel_sizes=[4, 4], resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
+            normalize_before=False,
+        )
+    ).eval()  # fmt: skip
+    with torch.no_grad():  # a random tiny vocoder whispers (1e-5): louder, so 16-bit samples keep the differences
+        vocoder.conv_post.weight.mul_(2e4)
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    return AudioLDMPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, vocoder=vocoder
+    )
 
 
 def _text_to_video():
@@ -188,6 +232,7 @@ PIPELINE_BUILDERS = {
     "dit": _dit,
     "dance_diffusion": _dance_diffusion,
     "text_to_video": _text_to_video,
+    "audioldm": _audioldm,
     "shap_e": _shap_e,
     "marigold_depth": _marigold_depth,
 }

@@ -120,6 +120,26 @@ def test_audio_is_saved_as_a_wav_with_its_info_and_the_snippet_writes_the_same_s
         assert np.array_equal(np.frombuffer(f.readframes(f.getnframes()), dtype="<i2"), samples)
 
 
+def test_text_to_audio_passes_the_prompt_and_length_and_writes_mono_at_the_vocoders_rate(studio, tmp_path, monkeypatch):
+    info = studio.load("demo-audioldm")
+    assert info["signature"]["offered"]["num_images"] == "num_waveforms_per_prompt"
+    result = run(studio, prompt="rain on a tin roof", steps=3, audio_seconds=1.0, guidance_scale=2.5, seed=12)
+    with wave.open(result.files["wav"]) as f:
+        assert (f.getnchannels(), f.getframerate(), f.getnframes()) == (1, 16000, 16000)
+        samples = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+    reference = plain("audioldm", diffusers.AudioLDMPipeline)(
+        "rain on a tin roof", num_inference_steps=3, audio_length_in_s=1.0, guidance_scale=2.5,
+        generator=torch.Generator("cpu").manual_seed(12),
+    )  # fmt: skip
+    assert np.array_equal(samples, (np.clip(reference.audios[0], -1, 1) * 32767).round().astype("<i2"))
+    other = run(studio, prompt="a dog barking", steps=3, audio_seconds=1.0, guidance_scale=2.5, seed=12)
+    with wave.open(other.files["wav"]) as f:
+        assert not np.array_equal(np.frombuffer(f.readframes(f.getnframes()), dtype="<i2"), samples), "prompt ignored"
+    snippet_run(result, tmp_path, monkeypatch)
+    with wave.open(str(tmp_path / "audio.wav")) as f:
+        assert np.array_equal(np.frombuffer(f.readframes(f.getnframes()), dtype="<i2"), samples)
+
+
 def test_a_video_pipeline_saves_gif_and_mp4_and_its_frames_equal_the_plain_call(studio, tmp_path, monkeypatch):
     info = studio.load("demo-text-to-video")
     assert info["signature"]["output"] == "frames" and info["signature"]["defaults"]["num_frames"] == 16
