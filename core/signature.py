@@ -218,10 +218,11 @@ def other_values(info: SignatureInfo, text: str, *, public: bool) -> dict[str, A
     if len(text) > 20_000:
         raise InvalidRequest("The other parameters are longer than 20,000 characters; keep only those you change.")
     try:
-        values = json.loads(text)
+        values = json.loads(text, parse_constant=_not_a_number)
     except ValueError as e:
+        why = getattr(e, "msg", None) or str(e)
         raise InvalidRequest(
-            f'The other parameters are not valid JSON ({e.msg}); write them as {{"name": value}}.'
+            f'The other parameters are not valid JSON ({why}); write them as {{"name": value}}.'
         ) from None
     if not isinstance(values, dict):
         raise InvalidRequest('The other parameters must be a JSON object: {"name": value, ...}.')
@@ -235,6 +236,10 @@ def other_values(info: SignatureInfo, text: str, *, public: bool) -> dict[str, A
             )
         checked[name] = _check_value(other, value)
     return checked
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON has")
 
 
 def _check_value(other: Other, value: Any) -> Any:

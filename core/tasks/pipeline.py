@@ -137,8 +137,13 @@ class AnyPipeline(TaskSpec):
             raise InvalidRequest(f"{info.pipeline} makes one result per run; set the image count to 1.")
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
-        if not isinstance(request.class_labels, str) or len(request.class_labels) > 4000:
+        if not isinstance(request.class_labels, str):
             raise InvalidRequest("class_labels must be text: names or numbers separated by ;.")
+        if len(request.class_labels) > 4000:
+            raise InvalidRequest(
+                f"class_labels is {len(request.class_labels):,} characters; this app takes at most 4,000 (a run "
+                f"makes at most {limits.max_images} images, one per label)."
+            )
         if not isinstance(request.other_parameters, str):
             raise InvalidRequest('other_parameters must be text: a JSON object such as {"eta": 0.5}.')
 

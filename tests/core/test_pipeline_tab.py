@@ -268,6 +268,7 @@ def test_a_pipeline_class_no_code_knows_gets_its_scalars_as_other_parameters(stu
         ("[1, 2]", "must be a JSON object"),
         ("{brightness: 1}", "not valid JSON"),
         ('{"invert": 1}', "invert takes a bool"),
+        ('{"brightness": NaN}', "NaN is not a number JSON has"),
     ):
         with pytest.raises(InvalidRequest, match=message):
             run(studio, steps=2, other_parameters=text)
