@@ -137,6 +137,16 @@ class AnyPipeline(TaskSpec):
             raise InvalidRequest(f"{info.pipeline} makes one result per run; set the image count to 1.")
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
+        for what, picture in (("input image", request.image), ("mask", request.mask)):
+            if picture is None:
+                continue
+            if not isinstance(picture, Image.Image):
+                raise InvalidRequest(f"The {what} could not be read as an image; upload a PNG, JPEG or WebP.")
+            if min(picture.size) < limits.min_side:
+                width, height = picture.size
+                raise InvalidRequest(
+                    f"The {what} is {width}x{height}; it must be at least {limits.min_side} px on each side."
+                )
         if not isinstance(request.class_labels, str):
             raise InvalidRequest("class_labels must be text: names or numbers separated by ;.")
         if len(request.class_labels) > 4000:

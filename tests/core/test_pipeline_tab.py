@@ -26,7 +26,7 @@ from core.outputs import wav_comment
 from core.studio import Studio, StudioOptions
 from core.tasks.pipeline import pool_signature
 
-PICTURE = Image.new("RGB", (64, 48), (200, 100, 30))
+PICTURE = Image.new("RGB", (96, 64), (200, 100, 30))
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +274,10 @@ def test_a_pipeline_class_no_code_knows_gets_its_scalars_as_other_parameters(stu
             run(studio, steps=2, other_parameters=text)
     with pytest.raises(InvalidRequest, match="takes no input image"):
         run(studio, steps=2, image=PICTURE)
+    with pytest.raises(InvalidRequest, match="could not be read as an image"):
+        run(studio, steps=2, image="/etc/passwd")
+    with pytest.raises(InvalidRequest, match="at least 64 px on each side"):
+        run(studio, steps=2, image=Image.new("RGB", (16, 16)))
 
 
 def test_other_parameters_are_off_on_a_public_server():
@@ -332,9 +336,9 @@ def _unet_2d(seed: int) -> UNet2DModel:
 # The seeds' other unconditional pipelines (and RePaint, which inpaints with one): a pixel UNet and their scheduler,
 # written here as their checkpoints are laid out. (pipeline, scheduler, what the request adds, the plain call's extras)
 # Not KarrasVePipeline: diffusers 0.42 can't load one it saved (it looks for KarrasVeScheduler in the wrong module).
-SQUARE = Image.new("RGB", (32, 32), (30, 160, 90))  # RePaint rounds its mask down to a multiple of 32
-HOLE = Image.new("L", (32, 32), 0)
-HOLE.paste(255, (8, 8, 24, 24))
+SQUARE = Image.new("RGB", (64, 64), (30, 160, 90))  # RePaint rounds its mask down to a multiple of 32
+HOLE = Image.new("L", (64, 64), 0)
+HOLE.paste(255, (16, 16, 48, 48))
 UNCONDITIONAL = [
     ("DDIMPipeline", "DDIMScheduler", {}, {}),
     ("PNDMPipeline", "PNDMScheduler", {"steps": 10}, {"num_inference_steps": 10}),  # its warm-up needs 10
