@@ -6,6 +6,7 @@ it cannot offer, with why. The tab for pipelines that have no spec of their own 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import types
@@ -90,8 +91,12 @@ def _jsonable(value: Any) -> Any:
     return value if value is None or isinstance(value, SCALARS) else repr(value)
 
 
+@functools.lru_cache(maxsize=64)
 def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureInfo:
-    """What the tab offers for `pipeline_class` (its label names, for a class-conditional model, from its config)."""
+    """What the tab offers for `pipeline_class` (its label names, for a class-conditional model, from its config).
+
+    Read once per class and label list: model info (asked by every page refresh) and each run's checks, arguments
+    and info ask again. Callers only read the result."""
     if not any("__call__" in vars(k) for k in pipeline_class.__mro__ if k not in (object, type)):
         # e.g. Versatile Diffusion's combined pipeline: only methods (text_to_image, image_variation, ...)
         return SignatureInfo(
