@@ -109,7 +109,7 @@ def run_snippet(
     serving: Serving,
 ) -> Snippet:
     """The script that makes the run again with diffusers alone: the whole batch, with the same generators."""
-    cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler)
+    cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler, type(pool.base))
     counts = ("num_images_per_prompt", "num_videos_per_prompt")
     call = {k: v for k, v in arguments.items() if k not in ("generator", "depth_map", *counts)}
     call["generator"] = generators(seeds)

@@ -16,6 +16,7 @@ says what they are), as the other tools do.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,7 +31,8 @@ class FewStep:
     guidance_scale: float
     scheduler: str
     note: str
-    max_guidance: float  # above this the images burn; a request above it gets a warning
+    max_guidance: float | None  # above this the images burn; a request above it gets a warning
+    family: bool = False  # not a few-step model: an image family's own settings (FAMILY_SETTINGS)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,12 +63,45 @@ def recognise(pipeline_class: str, unet: Any, source: str, family: str | None, l
     return None
 
 
+# The image families beyond Stable Diffusion, whose pipelines default to other steps and guidance than the tabs'
+# (25 steps, 7.5): their names, and what a user should know first. The values are the pipelines' own defaults
+# (`family_settings` reads them from the call's signature), as diffusers' docs and the model cards use them.
+FAMILY_SETTINGS = {
+    "kandinsky": ("Kandinsky 2.1", "a prior turns the prompt into a CLIP image embedding, a decoder paints it"),
+    "kandinsky22": ("Kandinsky 2.2", "a prior turns the prompt into a CLIP image embedding, a decoder paints it"),
+    "kandinsky3": ("Kandinsky 3", "sizes in steps of 64"),
+    "wuerstchen": ("Wuerstchen", "a prior in a 42x smaller space, then a decoder; sizes in steps of 128"),
+    "cascade": ("Stable Cascade", "a prior in a 42x smaller space, then a decoder; sizes in steps of 128"),
+    "pixart-alpha": ("PixArt-α", "a T5 text encoder: long, descriptive prompts work best"),
+    "pixart-sigma": ("PixArt-Σ", "a T5 text encoder: long, descriptive prompts work best"),
+    "if": ("DeepFloyd IF", "stage I paints 64 px images; its super-resolution stages run in the Pipeline tab"),
+    "flux": ("Flux", "the guidance is an input of the distilled model, not a second pass"),
+    "auraflow": ("AuraFlow", "a flow-matching transformer with a UMT5 text encoder"),
+}
+
+
+def family_settings(pipeline: type, family: str | None) -> FewStep | None:
+    """The steps and guidance the family's pipeline defaults to, for the tabs to start from, or None for SD's.
+    In a combined pipeline (prior and decoder) the prior's: the tabs' steps run in both stages."""
+    if family not in FAMILY_SETTINGS:
+        return None
+    name, note = FAMILY_SETTINGS[family]
+    defaults = {n: p.default for n, p in inspect.signature(pipeline.__call__).parameters.items()}
+    steps = defaults.get("prior_num_inference_steps", defaults.get("num_inference_steps"))
+    guidance = defaults.get("prior_guidance_scale", defaults.get("guidance_scale"))
+    if not isinstance(steps, int) or not isinstance(guidance, (int, float)):
+        return None
+    if "prior_num_inference_steps" in defaults:
+        note += "; the steps run in both stages"
+    return FewStep(name, steps, float(guidance), "default", note, None, family=True)
+
+
 def warnings(few_step: FewStep | None, steps: int, guidance_scale: float) -> list[str]:
     """What to tell a run that uses a few-step model far from its settings."""
-    if few_step is None:
+    if few_step is None or few_step.family:
         return []
     notes = []
-    if guidance_scale > few_step.max_guidance:
+    if few_step.max_guidance is not None and guidance_scale > few_step.max_guidance:
         notes.append(
             f"{few_step.name} was distilled for guidance {few_step.guidance_scale:g}; guidance_scale "
             f"{guidance_scale:g} over-saturates its images."

@@ -128,10 +128,8 @@ class GenerationRequest:
                 value = getattr(self, label)
                 if value % size_multiple:
                     lower = value - value % size_multiple
-                    raise InvalidRequest(
-                        f"{label} must be a multiple of {size_multiple}, got {value}; "
-                        f"try {lower} or {lower + size_multiple}."
-                    )
+                    nearest = f"{lower} or {lower + size_multiple}" if lower else str(size_multiple)
+                    raise InvalidRequest(f"{label} must be a multiple of {size_multiple}, got {value}; try {nearest}.")
         task.check(self, limits)
         check_int("seed", self.seed)
         if not (self.seed == -1 or 0 <= self.seed <= MAX_SEED - self.num_images):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,13 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from core.checkpoints import CheckpointFiles
-from core.tasks import TASKS, Task, views_over
+from core.tasks import TASKS, Task, family_of, views_over
+
+# Families whose pipelines round sizes by a rule of their own rather than by the VAE's factor:
+# - Kandinsky 2.x and 3: latents are ceil(size / 64) * 8 (MoVQ's factor, squared), so any other size comes out
+#   larger than asked;
+# - Wuerstchen and Stable Cascade: the prior works 42.67x smaller, the decoder 10.67x: 128 px steps map exactly.
+SIZE_RULES = {"kandinsky": 64, "kandinsky22": 64, "kandinsky3": 64, "wuerstchen": 128, "cascade": 128}
 
 
 def module_bytes(module: Any) -> int:
@@ -72,6 +79,7 @@ class Pool:
     vae_source: str = "default"
     companion_kind: str | None = None  # set for a companion checkpoint loaded beside the main one
     view_classes: dict[str, type] = field(init=False)  # every view this pool can serve: tasks and options
+    unfit: dict[str, str] = field(init=False, default_factory=dict)  # tasks its family maps but it can't run, why
     _per_thread: threading.local = field(init=False, repr=False, default_factory=threading.local)
 
     def __post_init__(self) -> None:
@@ -82,24 +90,46 @@ class Pool:
                 if self.companion_kind in task.companions and task.kind in ("companion", "auto"):
                     self.view_classes[name] = type(self.base)
             return
-        self.view_classes = views_over(base_class)
+        views = views_over(base_class)
+        self.unfit = {name: why for name in views if name in TASKS and (why := TASKS[name].unfit(self))}
+        self.view_classes = {name: cls for name, cls in views.items() if name not in self.unfit}
+
+    @property
+    def family(self) -> str | None:
+        """The AutoPipeline family of the main checkpoint ('stable-diffusion', 'flux', ...), if it has one."""
+        return family_of(type(self.base).__name__)
 
     @property
     def size_multiple(self) -> int:
-        """Widths and heights must be multiples of this: the VAE's factor, times the patch size of a transformer."""
+        """Widths and heights must be multiples of this: the VAE's factor, times the patch size of a transformer,
+        unless the family rounds sizes by a rule of its own (SIZE_RULES)."""
+        family = self.family or ""
+        if family in SIZE_RULES:
+            return SIZE_RULES[family]
         factor = getattr(self.base, "vae_scale_factor", 8)
+        if family.startswith("flux") or family == "chroma":
+            return int(factor * 2)  # latents are packed 2x2 before the transformer
         transformer = self.components.get("transformer")
         patch = getattr(getattr(transformer, "config", None), "patch_size", None) or 1
         return int(factor * patch)
 
     @property
     def default_size(self) -> int:
-        """The resolution the model was trained at (SD 1.5: 512, SDXL: 1024), from its denoiser's sample size."""
+        """The resolution the model was trained at (SD 1.5: 512, SDXL: 1024): the pipeline's own default size
+        where its call has one (Kandinsky 3: 1024), else its denoiser's sample size in pixels."""
+        height = inspect.signature(type(self.base).__call__).parameters.get("height")
+        if height is not None and isinstance(height.default, int) and height.default > 0:
+            return height.default
         denoiser = self.components.get("unet") or self.components.get("transformer")
-        sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+        sample = getattr(self.base, "default_sample_size", None)  # Flux, SD3, SDXL set it; Flux has no other
+        if not isinstance(sample, int):
+            sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
         if isinstance(sample, (list, tuple)):
             sample = sample[0]
-        return int(sample * getattr(self.base, "vae_scale_factor", 8)) if sample else 512
+        # A pipeline with no autoencoder (DeepFloyd IF's stage I) denoises pixels: its sample size is the size.
+        pixels = not any(self.components.get(name) is not None for name in ("vae", "movq", "vqgan"))
+        factor = 1 if pixels else getattr(self.base, "vae_scale_factor", 8)
+        return int(sample * factor) if sample else 512
 
     @property
     def task_classes(self) -> dict[str, type]:

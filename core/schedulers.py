@@ -6,10 +6,14 @@ every request from the checkpoint's own config; nothing here is ever shared betw
 
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import diffusers
+import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from core.errors import InvalidRequest
@@ -59,14 +63,43 @@ CATALOG: tuple[SchedulerChoice, ...] = (
 _BY_NAME = {choice.name: choice for choice in CATALOG}
 
 
-def compatible_names(base: SchedulerMixin) -> list[str]:
-    """The names to offer for a pipeline whose scheduler is `base`: `default` first, then the compatible ones."""
+def compatible_names(base: SchedulerMixin, pipeline: type | None = None) -> list[str]:
+    """The names to offer for a pipeline whose scheduler is `base`: `default` first, then the compatible ones.
+    Given the pipeline's class, only those its denoising loop can drive (see `scales_inputs`)."""
     compatible = {cls.__name__ for cls in base.compatibles} | {type(base).__name__}
     if "beta_schedule" in base.config and _discrete(base):
         # LCMScheduler lists no compatibles, yet takes any DDPM-style discrete config: an LCM-LoRA on any SD or
         # SDXL checkpoint runs on it (diffusers' LCM-LoRA guide swaps it in with from_config).
         compatible.add("LCMScheduler")
+    if pipeline is not None and not scales_inputs(pipeline):
+        compatible = {name for name in compatible if not _rescales_inputs(name)} | {type(base).__name__}
     return [DEFAULT] + [c.name for c in CATALOG if c.class_name in compatible]
+
+
+@functools.lru_cache
+def scales_inputs(pipeline: type) -> bool:
+    """Whether the pipeline's denoising loop calls `scheduler.scale_model_input`. Kandinsky's and Wuerstchen's
+    never do: Euler-style schedulers, which divide the model's input by its noise level there, then feed the UNet
+    unscaled noise and give noise back; schedulers whose scaling is the identity (DDIM, DPM++ 2M, UniPC) work.
+    Read from the source of the pipeline's package (its combined class calls the decoder's loop in a sibling
+    module): diffusers declares this nowhere."""
+    package = sys.modules[pipeline.__module__].__name__.rpartition(".")[0]
+    folder = Path(sys.modules[package].__file__).parent
+    return any("scale_model_input" in path.read_text(encoding="utf-8") for path in folder.glob("*.py"))
+
+
+@functools.lru_cache
+def _rescales_inputs(class_name: str) -> bool:
+    """Whether the scheduler's `scale_model_input` changes the sample (measured on a fresh one)."""
+    cls = getattr(diffusers, class_name, None)
+    if cls is None:
+        return True
+    scheduler = cls()
+    if not hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none: nothing to scale
+        return False
+    scheduler.set_timesteps(4)
+    sample = torch.ones(1, 1, 2, 2)
+    return not torch.equal(scheduler.scale_model_input(sample, scheduler.timesteps[0]), sample)
 
 
 def _discrete(base: SchedulerMixin) -> bool:
@@ -76,22 +109,25 @@ def _discrete(base: SchedulerMixin) -> bool:
     return type(base).__name__ in {e.name for e in KarrasDiffusionSchedulers} | {"LCMScheduler"}
 
 
-def resolve(name: str, base: SchedulerMixin) -> tuple[type[SchedulerMixin], dict[str, Any]]:
+def resolve(
+    name: str, base: SchedulerMixin, pipeline: type | None = None
+) -> tuple[type[SchedulerMixin], dict[str, Any]]:
     """The class and config overrides the name stands for on this pipeline; a clear error if it can't be used."""
     if name == DEFAULT:
         return type(base), {}
     choice = _BY_NAME.get(name)
+    names = compatible_names(base, pipeline)
     if choice is None:
-        raise InvalidRequest(f"Unknown scheduler {name!r}. Choose one of: {', '.join(compatible_names(base))}.")
-    if name not in compatible_names(base):
+        raise InvalidRequest(f"Unknown scheduler {name!r}. Choose one of: {', '.join(names)}.")
+    if name not in names:
+        owner = f"{pipeline.__name__} (its {type(base).__name__})" if pipeline is not None else type(base).__name__
         raise InvalidRequest(
-            f"Scheduler {name!r} does not work with this checkpoint's {type(base).__name__}. "
-            f"Choose one of: {', '.join(compatible_names(base))}."
+            f"Scheduler {name!r} does not work with this checkpoint's {owner}. Choose one of: {', '.join(names)}."
         )
     return getattr(diffusers, choice.class_name), dict(choice.overrides)
 
 
-def build(name: str, base: SchedulerMixin) -> SchedulerMixin:
+def build(name: str, base: SchedulerMixin, pipeline: type | None = None) -> SchedulerMixin:
     """A new scheduler for one run, built from the checkpoint's config with the name's overrides."""
-    cls, overrides = resolve(name, base)
+    cls, overrides = resolve(name, base, pipeline)
     return cls.from_config(base.config, **overrides)

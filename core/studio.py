@@ -511,7 +511,7 @@ class Studio:
     ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
         when the view was ready)."""
-        scheduler = schedulers.build(request.scheduler, pool.base.scheduler)
+        scheduler = schedulers.build(request.scheduler, pool.base.scheduler, type(pool.base))
         pipe = task.view(pool, request, scheduler, run_checker, serving)
         refiner = task.second_stage(pool, request, serving)
         for view in (pipe, refiner) if refiner is not None else (pipe,):
@@ -567,19 +567,21 @@ class Studio:
     # -- reporting ---------------------------------------------------------------------------------------
 
     def few_step(self) -> FewStep | None:
-        """The few-step model the main checkpoint (with its LoRAs) is, with the settings it needs, or None."""
+        """The few-step model the main checkpoint (with its LoRAs) is, with the settings it needs, or the
+        settings its family's pipeline defaults to (Flux, Kandinsky, ...), or None."""
         pool = self.pool
-        return few_step.recognise(
+        few = few_step.recognise(
             type(pool.base).__name__,
             pool.components.get("unet"),
             pool.files.source,
-            family_of(type(pool.base).__name__),
+            pool.family,
             [lora.source for lora in self.loras.loras.values()],
         )
+        return few or few_step.family_settings(type(pool.base), pool.family)
 
     def scheduler_names(self) -> list[str]:
         """The scheduler names that work with the loaded checkpoint."""
-        return schedulers.compatible_names(self.pool.base.scheduler)
+        return schedulers.compatible_names(self.pool.base.scheduler, type(self.pool.base))
 
     def model_info(self) -> dict[str, Any]:
         """What is loaded: checkpoint, pipeline class, variant(s), dtype, device, tasks, load time."""

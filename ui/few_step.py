@@ -23,6 +23,11 @@ def build_few_step_note() -> gr.Markdown:
 
 def note_text(few: dict[str, Any]) -> str:
     scheduler = "its own scheduler" if few["scheduler"] == "default" else f"the {few['scheduler']} scheduler"
+    if few.get("family"):
+        return (
+            f"🎛 **{few['name']}**: its pipeline's defaults, {few['steps']} steps and guidance "
+            f"{few['guidance_scale']:g}, set on every tab ({few['note']})."
+        )
     return (
         f"⚡ **{few['name']}**: {few['steps']} steps, guidance {few['guidance_scale']:g}, {scheduler}, set on every "
         f"tab ({few['note']})."
@@ -48,7 +53,8 @@ def wire_few_step(
         info = ctx.studio.model_info() if ctx.studio.is_loaded else {}
         few = info.get("few_step")
         if few is not None:
-            return few, {name: (few["steps"], few["guidance_scale"]) for name in followers}
+            steps = min(few["steps"], ctx.settings.limits.max_steps)  # a family's default may pass the server's
+            return few, {name: (steps, few["guidance_scale"]) for name in followers}
         # Back to the tabs' defaults only where a few-step model had set them.
         return None, (plain if isinstance(was, dict) and was.get("few") else None)
 

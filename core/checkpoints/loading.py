@@ -101,7 +101,11 @@ def load_pipeline(
 # diffusers 0.42 looks such a name up as an attribute of `diffusers.pipelines` (where the module used to be), and
 # fails otherwise ("paint_by_example is not one of the libraries..."; passing the component in fails in its class
 # check too). So the module is made reachable under its old name again: diffusers' own module, nothing else.
-MOVED_LIBRARIES = {"paint_by_example": "diffusers.pipelines.deprecated.paint_by_example"}
+# Wuerstchen's and Stable Cascade's repos name `wuerstchen` for their Paella VQ-GAN (and Wuerstchen's UNets).
+MOVED_LIBRARIES = {
+    "paint_by_example": "diffusers.pipelines.deprecated.paint_by_example",
+    "wuerstchen": "diffusers.pipelines.deprecated.wuerstchen",
+}
 
 
 def _alias_moved_libraries(files: CheckpointFiles) -> None:

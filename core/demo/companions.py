@@ -16,6 +16,7 @@ import torch
 
 from core.demo import checkpoint as demo
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
+from core.demo.image_families import IMAGE_FAMILIES, IMAGE_FAMILY_BUILDERS
 from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
 
 COMPANIONS_FORMAT_VERSION = 2
@@ -40,6 +41,7 @@ COMPANIONS = {
     "controlnet_xs": "ControlNet-XS for the xs_base twin's UNet, like UmerHA/Testing-ConrolNetXS-SD2.1-canny",
     "t2i_adapter": "T2I-Adapter for the demo's and the SDXL twin's UNet, like TencentARC/t2iadapter_canny_sd15v2",
     **FAMILIES,
+    **IMAGE_FAMILIES,
     **PIPELINES,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
@@ -498,6 +500,7 @@ _BUILDERS = {
     "motion_adapter": _motion_adapter,
     **COMPANION_BUILDERS,
     **FAMILY_BUILDERS,
+    **IMAGE_FAMILY_BUILDERS,
     **PIPELINE_BUILDERS,
 }
 
@@ -519,6 +522,13 @@ def write_companion(kind: str, path: str | os.PathLike) -> Path:
 AS_PUBLISHED = {
     "paint_by_example": {"image_encoder": ["paint_by_example", "PaintByExampleImageEncoder"]},
     "dit": {"id2label": {str(i): name for i, name in DIT_LABELS.items()}},
+    # Wuerstchen's and Stable Cascade's repos name their models' library `wuerstchen` (now under deprecated/).
+    "wuerstchen": {
+        "vqgan": ["wuerstchen", "PaellaVQModel"],
+        "decoder": ["wuerstchen", "WuerstchenDiffNeXt"],
+        "prior_prior": ["wuerstchen", "WuerstchenPrior"],
+    },
+    "cascade": {"vqgan": ["wuerstchen", "PaellaVQModel"]},
 }
 
 

@@ -177,6 +177,11 @@ class TaskSpec:
         cls = self.mapping.get(family)
         return {self.name: cls} if cls is not None else {}
 
+    def unfit(self, pool: Pool) -> str | None:
+        """Why the loaded modules can't run this task's view although the family maps one (it may need a UNet of
+        its own), or None."""
+        return None
+
     # -- checking a request -----------------------------------------------------------------------------
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
@@ -199,7 +204,10 @@ class TaskSpec:
     def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
         """Raise NotLoaded/InvalidRequest when `pool` can't serve the request."""
         if pool.companion_kind is None and not pool.supports(self.name):
-            raise NotLoaded(f"The loaded {pool.files.pipeline_class} can't do {self.label}.")
+            reason = pool.unfit.get(self.name)
+            raise NotLoaded(
+                f"The loaded {pool.files.pipeline_class} can't do {self.label}" + (f": {reason}" if reason else ".")
+            )
 
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         """Raise InvalidRequest for an option of the (validated) request that `pool` can't serve."""
@@ -226,13 +234,23 @@ class TaskSpec:
         """The keyword arguments of the pipeline call; sizes taken from an input image are rounded down to
         `multiple` (the model family's size rule)."""
         args: dict[str, Any] = {}
+        accepted = inspect.signature(pipe.__call__).parameters
         if self.uses_prompt:
             args["prompt"] = request.prompt
-            args["negative_prompt"] = request.negative_prompt or None
+            # No negative prompt is the pipeline's own default: None, or "" where it needs a string (PixArt).
+            unset = accepted["negative_prompt"].default if "negative_prompt" in accepted else None
+            args["negative_prompt"] = request.negative_prompt or (unset if isinstance(unset, str) else None)
         args["num_inference_steps"] = request.steps
         args["guidance_scale"] = request.guidance_scale
+        if "prior_num_inference_steps" in accepted:
+            # A combined pipeline (a prior, then a decoder: Kandinsky 2.x, Wuerstchen, Stable Cascade): the steps
+            # run in both stages, and the guidance steers the prior, which reads the prompt (and the decoder too,
+            # where it takes one: Kandinsky's; Wuerstchen's decoder runs unguided, as its pipeline defaults).
+            args["prior_num_inference_steps"] = request.steps
+            args["prior_guidance_scale"] = request.guidance_scale
+            if "guidance_scale" not in accepted:
+                del args["guidance_scale"]
         args["generator"] = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        accepted = inspect.signature(pipe.__call__).parameters
         if self.count_argument in accepted:
             args[self.count_argument] = request.num_images
         if self.sizes_from_request:

@@ -38,6 +38,16 @@ class Inpaint(Img2Img):
         PREVIEW,
     )
 
+    def unfit(self, pool: Pool) -> str | None:
+        # Kandinsky's inpaint pipelines hand the UNet the mask and the masked image's latents beside the noise:
+        # only the family's inpainting decoder (9 input channels) takes them. SD's also run a 4-channel UNet.
+        if pool.family in ("kandinsky", "kandinsky22") and pool.components["unet"].config.in_channels != 9:
+            return (
+                "Kandinsky inpaints only with its inpainting decoder (a UNet with 9 input channels, e.g. "
+                "kandinsky-community/kandinsky-2-2-decoder-inpaint); this one has 4."
+            )
+        return None
+
     def companion_kind(self, request: GenerationRequest, companions: Mapping[str, Pool]) -> str | None:
         return "inpaint" if "inpaint" in companions else None
 
