@@ -109,13 +109,13 @@ def test_size_rules_schedulers_and_tasks_a_family_cannot_run_are_refused_with_th
         studio.generate(request("text2img", width=96))
     # Kandinsky's loop never scales the model's input, which Euler-style schedulers need: they are not offered.
     assert "Euler" not in studio.scheduler_names() and "DPM++ 2M" in studio.scheduler_names()
-    with pytest.raises(InvalidRequest, match="Scheduler 'Euler' does not work with .*KandinskyV22CombinedPipeline"):
+    with pytest.raises(InvalidRequest, match=r"Scheduler 'Euler' does not work with .*KandinskyV22CombinedPipeline"):
         studio.generate(request("text2img", scheduler="Euler"))
     ddim = studio.generate(request("text2img", scheduler="DDIM"))
     assert ddim.info["scheduler"] == "DDIM" and len(set(ddim.images[0].getdata())) > 16
     # Its inpaint pipeline needs the inpainting decoder (9 input channels): the task says so instead of failing
     # inside the UNet.
-    with pytest.raises(NotLoaded, match="inpaints only with its inpainting decoder .* 9 input channels"):
+    with pytest.raises(NotLoaded, match=r"inpaints only with its inpainting decoder .* 9 input channels"):
         studio.generate(request("inpaint"))
     studio.load("demo-wuerstchen", variant="default", dtype="float32")
     with pytest.raises(InvalidRequest, match="width must be a multiple of 128, got 64; try 128"):
