@@ -19,7 +19,7 @@ from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, RE
 from core.demo.image_families import IMAGE_FAMILIES, IMAGE_FAMILY_BUILDERS
 from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
 
-COMPANIONS_FORMAT_VERSION = 2
+COMPANIONS_FORMAT_VERSION = 3  # 3: the SD3 twin has two transformer blocks
 COMPANIONS = {
     "inpaint": "SD 1.5 inpainting (9-channel UNet), like stable-diffusion-v1-5/stable-diffusion-inpainting",
     "depth": "SD 2 depth-to-image with a DPT depth estimator, like stabilityai/stable-diffusion-2-depth",

@@ -141,7 +141,7 @@ def _sd3():
         patch_size=2,
         in_channels=16,
         out_channels=16,
-        num_layers=1,
+        num_layers=2,  # PAG perturbs "blocks.1", as on the real SD3
         attention_head_dim=8,
         num_attention_heads=4,
         caption_projection_dim=32,

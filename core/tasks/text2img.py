@@ -153,7 +153,9 @@ class Text2Img(TaskSpec):
         if request.sag_scale > 0:
             return pool.view_as("sag", scheduler=scheduler, **checker)
         if request.pag_scale > 0:
-            return pool.view_as("pag", scheduler=scheduler, pag_applied_layers=["mid"], **checker)
+            # The layers PAG perturbs are the PAG class's own default: the UNet's "mid" block, a transformer's
+            # first block ("blocks.1": SD3, PixArt-Σ), where the same name would match nothing.
+            return pool.view_as("pag", scheduler=scheduler, **checker)
         return super().view(pool, request, scheduler, run_checker, serving)
 
     def second_stage(self, pool: Pool, request: GenerationRequest, serving: Serving) -> DiffusionPipeline | None:
@@ -233,7 +235,7 @@ class Text2Img(TaskSpec):
         self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
     ) -> None:
         if request.pag_scale > 0:
-            load.update(enable_pag=True, pag_applied_layers=["mid"])
+            load.update(enable_pag=True)
         if request.refiner_switch > 0:
             _second_stage_lines(snippet, serving, request, seeds)
 

@@ -123,3 +123,16 @@ def test_size_rules_schedulers_and_tasks_a_family_cannot_run_are_refused_with_th
     # PixArt's loop scales the input: every scheduler of the catalog its DPM-Solver config takes is offered.
     studio.load("demo-pixart-alpha", variant="default", dtype="float32")
     assert {"Euler", "Euler a", "DPM++ 2M Karras"} <= set(studio.scheduler_names())
+
+
+@pytest.mark.parametrize("source", ["demo-pixart-sigma", "demo-sd3"])
+def test_pag_perturbs_a_transformer_block_where_the_model_has_no_mid_block(studio, source, tmp_path, monkeypatch):
+    """PAG used to name the UNet's "mid" block on every family, which a transformer does not have (SD3 failed)."""
+    studio.load(source, variant="default", dtype="float32")
+    plain = studio.generate(request("text2img"))
+    pag = studio.generate(request("text2img", pag_scale=3.0))
+    assert pag.info["pipeline"].endswith("PAGPipeline") and pag.images[0].tobytes() != plain.images[0].tobytes()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reproduce.py").write_text(pag.info["code"])
+    runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+    assert Image.open(tmp_path / "image.png").tobytes() == pag.images[0].tobytes()
