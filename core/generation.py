@@ -108,6 +108,7 @@ class GenerationRequest:
     class_labels: str = ""  # names or ids, ; between them
     audio_seconds: float = 0.0  # 0: the pipeline's own length
     other_parameters: str = "{}"  # a JSON object of its other scalar parameters
+    mesh: bool = False  # a 3D mesh (PLY) instead of renders, where a component decodes meshes (Shap-E)
 
     def validate(self, limits: Limits, *, size_multiple: int = 8) -> None:
         """Raise `InvalidRequest` with what to change if any field is out of range or missing."""

@@ -158,6 +158,23 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
+    def save_meshes(self, meshes: list[Any], info: dict[str, Any], session: str) -> dict[str, str]:
+        """Save each mesh as a binary PLY (diffusers' `export_to_ply`) carrying the info in a header comment (the
+        first is `ply`), and the first as `glb` too, for the page's viewer."""
+        folder = self.root / session_folder_name(session)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}"
+        files = {}
+        for i, mesh in enumerate(meshes):
+            final = folder / f"{stem}-{info['seeds'][i]}-{i}.ply"
+            _write_atomically(final, ply_bytes(mesh, json.dumps(info, default=str)))
+            files["ply" if i == 0 else f"ply_{i + 1}"] = str(final)
+        view = folder / f"{stem}-{info['seeds'][0]}-0.glb"  # the first, for the page's viewer
+        _write_atomically(view, glb_bytes(meshes[0]))
+        files["glb"] = str(view)
+        self.enforce_cap(list(files.values()), session)
+        return files
+
     def list(self, session: str | None) -> list[Path]:
         """This session's saved images (every session's, for None), newest first."""
         folder = self.root / session_folder_name(session) if session is not None else self.root
@@ -180,6 +197,47 @@ def _write_atomically(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def ply_bytes(mesh: Any, comment: str = "") -> bytes:
+    """A binary PLY of a Shap-E mesh, as diffusers' `export_to_ply` writes it, with `comment` (one line: JSON) as a
+    `comment` line of its header, where PLY readers keep such notes."""
+    from diffusers.utils import export_to_ply
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "mesh.ply"
+        export_to_ply(mesh, str(path))
+        data = path.read_bytes()
+    if comment:
+        line = "comment " + comment.replace("\n", " ").replace("\r", " ")
+        magic, form, rest = data.split(b"\n", 2)  # "ply", then its format line: header lines may follow
+        data = b"\n".join((magic, form, line.encode("ascii", "backslashreplace"), rest))
+    return data
+
+
+def glb_bytes(mesh: Any) -> bytes:
+    """A GLB (binary glTF) of a Shap-E mesh with its vertex colours, written by trimesh: what the page's 3D viewer
+    draws as a mesh (it takes a .ply for Gaussian splats)."""
+    import numpy as np
+    import trimesh
+
+    colours = np.stack([mesh.vertex_channels[c].detach().float().cpu().numpy() for c in "RGB"], axis=1)
+    shape = trimesh.Trimesh(
+        vertices=mesh.verts.detach().float().cpu().numpy(),
+        faces=mesh.faces.cpu().numpy(),
+        vertex_colors=(colours.clip(0, 1) * 255).round().astype(np.uint8),
+        process=False,  # as the model made it: no merging or reordering
+    )
+    return shape.export(file_type="glb")
+
+
+def ply_comment(data: bytes) -> str | None:
+    """The first `comment` line of a PLY's header (the studio's info), or None."""
+    header = data.partition(b"end_header\n")[0]
+    for line in header.split(b"\n"):
+        if line.startswith(b"comment "):
+            return line[len(b"comment ") :].decode("ascii", "replace")
+    return None
 
 
 def wav_bytes(clip: Any, rate: int, comment: str = "") -> bytes:

@@ -127,6 +127,8 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
                     default = None
                 defaults[control] = default
                 break
+    if "output_type" in parameters and makes_meshes(pipeline_class):
+        offered["mesh"], defaults["mesh"] = "output_type", False  # output_type="mesh" instead of renders
     for name, p in parameters.items():
         if name == "self" or name in taken or name in INTERNAL:
             continue
@@ -154,6 +156,12 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
         class_names=class_names if "class_labels" in offered else (),
         unmet=tuple(unmet),
     )
+
+
+def makes_meshes(pipeline_class: type) -> bool:
+    """Whether one of the pipeline's components decodes a 3D mesh (Shap-E's renderer: `output_type="mesh"`)."""
+    components = _signature(pipeline_class.__init__).parameters.values()
+    return any(isinstance(p.annotation, type) and hasattr(p.annotation, "decode_to_mesh") for p in components)
 
 
 def _signature(function: Any) -> inspect.Signature:

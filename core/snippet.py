@@ -40,7 +40,7 @@ class Snippet:
     call_arguments: dict[str, Any] = field(default_factory=dict)
     after_call: list[str] = field(default_factory=list)  # a second stage working on `result`
     # "images", "frames" (a video per item), "rgbd" (LDM3D's numpy output), "audio" (`audios`, saved as 16-bit WAV at
-    # `sample_rate`) or "prediction" (Marigold's array, saved as a grey image)
+    # `sample_rate`), "prediction" (Marigold's array, saved as a grey image), "renders" or "mesh" (Shap-E: GIFs, PLYs)
     output: str = "images"
     sample_rate: int = 16000
     count: int = 1  # how many outputs the run made; each is saved
@@ -163,6 +163,12 @@ class Snippet:
                 "export_to_gif(frames, {name})",
             ),
             "images": ("", "image", "result.images", "image.save({name})"),
+            "mesh": (  # Shap-E with output_type="mesh": each item of `images` is a mesh
+                "from diffusers.utils import export_to_ply\n",
+                "mesh",
+                "result.images",
+                "export_to_ply(mesh, {name})",
+            ),
             "renders": (  # Shap-E: each item of `images` is a list of frames
                 "from diffusers.utils import export_to_gif\n",
                 "frames",
@@ -170,7 +176,9 @@ class Snippet:
                 "export_to_gif(frames, {name})",
             ),
         }[self.output]
-        stem, suffix = ("animation", "gif") if self.output in ("frames", "renders") else ("image", "png")
+        stem, suffix = {"frames": ("animation", "gif"), "renders": ("animation", "gif"), "mesh": ("mesh", "ply")}.get(
+            self.output, ("image", "png")
+        )
         if self.count == 1:
             return f"{head}{item} = {items}[0]\n" + save.format(name=repr(f"{stem}.{suffix}"))
         return f"{head}for i, {item} in enumerate({items}, 1):\n    " + save.format(name=f"f'{stem}-{{i}}.{suffix}'")

@@ -488,6 +488,8 @@ class Studio:
             snippet.output = "prediction"
         elif extras.get("frames"):
             snippet.output = "renders" if extras.get("renders") else "frames"
+        elif extras.get("meshes"):
+            snippet.output = "mesh"
         info["code"] = snippet.render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
         files: dict[str, str] = {}
@@ -495,6 +497,8 @@ class Studio:
             files = self.outputs.save_animation(extras["frames"][0], info, session)
         if extras.get("audio") and self.outputs:
             files = self.outputs.save_audio(extras["audio"]["clips"], extras["audio"]["rate"], info, session)
+        if extras.get("meshes") and self.outputs:
+            files = self.outputs.save_meshes(extras["meshes"], info, session)
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
     def _denoise(

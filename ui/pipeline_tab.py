@@ -89,9 +89,9 @@ def wire_signature_tab(
             updates.append(gr.update(**update))
         kind = (signature or {}).get("output")
         for name in tab.outputs:
-            updates.append(
-                gr.update(visible=(name == "audio" and kind == "audio") or (name == "mp4" and kind == "frames"))
-            )
+            meshes = signature is not None and "mesh" in signature["offered"]
+            shown = {"audio": kind == "audio", "mp4": kind == "frames", "model3d": meshes}.get(name, False)
+            updates.append(gr.update(visible=shown))
         updates.append(signature_card(signature, limits.max_steps))
         only_here = signature is not None and info["tasks"] == [tab.spec.name]
         updates.append(gr.Tabs(selected=tab.spec.name) if select_tab and only_here else gr.update())

@@ -59,7 +59,10 @@ def notice_markdown(info: dict | None) -> str:
         return "\n\n".join(notes)
     timings = info.get("timings", {})
     seconds = info.get("audio_seconds")
-    made = f"{info['width']}x{info['height']}" if info.get("width") else f"{seconds} s audio" if seconds else "audio"
+    if info.get("width"):
+        made = f"{info['width']}x{info['height']}"
+    else:
+        made = "3D mesh" if info.get("output") == "mesh" else f"{seconds} s audio" if seconds else "audio"
     notes.append(
         f"Seeds {info['seeds']} · {info['scheduler']} ({info['scheduler_class']}) · {info['steps']} steps · "
         f"{made} · {info.get('pipeline', '?')} · "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -234,6 +235,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     return tab
 
 
+NO_MESH_YET = Path(__file__).resolve().parent.parent / "assets" / "no-mesh-yet.glb"
 OWN_KINDS = ("slider", "choice", "text", "check")  # the task's own controls, laid out in rows
 ABOVE_PROMPT = "above-prompt"  # a Param's row that puts it above the prompt
 
@@ -277,6 +279,12 @@ def _output(task: str, output: Any) -> Any:
         )
     if output.kind == "audio":
         return gr.Audio(label=output.label, type="filepath", elem_id=elem_id, visible=not output.hidden)
+    if output.kind == "model3d":
+        # Gradio 6.31's viewer never draws when its first value arrives after the page opened (its renderer's
+        # lazy import is dropped; the GLB is not even fetched), so it starts with one empty, zero-area triangle.
+        return gr.Model3D(
+            value=str(NO_MESH_YET), label=output.label, elem_id=elem_id, height=320, visible=not output.hidden
+        )
     if output.kind == "gif":
         return gr.Image(label=output.label, format="gif", elem_id=elem_id, height=320)
     return gr.Video(label=output.label, elem_id=elem_id, height=320, visible=not output.hidden)

@@ -164,6 +164,82 @@ def _text_to_video():
     )
 
 
+def marching_cubes_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """Marching-cubes tables in the layout of diffusers' Shap-E `MeshDecoder`: for each of the 256 inside/outside
+    patterns of a cube's corners, up to 5 triangles (`cases`, [256, 5, 3], as indices of the cube's 12 edges) and
+    which of them exist (`masks`, [256, 5]).
+
+    Built rather than copied (the classic table is a 256-row listing): on each face of the cube the crossing edges
+    are joined in pairs, the pairs chained into loops round the cube, and each loop fanned into triangles, turned
+    to face outwards. A face with two inside corners on a diagonal cuts each off on its own; both cubes sharing the
+    face decide alike, so the surface stays closed (a sphere's mesh has every edge on exactly two triangles, all
+    turned one way: tests/core/test_pipeline_tab.py)."""
+    import itertools
+
+    def corner(x: int, y: int, z: int) -> int:  # the decoder's bit for a corner: x + 2y + 4z
+        return x + 2 * y + 4 * z
+
+    # Its edges: 4 along x (at (y, z) = (0, 0), (1, 0), (0, 1), (1, 1)), then 4 along y (at (x, z)), 4 along z.
+    ends = [(0, 0), (1, 0), (0, 1), (1, 1)]
+    edges = [(corner(0, a, b), corner(1, a, b)) for a, b in ends]
+    edges += [(corner(a, 0, b), corner(a, 1, b)) for a, b in ends]
+    edges += [(corner(a, b, 0), corner(a, b, 1)) for a, b in ends]
+    edge_of = {frozenset(e): i for i, e in enumerate(edges)}
+    where = {corner(*p): torch.tensor(p, dtype=torch.float32) for p in itertools.product((0, 1), repeat=3)}
+    faces = []  # each face's corners in order round it
+    for axis in range(3):
+        u, v = (a for a in range(3) if a != axis)
+        for side in (0, 1):
+            ring = []
+            for du, dv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+                p = [0, 0, 0]
+                p[axis], p[u], p[v] = side, du, dv
+                ring.append(corner(*p))
+            faces.append(ring)
+    cases = torch.zeros(256, 5, 3, dtype=torch.long)
+    masks = torch.zeros(256, 5, dtype=torch.bool)
+    for case in range(256):
+        inside = {c for c in range(8) if case >> c & 1}
+        links: dict[int, list[int]] = {}
+        for ring in faces:
+            sides = [edge_of[frozenset((ring[i - 1], ring[i]))] for i in range(4)]  # side i ends at corner i
+            crossing = [sides[i] for i in range(4) if (ring[i - 1] in inside) != (ring[i] in inside)]
+            if len(crossing) == 4:  # diagonal inside corners: cut each off on its own
+                pairs = [(sides[i], sides[(i + 1) % 4]) for i in range(4) if ring[i] in inside]
+            else:
+                pairs = [tuple(crossing)] if crossing else []
+            for a, b in pairs:
+                links.setdefault(a, []).append(b)
+                links.setdefault(b, []).append(a)
+        triangles, seen = [], set()
+        for start in links:
+            if start in seen:
+                continue
+            loop, previous = [start], None
+            seen.add(start)
+            while True:
+                here = loop[-1]
+                following = next(n for n in links[here] if n != previous)
+                if following == start:
+                    break
+                previous = here
+                loop.append(following)
+                seen.add(following)
+            triangles += [[loop[0], loop[i], loop[i + 1]] for i in range(1, len(loop) - 1)]
+        for k, triangle in enumerate(triangles):
+            points = [(where[edges[e][0]] + where[edges[e][1]]) / 2 for e in triangle]
+            normal = torch.linalg.cross(points[1] - points[0], points[2] - points[0])
+            # outwards: from each crossing edge's inside end to its outside end
+            outwards = sum(
+                where[b] - where[a] if a in inside else where[a] - where[b] for a, b in map(edges.__getitem__, triangle)
+            )
+            if torch.dot(normal, outwards) < 0:
+                triangle[1], triangle[2] = triangle[2], triangle[1]
+            cases[case, k] = torch.tensor(triangle)
+            masks[case, k] = True
+    return cases, masks
+
+
 def _shap_e():
     from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
     from diffusers.pipelines.shap_e import ShapERenderer
@@ -187,6 +263,21 @@ def _shap_e():
         param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12,
         background=(0.1, 0.1, 0.1),
     )  # fmt: skip
+    # The mesh decoder's marching-cubes tables are buffers the real checkpoint carries (zeros until loaded).
+    cases, masks = marching_cubes_tables()
+    renderer.mesh_decoder.cases.copy_(cases)
+    renderer.mesh_decoder.masks.copy_(masks)
+    with torch.no_grad():
+        # Random weights make a signed distance field that changes sign between neighbouring grid points (a mesh
+        # of millions of faces). The latent-made first layer reads only the position and its three lowest frequencies
+        # here, so the field is smooth; the last layer's distance is centred so the surface crosses the volume.
+        first = renderer.params_proj.projections["nerstf__mlp__0__weight"]
+        smooth = torch.zeros(first.channels, dtype=torch.bool)
+        smooth[:12] = smooth[48:57] = True  # x, y, z; sin and cos of each at scales 1, 2 and 4 (posenc_nerf)
+        first.norm.weight[~smooth] = 0
+        first.norm.bias[~smooth] = 0
+        first.proj.bias.view(first.vectors, first.channels)[:, ~smooth] = 0
+        renderer.mlp.mlp[-1].bias[0] -= 0.28
     # openai/shap-e's scheduler
     scheduler = HeunDiscreteScheduler(
         beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True,

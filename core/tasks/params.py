@@ -105,7 +105,7 @@ class Group:
 
 @dataclass(frozen=True)
 class Output:
-    """An output besides the gallery and the info: `kind` image | gallery | gif | video | audio."""
+    """An output besides the gallery and the info: `kind` image | gallery | gif | video | audio | model3d (3D)."""
 
     name: str
     kind: str

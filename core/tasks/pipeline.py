@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -85,6 +86,10 @@ class AnyPipeline(TaskSpec):
             maximum="max_audio_seconds", step=0.5, row="media", info="0 = the pipeline's own length",
         ),
         Param(
+            "mesh", "check", "3D mesh (PLY) instead of renders", False, api_default=False, row="media",
+            info="a mesh you can turn in the page; saved as PLY with the run's info in its header",
+        ),
+        Param(
             "other_parameters", "text", "Other parameters (JSON)", "{}", api_default="{}",
             info='the pipeline\'s other parameters that you change, e.g. {"eta": 0.5}; the list is above',
         ),
@@ -97,6 +102,7 @@ class AnyPipeline(TaskSpec):
     outputs = (
         Output("audio", "audio", "Audio", before_results=True, hidden=True),
         Output("mp4", "video", "Video", before_results=True, hidden=True),
+        Output("model3d", "model3d", "3D mesh", before_results=True, hidden=True),
     )
     fixed: ClassVar[Mapping[str, Any]] = {}
 
@@ -132,6 +138,8 @@ class AnyPipeline(TaskSpec):
             )
         if request.image is not None and "image" not in info.offered:
             raise InvalidRequest(f"{info.pipeline} takes no input image; remove it.")
+        if request.mesh and "mesh" not in info.offered:
+            raise InvalidRequest(f"{info.pipeline} makes no 3D meshes; untick 3D mesh.")
         counted = "num_images" in info.offered or "class_labels" in info.offered
         if request.num_images > 1 and not counted:
             raise InvalidRequest(f"{info.pipeline} makes one result per run; set the image count to 1.")
@@ -154,6 +162,8 @@ class AnyPipeline(TaskSpec):
                 f"class_labels is {len(request.class_labels):,} characters; this app takes at most 4,000 (a run "
                 f"makes at most {limits.max_images} images, one per label)."
             )
+        if not isinstance(request.mesh, bool):
+            raise InvalidRequest("mesh must be true or false.")
         if not isinstance(request.other_parameters, str):
             raise InvalidRequest('other_parameters must be text: a JSON object such as {"eta": 0.5}.')
 
@@ -212,7 +222,9 @@ class AnyPipeline(TaskSpec):
         # One seed, one generator: a list must match what the pipeline counts (Marigold: its ensemble members).
         args["generator"] = generators[0] if len(generators) == 1 else generators
         args.update(signature.other_values(info, request.other_parameters, public=False))  # checked in prepare
-        if info.output == "frames" and "output_type" in inspect.signature(pipe.__call__).parameters:
+        if request.mesh:
+            args["output_type"] = "mesh"  # checked in check_options: a component decodes meshes
+        elif info.output == "frames" and "output_type" in inspect.signature(pipe.__call__).parameters:
             args.setdefault("output_type", "pil")  # frames as pictures: what the GIF, the MP4 and the snippet save
         return args
 
@@ -227,6 +239,8 @@ class AnyPipeline(TaskSpec):
             videos = [to_pil(video) for video in frames]
             return [video[0] for video in videos], {"frames": videos}
         images = getattr(output, "images", None)
+        if arguments.get("output_type") == "mesh":  # Shap-E: one mesh (vertices, faces, colours) per prompt
+            return [], {"meshes": list(images)}
         if isinstance(images, list) and images and isinstance(images[0], list):  # Shap-E: renders turning round
             videos = [to_pil(video) for video in images]
             return [video[0] for video in videos], {"frames": videos, "renders": True}
@@ -240,7 +254,14 @@ class AnyPipeline(TaskSpec):
         wav = result.files.get("wav")
         if audio is not None and wav is None:  # not saved (no outputs folder): the samples themselves
             wav = (audio["rate"], audio["clips"][0].T)
-        return {"audio": wav, "mp4": result.files.get("mp4")}
+        mesh = result.files.get("glb")
+        if mesh is None and result.extras.get("meshes"):  # not saved: a file for the viewer all the same
+            from core.outputs import glb_bytes
+
+            with tempfile.NamedTemporaryFile(suffix=".glb", delete=False) as f:
+                f.write(glb_bytes(result.extras["meshes"][0]))
+            mesh = f.name
+        return {"audio": wav, "mp4": result.files.get("mp4"), "model3d": mesh}
 
     # -- describing a run -------------------------------------------------------------------------------
 
@@ -259,7 +280,9 @@ class AnyPipeline(TaskSpec):
         for control in ("num_frames", "audio_seconds", "strength"):
             if control in info.offered and info.offered[control] in arguments:
                 fields[control] = arguments[info.offered[control]]
-        if info.output == "audio":  # no picture, no size
+        if arguments.get("output_type") == "mesh":
+            fields["output"] = "mesh"
+        if fields["output"] in ("audio", "mesh"):  # no picture, no size
             fields.update(width=None, height=None)
         return fields
 

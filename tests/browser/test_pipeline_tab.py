@@ -4,8 +4,10 @@ audio (a player with the WAV)."""
 
 from __future__ import annotations
 
+import io
 import re
 
+from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.browser.test_page import set_slider, shot, tab_offered
@@ -91,5 +93,32 @@ def test_a_video_pipeline_plays_its_clip(page: Page):
         )
         assert frames[1] == 64 and 0.5 < frames[0] < 1.0, "six frames at 8 per second, 64 px wide"
         shot(page, "pipeline-video")
+    finally:
+        back_to_the_demo(page)
+
+
+def test_a_3d_pipeline_shows_its_mesh_in_a_viewer(page: Page):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    try:
+        load(page, "demo-shap-e", "ShapEPipeline")
+        expect(page.locator("#pipeline-prompt")).to_be_visible(timeout=30_000)
+        page.locator("#pipeline-prompt textarea").fill("a small lamp")
+        page.locator("#pipeline-mesh input").check()
+        set_slider(page, "pipeline", "Steps", 2)
+        page.locator("#pipeline-generate").click()
+        expect(page.locator("#pipeline-notice")).to_contain_text("3D mesh", timeout=90_000)
+        viewer = page.locator("#pipeline-model3d canvas")
+        expect(viewer).to_be_visible(timeout=30_000)
+        # The mesh is drawn: the viewer shows more than its background (a WebGL canvas reads back blank from
+        # script, so its pixels come from a screenshot).
+        colours = 0
+        for _ in range(20):  # the viewer fetches the GLB and draws it
+            picture = Image.open(io.BytesIO(viewer.screenshot())).convert("RGB").resize((64, 64))
+            colours = len(set(picture.getdata()))
+            if colours > 20:
+                break
+            page.wait_for_timeout(500)
+        assert colours > 20, f"the viewer shows {colours} colours: no mesh drawn"
+        shot(page, "pipeline-mesh")
     finally:
         back_to_the_demo(page)

@@ -14,6 +14,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+import trimesh
 from diffusers import DiffusionPipeline, UNet2DModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from PIL import Image
@@ -161,10 +162,10 @@ def test_a_video_pipeline_saves_gif_and_mp4_and_its_frames_equal_the_plain_call(
 
 
 def test_text_to_3d_renders_the_object_turning(studio, tmp_path, monkeypatch):
-    """Shap-E's renders (a list of frames per prompt) come as an animation. Its meshes need the real checkpoint:
-    the mesh decoder's marching-cubes tables are weights of openai/shap-e, zeros in a random twin."""
+    """Shap-E's renders (a list of frames per prompt) come as an animation."""
     info = studio.load("demo-shap-e")
     assert info["signature"]["output"] == "frames" and info["signature"]["required"] == ["prompt"]
+    assert info["signature"]["offered"]["mesh"] == "output_type", "its renderer decodes meshes too"
     result = run(studio, prompt="a small chair", steps=2, other_parameters='{"frame_size": 32}', seed=6)
     frames = result.extras["frames"][0]
     assert len(frames) == 20 and frames[0].size == (32, 32) and set(result.files) == {"gif", "mp4"}
@@ -178,6 +179,83 @@ def test_text_to_3d_renders_the_object_turning(studio, tmp_path, monkeypatch):
             assert theirs.convert("RGB").tobytes() == mine.convert("RGB").tobytes(), f"frame {i}"
     with pytest.raises(InvalidRequest, match="needs a prompt"):
         run(studio, steps=2)
+
+
+def read_ply(data: bytes) -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+    """A binary PLY as diffusers' export_to_ply writes it: (header comments/counts, vertices, faces)."""
+    header, _sep, body = data.partition(b"end_header\n")
+    lines = header.decode("ascii").splitlines()
+    assert lines[:2] == ["ply", "format binary_little_endian 1.0"]
+    counts = {line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("element")}
+    vertex = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1")])
+    vertices = np.frombuffer(body, vertex, counts["vertex"])
+    face = np.dtype([("n", "u1"), ("i", "<i4", 3)])
+    faces = np.frombuffer(body, face, counts["face"], offset=vertices.nbytes)
+    assert (faces["n"] == 3).all() and len(body) == vertices.nbytes + faces.nbytes, "nothing after the faces"
+    comments = [line.removeprefix("comment ") for line in lines if line.startswith("comment ")]
+    return {"comment": comments[0] if comments else ""}, vertices, faces["i"]
+
+
+def test_text_to_3d_makes_a_mesh_saved_as_ply_like_the_plain_call(studio, tmp_path, monkeypatch):
+    studio.load("demo-shap-e")
+    result = run(studio, prompt="a small chair", steps=2, mesh=True, seed=6)
+    assert result.images == [] and result.info["output"] == "mesh" and set(result.files) == {"ply", "glb"}
+    with open(result.files["ply"], "rb") as f:
+        data = f.read()
+    header, vertices, faces = read_ply(data)
+    assert json.loads(header["comment"])["seeds"] == [6], "the run's info rides in the PLY's header"
+    mesh = result.extras["meshes"][0]
+    assert len(vertices) == len(mesh.verts) > 1000 and len(faces) == len(mesh.faces)
+    assert faces.min() == 0 and faces.max() == len(vertices) - 1, "every vertex is used, no index beyond them"
+    # The viewer's GLB holds the same mesh, coloured.
+    shape = trimesh.load(result.files["glb"], force="mesh", process=False)
+    assert np.allclose(shape.vertices, mesh.verts.numpy()) and (shape.faces == mesh.faces.numpy()).all()
+    assert shape.visual.vertex_colors.shape == (len(vertices), 4)
+    # The plain diffusers call gives the same mesh; its snippet writes the same file but for the comment line.
+    pipe = plain("shap_e", diffusers.ShapEPipeline)
+    guidance = result.info["guidance_scale"]
+    theirs = pipe(
+        "a small chair",
+        num_inference_steps=2,
+        guidance_scale=guidance,
+        output_type="mesh",
+        generator=torch.manual_seed(6),
+    )
+    assert torch.equal(theirs.images[0].verts, mesh.verts) and torch.equal(theirs.images[0].faces, mesh.faces)
+    snippet_run(result, tmp_path, monkeypatch)
+    ours = data.split(b"\n")
+    assert (tmp_path / "mesh.ply").read_bytes().split(b"\n") == ours[:2] + ours[3:]
+    with pytest.raises(InvalidRequest, match="makes no 3D meshes; untick 3D mesh"):
+        studio.load("demo-ddpm")
+        run(studio, steps=2, mesh=True)
+
+
+def test_the_twins_marching_cubes_tables_close_a_sphere_with_outward_faces():
+    """The Shap-E twin's tables (built, not copied) make a closed surface: every edge on exactly two triangles,
+    each directed edge once (one winding), and a positive enclosed volume (faces turned outwards)."""
+    from diffusers.pipelines.shap_e.renderer import MeshDecoder
+
+    from core.demo.pipelines import marching_cubes_tables
+
+    decoder = MeshDecoder()
+    decoder.cases.copy_(marching_cubes_tables()[0])
+    decoder.masks.copy_(marching_cubes_tables()[1])
+    axis = torch.linspace(-1, 1, 24)
+    x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
+    for field in (
+        0.6 - (x**2 + y**2 + z**2).sqrt(),
+        (0.3 - ((x - 0.4) ** 2 + y**2 + z**2).sqrt()).maximum(0.3 - ((x + 0.4) ** 2 + y**2 + z**2).sqrt()),
+    ):
+        padded = torch.full((26, 26, 26), -1.0)
+        padded[1:-1, 1:-1, 1:-1] = field
+        mesh = decoder(padded, torch.tensor([-1.0] * 3), torch.tensor([2.0] * 3))
+        f = mesh.faces
+        directed = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        _edges, uses = torch.unique(directed.sort(dim=1).values, dim=0, return_counts=True)
+        _directed, once = torch.unique(directed, dim=0, return_counts=True)
+        corners = mesh.verts[f]
+        volume = (torch.linalg.cross(corners[:, 1], corners[:, 2]) * corners[:, 0]).sum() / 6
+        assert len(f) > 100 and (uses == 2).all() and (once == 1).all() and volume > 0
 
 
 def test_an_image_to_depth_pipeline_takes_the_image_and_shows_its_prediction(studio, tmp_path, monkeypatch):
