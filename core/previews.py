@@ -25,15 +25,30 @@ _FACTORS = {
 }
 
 
-def latent_preview(latents: torch.Tensor, family: str | None = None) -> list[Image.Image]:
-    """One RGB image per latent in the batch (B, C, H, W), at the latents' size.
+def latent_preview(
+    latents: torch.Tensor, family: str | None = None, size: tuple[int, int] | None = None
+) -> list[Image.Image]:
+    """One RGB image per latent in the batch (B, C, H, W), at the latents' size; none for a layout it can't read.
 
     4-channel latents use the family's factors (SDXL's for `stable-diffusion-xl`, SD's otherwise); other latent
-    spaces (SD3's 16 channels) show their first three channels, each stretched to its own range.
+    spaces (SD3's 16 channels) show their first three channels, each stretched to its own range. Flux hands its
+    latents packed as a sequence (B, H/2 * W/2, 4C): they are read back on a grid of the image's shape (`size`:
+    width, height), one latent pixel of each 2x2 patch.
     """
     lat = latents.detach().float().cpu()
     if lat.dim() == 5:  # video latents (B, C, F, H, W): the first frame
         lat = lat[:, :, 0]
+    if lat.dim() == 3:  # a sequence of patches (B, N, C)
+        if size is None:
+            return []
+        width, height = size
+        rows = round((lat.shape[1] * height / width) ** 0.5)
+        if rows == 0 or lat.shape[1] % rows:
+            return []
+        packed = 4 if (family or "").startswith("flux") or family == "chroma" else 1
+        lat = lat[:, :, ::packed].transpose(1, 2).reshape(lat.shape[0], -1, rows, lat.shape[1] // rows)
+    if lat.dim() != 4:
+        return []
     if lat.shape[1] == 4:
         weights, bias = _FACTORS["sdxl" if family == "stable-diffusion-xl" else "sd"]
         rgb = torch.einsum("bchw,cr->brhw", lat, torch.tensor(weights)) + torch.tensor(bias)[None, :, None, None]

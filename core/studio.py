@@ -528,10 +528,17 @@ class Studio:
         on_latents = None
         if on_preview is not None and request.preview_every > 0:
             family, every = family_of(type(pool.base).__name__), request.preview_every
+            size = (request.width, request.height) if task.sizes_from_request else None
 
             def on_latents(done: int, latents: Any) -> None:
                 if done % every == 0:
-                    on_preview(previews.latent_preview(latents, family))
+                    try:
+                        pictures = previews.latent_preview(latents, family, size)
+                    except Exception:  # a latent layout the preview doesn't know: the run goes on without
+                        logger.warning("No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True)
+                        return
+                    if pictures:
+                        on_preview(pictures)
 
         output, stopped_at = runs.run_pipeline(
             pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel, on_latents=on_latents

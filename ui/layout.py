@@ -116,8 +116,8 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
                     updates.append(gr.update())  # not a model of these tabs (an audio UNet's "size" is its samples)
                 elif what == "size":
                     updates.append(gr.update(value=size, step=info["size_multiple"]))
-                elif isinstance(control, gr.Accordion):
-                    updates.append(gr.update(visible=what in options))
+                elif isinstance(control, gr.Accordion):  # its option, or any of its controls' ("sag|pag")
+                    updates.append(gr.update(visible=any(option in options for option in what.split("|"))))
                 else:
                     updates.append(gr.update(visible=what in options, value=0))
             # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by

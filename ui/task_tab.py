@@ -40,7 +40,8 @@ class TaskTab:
     inputs: dict[str, Any]  # the tab's controls by parameter name ("image" is the editor for painted masks)
     send: gr.Button | None = None  # "Upscale the selected image"
     selected: gr.State | None = None  # the index of the clicked image
-    follows_family: list[tuple[Any, str]] = field(default_factory=list)  # (control, "size" or an option's name)
+    # (control, "size" or an option's name; for an accordion, its options joined by "|")
+    follows_family: list[tuple[Any, str]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # the outputs besides the gallery, by name
     card: gr.Markdown | None = None  # the Pipeline tab: what it offers of the loaded pipeline's signature
 
@@ -159,6 +160,8 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                     _own_controls([p for p in members if p.kind in OWN_KINDS], c, slider, tab)
                 if group.option:
                     tab.follows_family.append((box, group.option))
+                elif members and all(p.option for p in members):  # shown where any of its options is (SAG, PAG)
+                    tab.follows_family.append((box, "|".join(dict.fromkeys(p.option for p in members))))
             with gr.Row(equal_height=True):
                 c["seed"] = gr.Number(
                     value=-1, label=params["seed"].label, precision=0, minimum=-1, scale=3, elem_id=f"{task}-seed"
