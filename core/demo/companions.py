@@ -18,6 +18,7 @@ from core.demo import checkpoint as demo
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
 from core.demo.image_families import IMAGE_FAMILIES, IMAGE_FAMILY_BUILDERS
 from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
+from core.demo.stages import STAGE_BUILDERS, STAGES
 
 COMPANIONS_FORMAT_VERSION = 3  # 3: the SD3 twin has two transformer blocks
 COMPANIONS = {
@@ -43,6 +44,7 @@ COMPANIONS = {
     **FAMILIES,
     **IMAGE_FAMILIES,
     **PIPELINES,
+    **STAGES,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
 # control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
@@ -502,6 +504,7 @@ _BUILDERS = {
     **FAMILY_BUILDERS,
     **IMAGE_FAMILY_BUILDERS,
     **PIPELINE_BUILDERS,
+    **STAGE_BUILDERS,
 }
 
 

@@ -240,25 +240,10 @@ def marching_cubes_tables() -> tuple[torch.Tensor, torch.Tensor]:
     return cases, masks
 
 
-def _shap_e():
-    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
+def shap_e_renderer():
+    """The Shap-E twins' renderer (an implicit-function MLP made from the latents, and the mesh decoder)."""
     from diffusers.pipelines.shap_e import ShapERenderer
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    tokenizer = demo._tokenizer()
-    torch.manual_seed(46)
-    text_encoder = CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=16, projection_dim=16, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        )
-    ).eval()  # fmt: skip
-    prior = PriorTransformer(
-        num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32, embedding_proj_dim=16,
-        time_embed_dim=64, num_layers=1, clip_embed_dim=32, additional_embeddings=0, time_embed_act_fn="gelu",
-        norm_in_type="layer", encoder_hid_proj_type=None, added_emb_type=None,
-    )  # fmt: skip
     renderer = ShapERenderer(
         param_shapes=((8, 93), (8, 8), (8, 8), (8, 8)), d_latent=16, d_hidden=8, n_output=12,
         background=(0.1, 0.1, 0.1),
@@ -278,13 +263,43 @@ def _shap_e():
         first.norm.bias[~smooth] = 0
         first.proj.bias.view(first.vectors, first.channels)[:, ~smooth] = 0
         renderer.mlp.mlp[-1].bias[0] -= 0.28
-    # openai/shap-e's scheduler
-    scheduler = HeunDiscreteScheduler(
+    return renderer
+
+
+def shap_e_scheduler():
+    """openai/shap-e's scheduler."""
+    from diffusers import HeunDiscreteScheduler
+
+    return HeunDiscreteScheduler(
         beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample", use_karras_sigmas=True,
         clip_sample=True, clip_sample_range=1.0,
     )  # fmt: skip
+
+
+def _shap_e():
+    from diffusers import PriorTransformer, ShapEPipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    tokenizer = demo._tokenizer()
+    torch.manual_seed(46)
+    text_encoder = CLIPTextModelWithProjection(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=16, projection_dim=16, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        )
+    ).eval()  # fmt: skip
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32, embedding_proj_dim=16,
+        time_embed_dim=64, num_layers=1, clip_embed_dim=32, additional_embeddings=0, time_embed_act_fn="gelu",
+        norm_in_type="layer", encoder_hid_proj_type=None, added_emb_type=None,
+    )  # fmt: skip
     return ShapEPipeline(
-        prior=prior, text_encoder=text_encoder, tokenizer=tokenizer, shap_e_renderer=renderer, scheduler=scheduler
+        prior=prior,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        shap_e_renderer=shap_e_renderer(),
+        scheduler=shap_e_scheduler(),
     )
 
 

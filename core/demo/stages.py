@@ -1,0 +1,219 @@
+"""Tiny offline twins of more pipelines the Pipeline tab runs from their signature: latent diffusion (text to
+image, super-resolution, unconditional), DeepFloyd IF's super-resolution stage and Shap-E's image to 3D.
+
+Each loads as a main checkpoint (`demo-ldm-text2img`, `demo-ldm-superres`, `demo-ldm-uncond`, `demo-if-superres`,
+`demo-shap-e-img2img`), laid out as the Hub checkpoint it stands for; shapes follow diffusers' own tests, kept tiny.
+"""
+
+from __future__ import annotations
+
+import string
+
+import torch
+
+from core.demo import checkpoint as demo
+
+STAGES = {
+    "ldm_text2img": "latent diffusion text to image (an LDM-BERT encoder), like CompVis/ldm-text2im-large-256",
+    "ldm_superres": "latent diffusion 4x super-resolution (a VQ autoencoder), like "
+    "CompVis/ldm-super-resolution-4x-openimages",
+    "ldm_uncond": "unconditional latent diffusion (a VQ autoencoder), like CompVis/ldm-celebahq-256",
+    "if_superres": "DeepFloyd IF stage II (64 px to 256 px, a T5 encoder), like DeepFloyd/IF-II-L-v1.0",
+    "shap_e_img2img": "image to 3D (a CLIP image encoder, a prior over implicit-function latents), like "
+    "openai/shap-e-img2img",
+}
+
+
+def bert_tokenizer():
+    """A BERT WordPiece tokenizer over single characters, with BERT's special tokens, built with `tokenizers` (the
+    real vocabulary is a Hub download)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    pieces = [*string.ascii_lowercase, *string.digits, *string.punctuation]
+    vocab = {token: i for i, token in enumerate([*specials, *pieces, *(f"##{p}" for p in pieces)])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return BertTokenizerFast(tokenizer_object=tokenizer, model_max_length=77)
+
+
+def _vq(seed: int, latent_channels: int, levels: int = 2):
+    from diffusers import VQModel
+
+    torch.manual_seed(seed)
+    return VQModel(
+        block_out_channels=[32] * levels,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * levels,
+        up_block_types=["UpDecoderBlock2D"] * levels,
+        latent_channels=latent_channels,
+        norm_num_groups=8,
+        num_vq_embeddings=16,
+    )
+
+
+def _ldm_text2img():
+    from diffusers import DDIMScheduler, LDMTextToImagePipeline, UNet2DConditionModel
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion import LDMBertConfig, LDMBertModel
+
+    tokenizer = bert_tokenizer()
+    torch.manual_seed(131)
+    bert = LDMBertModel(
+        LDMBertConfig(
+            vocab_size=len(tokenizer), max_position_embeddings=77, encoder_layers=2, encoder_ffn_dim=64,
+            encoder_attention_heads=4, head_dim=8, d_model=demo.HIDDEN, pad_token_id=0,
+        )
+    ).eval()  # fmt: skip
+    torch.manual_seed(132)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,  # 32 latents x 8 = 256 px
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=demo.HIDDEN,
+        norm_num_groups=16,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    return LDMTextToImagePipeline(vqvae=demo._vae(), bert=bert, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+
+def _ldm_superres():
+    from diffusers import DDIMScheduler, LDMSuperResolutionPipeline, UNet2DModel
+
+    torch.manual_seed(133)
+    # The UNet reads the low-resolution image beside the noisy latents: 3 + 3 channels.
+    unet = UNet2DModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=6,
+        out_channels=3,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+    )
+    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0155, beta_schedule="linear", clip_sample=False)
+    # The pipeline upscales by the VQ autoencoder's factor: the real one's three levels make it 4x, the twin's two 2x.
+    return LDMSuperResolutionPipeline(vqvae=_vq(134, 3), unet=unet, scheduler=scheduler)
+
+
+def _ldm_uncond():
+    from diffusers import DDIMScheduler, LDMPipeline, UNet2DModel
+
+    torch.manual_seed(135)
+    unet = UNet2DModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=16,
+    )
+    scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0195, beta_schedule="linear", clip_sample=False)
+    return LDMPipeline(vqvae=_vq(136, 3), unet=unet, scheduler=scheduler)
+
+
+def _if_superres():
+    from diffusers import DDPMScheduler, IFSuperResolutionPipeline, UNet2DConditionModel
+    from diffusers.pipelines.deepfloyd_if import IFWatermarker
+
+    from core.demo.image_families import _t5_encoder, t5_tokenizer
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(141)
+    # Stage II reads the upscaled stage I image beside the noise (6 channels) and its noise level as a class.
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        in_channels=6,
+        out_channels=6,
+        cross_attention_dim=32,
+        encoder_hid_dim=32,
+        attention_head_dim=8,
+        addition_embed_type="text",
+        addition_embed_type_num_heads=2,
+        cross_attention_norm="group_norm",
+        resnet_time_scale_shift="scale_shift",
+        act_fn="gelu",
+        class_embed_type="timestep",
+        mid_block_scale_factor=1.414,
+        time_embedding_act_fn="gelu",
+        time_embedding_dim=32,
+        norm_num_groups=16,
+    )
+    betas = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", beta_start=0.0001, beta_end=0.02)
+    scheduler = DDPMScheduler(
+        **betas, thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.0,
+        prediction_type="epsilon", variance_type="learned_range",
+    )  # fmt: skip
+    return IFSuperResolutionPipeline(
+        tokenizer=tokenizer,
+        text_encoder=_t5_encoder(tokenizer, 142),
+        unet=unet,
+        scheduler=scheduler,
+        image_noising_scheduler=DDPMScheduler(**betas),
+        safety_checker=None,
+        feature_extractor=None,
+        watermarker=IFWatermarker(),
+        requires_safety_checker=False,
+    )
+
+
+def _shap_e_img2img():
+    from diffusers import PriorTransformer, ShapEImg2ImgPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    from core.demo.pipelines import shap_e_renderer, shap_e_scheduler
+
+    torch.manual_seed(143)
+    image_encoder = CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=16, image_size=32, projection_dim=16, intermediate_size=24, num_attention_heads=2,
+            num_channels=3, num_hidden_layers=2, patch_size=8,
+        )
+    ).eval()  # fmt: skip
+    image_processor = CLIPImageProcessor(
+        crop_size=32, do_center_crop=True, do_normalize=True, do_resize=True, resample=3, size=32,
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+    )  # fmt: skip
+    prior = PriorTransformer(
+        num_attention_heads=2, attention_head_dim=16, embedding_dim=16, num_embeddings=32, embedding_proj_dim=16,
+        time_embed_dim=64, num_layers=1, clip_embed_dim=32, additional_embeddings=0, time_embed_act_fn="gelu",
+        norm_in_type="layer", embedding_proj_norm_type="layer", encoder_hid_proj_type=None, added_emb_type=None,
+    )  # fmt: skip
+    return ShapEImg2ImgPipeline(
+        prior=prior,
+        image_encoder=image_encoder,
+        image_processor=image_processor,
+        shap_e_renderer=shap_e_renderer(),
+        scheduler=shap_e_scheduler(),
+    )
+
+
+STAGE_BUILDERS = {
+    "ldm_text2img": _ldm_text2img,
+    "ldm_superres": _ldm_superres,
+    "ldm_uncond": _ldm_uncond,
+    "if_superres": _if_superres,
+    "shap_e_img2img": _shap_e_img2img,
+}

@@ -1,0 +1,93 @@
+"""More pipelines the Pipeline tab runs from their signature (core.demo.stages): latent diffusion's text to image,
+super-resolution and unconditional models, DeepFloyd IF's super-resolution stage and Shap-E's image to 3D. Each
+twin is loaded through the studio, run with what its signature takes, and compared with the plain diffusers call
+at the same seed, which is also what the info's snippet writes.
+
+No `from __future__ import annotations` here: diffusers' `from_pipe` matches components by their real type hints.
+"""
+
+import runpy
+
+import diffusers
+import pytest
+import torch
+from PIL import Image
+
+from core.demo.companions import companion_path
+from core.generation import GenerationRequest
+from core.studio import Studio, StudioOptions
+
+PICTURE = Image.new("RGB", (64, 64), (120, 40, 200))
+PICTURE.paste((250, 220, 30), (16, 16, 48, 48))
+
+# twin: (class, what the tab offers, the request's fields, the plain call's arguments besides steps and generator)
+STAGES = {
+    "ldm_text2img": (
+        "LDMTextToImagePipeline",
+        {"prompt", "steps", "guidance_scale", "width", "height"},
+        dict(prompt="a red barn", width=64, height=64, guidance_scale=4.0),
+        dict(prompt="a red barn", width=64, height=64, guidance_scale=4.0),
+    ),
+    "ldm_superres": ("LDMSuperResolutionPipeline", {"image", "steps"}, dict(image=PICTURE), dict(image=PICTURE)),
+    "ldm_uncond": ("LDMPipeline", {"steps", "num_images"}, dict(num_images=2), dict(batch_size=2)),
+    "if_superres": (
+        "IFSuperResolutionPipeline",
+        {"prompt", "negative_prompt", "image", "steps", "guidance_scale", "width", "height", "num_images"},
+        dict(prompt="a red barn", image=PICTURE, width=128, height=128, guidance_scale=4.0),
+        dict(prompt="a red barn", image=PICTURE, width=128, height=128, guidance_scale=4.0),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory) -> Studio:
+    return Studio(StudioOptions(device="cpu", offline=True, outputs_dir=tmp_path_factory.mktemp("outputs")))
+
+
+def plain(kind: str, class_name: str):
+    pipe = getattr(diffusers, class_name).from_pretrained(companion_path(kind), torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("kind", list(STAGES))
+def test_each_stage_runs_from_its_signature_like_the_plain_call(studio, kind, tmp_path, monkeypatch):
+    class_name, offered, fields, call = STAGES[kind]
+    info = studio.load(f"demo-{kind.replace('_', '-')}")
+    assert info["pipeline"] == class_name and info["tasks"] == ["pipeline"]
+    assert set(info["signature"]["offered"]) == offered and info["signature"]["unmet"] == []
+    result = studio.generate(GenerationRequest(task="pipeline", steps=2, seed=11, **fields))
+    count = fields.get("num_images", 1)
+    generator = (
+        torch.Generator("cpu").manual_seed(11)
+        if count == 1
+        else [torch.Generator("cpu").manual_seed(11 + i) for i in range(count)]
+    )
+    theirs = plain(kind, class_name)(**call, num_inference_steps=2, generator=generator).images
+    assert [a.tobytes() for a in result.images] == [b.tobytes() for b in theirs]
+    assert len({a.tobytes() for a in result.images}) == count and len(set(result.images[0].getdata())) > 16
+    if kind == "ldm_superres":
+        assert result.images[0].size == (128, 128), "twice the input's size (the twin's VQ autoencoder has 2 levels)"
+    monkeypatch.chdir(tmp_path)
+    PICTURE.save(tmp_path / "input.png")
+    (tmp_path / "reproduce.py").write_text(result.info["code"])
+    runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+    saved = "image.png" if count == 1 else "image-1.png"
+    assert Image.open(tmp_path / saved).tobytes() == result.images[0].tobytes()
+
+
+def test_image_to_3d_takes_a_picture_and_makes_renders_or_a_mesh(studio):
+    info = studio.load("demo-shap-e-img2img")
+    assert {"image", "steps", "guidance_scale", "mesh"} <= set(info["signature"]["offered"])
+    renders = studio.generate(
+        GenerationRequest(task="pipeline", image=PICTURE, steps=2, seed=4, other_parameters='{"frame_size": 32}')
+    )
+    pipe = plain("shap_e_img2img", "ShapEImg2ImgPipeline")
+    theirs = pipe(
+        image=PICTURE, num_inference_steps=2, guidance_scale=renders.info["guidance_scale"], frame_size=32,
+        generator=torch.Generator("cpu").manual_seed(4),
+    ).images[0]  # fmt: skip
+    assert [f.tobytes() for f in renders.extras["frames"][0]] == [f.tobytes() for f in theirs]
+    mesh = studio.generate(GenerationRequest(task="pipeline", image=PICTURE, steps=2, seed=4, mesh=True))
+    assert mesh.info["output"] == "mesh" and len(mesh.extras["meshes"][0].faces) > 1000
+    assert set(mesh.files) == {"ply", "glb"}
