@@ -78,7 +78,7 @@ def run_info(
         "device": str(studio.device),
         "vae": pool.vae_source,
         "scheduler": request.scheduler,
-        "scheduler_class": type(pipe.scheduler).__name__,
+        "scheduler_class": type(pipe.scheduler).__name__ if "scheduler" in pipe.components else None,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "seeds": seeds,
@@ -109,7 +109,7 @@ def run_snippet(
     serving: Serving,
 ) -> Snippet:
     """The script that makes the run again with diffusers alone: the whole batch, with the same generators."""
-    cls, overrides = schedulers.resolve(request.scheduler, pool.base.scheduler, type(pool.base))
+    cls, overrides = schedulers.resolve(request.scheduler, pool.components.get("scheduler"), type(pool.base))
     counts = ("num_images_per_prompt", "num_videos_per_prompt")
     call = {k: v for k, v in arguments.items() if k not in ("generator", "depth_map", *counts)}
     call["generator"] = generators(seeds)
@@ -131,7 +131,7 @@ def run_snippet(
         model_path=pool.files.source if pool.files.is_hub else str(pool.files.path),
         dtype=devices.dtype_name(pool.dtype),
         device=str(studio.device),
-        scheduler_class=cls.__name__,
+        scheduler_class=cls.__name__ if cls is not None else "",
         scheduler_overrides=overrides,
         load_arguments=load,
         call_arguments=call,

@@ -174,6 +174,8 @@ class Pool:
         for key in ("safety_checker", "requires_safety_checker"):
             if key in overrides and key not in modules and key not in options:
                 overrides.pop(key)
+        if "scheduler" in overrides and overrides["scheduler"] is None:  # a scheduler per stage: its own
+            del overrides["scheduler"]
         # dtype= always: without it, from_pipe casts the shared modules to float32 (diffusers issue 12754).
         overrides = {**self.thread_tokenizers(), **overrides}
         pipe = cls.from_pipe(self.base, dtype=self.dtype, **overrides)

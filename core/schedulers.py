@@ -63,9 +63,11 @@ CATALOG: tuple[SchedulerChoice, ...] = (
 _BY_NAME = {choice.name: choice for choice in CATALOG}
 
 
-def compatible_names(base: SchedulerMixin, pipeline: type | None = None) -> list[str]:
+def compatible_names(base: SchedulerMixin | None, pipeline: type | None = None) -> list[str]:
     """The names to offer for a pipeline whose scheduler is `base`: `default` first, then the compatible ones.
     Given the pipeline's class, only those its denoising loop can drive (see `scales_inputs`)."""
+    if base is None:  # a scheduler per stage (unCLIP): its own only
+        return [DEFAULT]
     compatible = {cls.__name__ for cls in base.compatibles} | {type(base).__name__}
     if "beta_schedule" in base.config and _discrete(base):
         # LCMScheduler lists no compatibles, yet takes any DDPM-style discrete config: an LCM-LoRA on any SD or
@@ -94,7 +96,10 @@ def _rescales_inputs(class_name: str) -> bool:
     cls = getattr(diffusers, class_name, None)
     if cls is None:
         return True
-    scheduler = cls()
+    try:
+        scheduler = cls()
+    except TypeError:  # needs settings of its own (VQ Diffusion's classes): not one to swap in
+        return True
     if not hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none: nothing to scale
         return False
     scheduler.set_timesteps(4)
@@ -110,9 +115,14 @@ def _discrete(base: SchedulerMixin) -> bool:
 
 
 def resolve(
-    name: str, base: SchedulerMixin, pipeline: type | None = None
-) -> tuple[type[SchedulerMixin], dict[str, Any]]:
-    """The class and config overrides the name stands for on this pipeline; a clear error if it can't be used."""
+    name: str, base: SchedulerMixin | None, pipeline: type | None = None
+) -> tuple[type[SchedulerMixin] | None, dict[str, Any]]:
+    """The class and config overrides the name stands for on this pipeline; a clear error if it can't be used.
+    A pipeline with no `scheduler` of its own (unCLIP: one per stage) has only its default: (None, {})."""
+    if base is None:
+        if name == DEFAULT:
+            return None, {}
+        raise InvalidRequest("This pipeline has a scheduler per stage, not one to swap; set the scheduler to default.")
     if name == DEFAULT:
         return type(base), {}
     choice = _BY_NAME.get(name)
@@ -127,7 +137,8 @@ def resolve(
     return getattr(diffusers, choice.class_name), dict(choice.overrides)
 
 
-def build(name: str, base: SchedulerMixin, pipeline: type | None = None) -> SchedulerMixin:
-    """A new scheduler for one run, built from the checkpoint's config with the name's overrides."""
+def build(name: str, base: SchedulerMixin | None, pipeline: type | None = None) -> SchedulerMixin | None:
+    """A new scheduler for one run, built from the checkpoint's config with the name's overrides (None where the
+    pipeline has no single scheduler)."""
     cls, overrides = resolve(name, base, pipeline)
-    return cls.from_config(base.config, **overrides)
+    return cls.from_config(base.config, **overrides) if cls is not None else None

@@ -515,7 +515,7 @@ class Studio:
     ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
         when the view was ready)."""
-        scheduler = schedulers.build(request.scheduler, pool.base.scheduler, type(pool.base))
+        scheduler = schedulers.build(request.scheduler, pool.components.get("scheduler"), type(pool.base))
         pipe = task.view(pool, request, scheduler, run_checker, serving)
         refiner = task.second_stage(pool, request, serving)
         for view in (pipe, refiner) if refiner is not None else (pipe,):
@@ -592,7 +592,7 @@ class Studio:
 
     def scheduler_names(self) -> list[str]:
         """The scheduler names that work with the loaded checkpoint."""
-        return schedulers.compatible_names(self.pool.base.scheduler, type(self.pool.base))
+        return schedulers.compatible_names(self.pool.components.get("scheduler"), type(self.pool.base))
 
     def model_info(self) -> dict[str, Any]:
         """What is loaded: checkpoint, pipeline class, variant(s), dtype, device, tasks, load time."""

@@ -64,7 +64,9 @@ def notice_markdown(info: dict | None) -> str:
     else:
         made = "3D mesh" if info.get("output") == "mesh" else f"{seconds} s audio" if seconds else "audio"
     notes.append(
-        f"Seeds {info['seeds']} · {info['scheduler']} ({info['scheduler_class']}) · {info['steps']} steps · "
+        f"Seeds {info['seeds']} · {info['scheduler']}"
+        + (f" ({info['scheduler_class']})" if info.get("scheduler_class") else "")
+        + f" · {info['steps']} steps · "
         f"{made} · {info.get('pipeline', '?')} · "
         f"{timings.get('generate_ms', 0) / 1000:.2f} s "
         f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)"

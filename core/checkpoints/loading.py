@@ -105,6 +105,9 @@ def load_pipeline(
 MOVED_LIBRARIES = {
     "paint_by_example": "diffusers.pipelines.deprecated.paint_by_example",
     "wuerstchen": "diffusers.pipelines.deprecated.wuerstchen",
+    # microsoft/vq-diffusion-ithq's learned embeddings, kakaobrain/karlo-v1-alpha's text projection
+    "vq_diffusion": "diffusers.pipelines.deprecated.vq_diffusion",
+    "unclip": "diffusers.pipelines.deprecated.unclip",
 }
 
 

@@ -532,6 +532,10 @@ AS_PUBLISHED = {
         "prior_prior": ["wuerstchen", "WuerstchenPrior"],
     },
     "cascade": {"vqgan": ["wuerstchen", "PaellaVQModel"]},
+    "vq_diffusion": {
+        "learned_classifier_free_sampling_embeddings": ["vq_diffusion", "LearnedClassifierFreeSamplingEmbeddings"]
+    },
+    "karlo": {"text_proj": ["unclip", "UnCLIPTextProjModel"]},
 }
 
 

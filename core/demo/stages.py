@@ -1,8 +1,10 @@
 """Tiny offline twins of more pipelines the Pipeline tab runs from their signature: latent diffusion (text to
-image, super-resolution, unconditional), DeepFloyd IF's super-resolution stage and Shap-E's image to 3D.
+image, super-resolution, unconditional), DeepFloyd IF's super-resolution stage, Shap-E's image to 3D, VQ Diffusion
+and unCLIP (Karlo).
 
 Each loads as a main checkpoint (`demo-ldm-text2img`, `demo-ldm-superres`, `demo-ldm-uncond`, `demo-if-superres`,
-`demo-shap-e-img2img`), laid out as the Hub checkpoint it stands for; shapes follow diffusers' own tests, kept tiny.
+`demo-shap-e-img2img`, `demo-vq-diffusion`, `demo-karlo`), laid out as the Hub checkpoint it stands for; shapes
+follow diffusers' own tests, kept tiny.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ STAGES = {
     "if_superres": "DeepFloyd IF stage II (64 px to 256 px, a T5 encoder), like DeepFloyd/IF-II-L-v1.0",
     "shap_e_img2img": "image to 3D (a CLIP image encoder, a prior over implicit-function latents), like "
     "openai/shap-e-img2img",
+    "vq_diffusion": "VQ Diffusion (a discrete transformer over VQ codes), like microsoft/vq-diffusion-ithq",
+    "karlo": "unCLIP (a prior, a decoder and two super-resolution UNets, in pixels), like kakaobrain/karlo-v1-alpha",
 }
 
 
@@ -58,6 +62,7 @@ def _vq(seed: int, latent_channels: int, levels: int = 2):
         latent_channels=latent_channels,
         norm_num_groups=8,
         num_vq_embeddings=16,
+        vq_embed_dim=latent_channels,  # said, not implied: VQ Diffusion reads it to shape its codes
     )
 
 
@@ -210,10 +215,90 @@ def _shap_e_img2img():
     )
 
 
+def _vq_diffusion():
+    from diffusers import Transformer2DModel, VQDiffusionPipeline, VQDiffusionScheduler
+    from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
+        LearnedClassifierFreeSamplingEmbeddings,
+    )
+
+    from core.demo.image_families import _clip_text
+
+    tokenizer, text_encoder = _clip_text(151, projection=False)
+    codes = 16  # the VQ autoencoder's codebook; the transformer also predicts a "masked" code
+    vqvae = _vq(152, 3)  # 16 codes
+    torch.manual_seed(153)
+    transformer = Transformer2DModel(
+        attention_bias=True, cross_attention_dim=demo.HIDDEN, attention_head_dim=16, num_attention_heads=2,
+        num_vector_embeds=codes + 1, num_embeds_ada_norm=20, norm_num_groups=16, sample_size=16,
+        activation_fn="geglu-approximate", num_layers=1,
+    )  # fmt: skip
+    return VQDiffusionPipeline(
+        vqvae=vqvae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        scheduler=VQDiffusionScheduler(num_vec_classes=codes + 1, num_train_timesteps=20),
+        learned_classifier_free_sampling_embeddings=LearnedClassifierFreeSamplingEmbeddings(learnable=False),
+    )
+
+
+def _karlo():
+    from diffusers import PriorTransformer, UnCLIPPipeline, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+
+    from core.demo.image_families import _clip_text
+
+    tokenizer, text_encoder = _clip_text(161)
+    width, cross = demo.HIDDEN, 64
+    torch.manual_seed(162)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=width, num_layers=1)
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # zeros until trained: see Kandinsky's
+    torch.manual_seed(163)
+    text_proj = UnCLIPTextProjModel(clip_embeddings_dim=width, time_embed_dim=4 * 32, cross_attention_dim=cross)
+    torch.manual_seed(164)
+    decoder = UNet2DConditionModel(
+        sample_size=32, in_channels=3, out_channels=6,  # pixels; noise and variance
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(32, 64), layers_per_block=1,
+        cross_attention_dim=cross, attention_head_dim=4, resnet_time_scale_shift="scale_shift",
+        class_embed_type="identity",
+    )  # fmt: skip
+    super_res = dict(
+        sample_size=64, layers_per_block=1, in_channels=6, out_channels=3, block_out_channels=(32, 64),
+        down_block_types=("ResnetDownsampleBlock2D", "ResnetDownsampleBlock2D"),
+        up_block_types=("ResnetUpsampleBlock2D", "ResnetUpsampleBlock2D"),
+    )  # fmt: skip
+    torch.manual_seed(165)
+    super_res_first = UNet2DModel(**super_res)
+    torch.manual_seed(166)
+    super_res_last = UNet2DModel(**super_res)
+    return UnCLIPPipeline(
+        prior=prior,
+        decoder=decoder,
+        text_proj=text_proj,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        super_res_first=super_res_first,
+        super_res_last=super_res_last,
+        prior_scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0
+        ),
+        decoder_scheduler=UnCLIPScheduler(
+            variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000
+        ),
+        super_res_scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000
+        ),
+    )
+
+
 STAGE_BUILDERS = {
     "ldm_text2img": _ldm_text2img,
     "ldm_superres": _ldm_superres,
     "ldm_uncond": _ldm_uncond,
     "if_superres": _if_superres,
     "shap_e_img2img": _shap_e_img2img,
+    "vq_diffusion": _vq_diffusion,
+    "karlo": _karlo,
 }

@@ -6,6 +6,7 @@ at the same seed, which is also what the info's snippet writes.
 No `from __future__ import annotations` here: diffusers' `from_pipe` matches components by their real type hints.
 """
 
+import json
 import runpy
 
 import diffusers
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from core.demo.companions import companion_path
+from core.errors import InvalidRequest
 from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions
 
@@ -35,6 +37,12 @@ STAGES = {
         {"prompt", "negative_prompt", "image", "steps", "guidance_scale", "width", "height", "num_images"},
         dict(prompt="a red barn", image=PICTURE, width=128, height=128, guidance_scale=4.0),
         dict(prompt="a red barn", image=PICTURE, width=128, height=128, guidance_scale=4.0),
+    ),
+    "vq_diffusion": (
+        "VQDiffusionPipeline",
+        {"prompt", "steps", "guidance_scale", "num_images"},
+        dict(prompt="a red barn", guidance_scale=4.0),
+        dict(prompt="a red barn", guidance_scale=4.0),
     ),
 }
 
@@ -91,3 +99,26 @@ def test_image_to_3d_takes_a_picture_and_makes_renders_or_a_mesh(studio):
     mesh = studio.generate(GenerationRequest(task="pipeline", image=PICTURE, steps=2, seed=4, mesh=True))
     assert mesh.info["output"] == "mesh" and len(mesh.extras["meshes"][0].faces) > 1000
     assert set(mesh.files) == {"ply", "glb"}
+
+
+def test_unclip_runs_its_stages_with_their_own_schedulers_and_steps(studio, tmp_path, monkeypatch):
+    """Karlo has no `num_inference_steps` and no one scheduler: a scheduler and steps per stage. The tab offers the
+    prompt, takes the stages' steps as other parameters, and refuses a scheduler swap with the reason."""
+    info = studio.load("demo-karlo")
+    assert info["signature"]["offered"] == {"prompt": "prompt", "num_images": "num_images_per_prompt"}
+    assert info["schedulers"] == ["default"] and "decoder_num_inference_steps" in info["signature"]["others"]
+    stages = {"prior_num_inference_steps": 2, "decoder_num_inference_steps": 2, "super_res_num_inference_steps": 2}
+    result = studio.generate(
+        GenerationRequest(task="pipeline", prompt="a red barn", seed=5, other_parameters=json.dumps(stages))
+    )
+    theirs = plain("karlo", "UnCLIPPipeline")(
+        prompt="a red barn", **stages, generator=torch.Generator("cpu").manual_seed(5)
+    ).images[0]
+    assert result.images[0].tobytes() == theirs.tobytes() and result.images[0].size == (64, 64)
+    assert result.info["scheduler_class"] is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reproduce.py").write_text(result.info["code"])
+    runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
+    assert Image.open(tmp_path / "image.png").tobytes() == result.images[0].tobytes()
+    with pytest.raises(InvalidRequest, match="a scheduler per stage, not one to swap; set the scheduler to default"):
+        studio.generate(GenerationRequest(task="pipeline", prompt="x", scheduler="DDIM", seed=1))
