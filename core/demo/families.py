@@ -20,9 +20,9 @@ FAMILIES = {
 LORA_FORMAT_VERSION = 1
 
 
-def _two_text_encoders(first_with_projection: bool, seeds: tuple[int, int]) -> tuple:
-    """The demo tokenizer and two tiny CLIP text encoders, as SDXL and SD3 pair them (the second always with a
-    projection, for the pooled embedding; SD3's first too)."""
+def clip_text(seed: int, projection: bool = True) -> tuple:
+    """The demo tokenizer and a tiny CLIP text encoder freshly seeded (with a projection: its pooled embedding is
+    used), as every twin with CLIP text pairs them."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = demo._tokenizer()
@@ -38,10 +38,15 @@ def _two_text_encoders(first_with_projection: bool, seeds: tuple[int, int]) -> t
         pad_token_id=tokenizer.pad_token_id,
         projection_dim=demo.HIDDEN,
     )
-    torch.manual_seed(seeds[0])
-    first = (CLIPTextModelWithProjection if first_with_projection else CLIPTextModel)(config).eval()
-    torch.manual_seed(seeds[1])
-    return tokenizer, first, CLIPTextModelWithProjection(config).eval()
+    torch.manual_seed(seed)
+    return tokenizer, (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
+
+
+def _two_text_encoders(first_with_projection: bool, seeds: tuple[int, int]) -> tuple:
+    """The demo tokenizer and two tiny CLIP text encoders, as SDXL and SD3 pair them (the second always with a
+    projection, for the pooled embedding; SD3's first too)."""
+    tokenizer, first = clip_text(seeds[0], projection=first_with_projection)
+    return tokenizer, first, clip_text(seeds[1])[1]
 
 
 def _sdxl_unet(seed: int, cross_attention_dim: int, time_ids: int):

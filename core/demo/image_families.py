@@ -18,6 +18,7 @@ import string
 import torch
 
 from core.demo import checkpoint as demo
+from core.demo.families import clip_text
 
 IMAGE_FAMILIES = {
     "kandinsky22": "Kandinsky 2.2 (a CLIP prior, then a MoVQ decoder), combined like kandinsky-community/kandinsky-2-2",
@@ -79,27 +80,6 @@ def _t5_encoder(tokenizer, seed: int, umt5: bool = False):
     return model_class(config).eval()
 
 
-def _clip_text(seed: int, projection: bool = True):
-    """The demo tokenizer and a tiny CLIP text encoder (with a projection: its pooled embedding is used)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    tokenizer = demo._tokenizer()
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=demo.HIDDEN,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        projection_dim=demo.HIDDEN,
-    )
-    torch.manual_seed(seed)
-    return tokenizer, (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
-
-
 def _movq(seed: int):
     """A MoVQ (Kandinsky's VQ autoencoder with spatial norm) with four levels: scale factor 8, as the real one
     (32 channels each: the spatial norm's group norm has 32 groups)."""
@@ -131,7 +111,7 @@ def _kandinsky22():
     )
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    tokenizer, text_encoder = _clip_text(61)
+    tokenizer, text_encoder = clip_text(61)
     torch.manual_seed(62)
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
@@ -243,8 +223,8 @@ def _wuerstchen():
     from diffusers import DDPMWuerstchenScheduler, WuerstchenCombinedPipeline
     from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel, WuerstchenDiffNeXt, WuerstchenPrior
 
-    prior_tokenizer, prior_text_encoder = _clip_text(71, projection=False)
-    tokenizer, text_encoder = _clip_text(72, projection=False)
+    prior_tokenizer, prior_text_encoder = clip_text(71, projection=False)
+    tokenizer, text_encoder = clip_text(72, projection=False)
     torch.manual_seed(73)
     prior = WuerstchenPrior(c_in=2, c=8, depth=2, c_cond=demo.HIDDEN, c_r=8, nhead=2)
     torch.manual_seed(74)
@@ -279,8 +259,8 @@ def _cascade():
     from diffusers import DDPMWuerstchenScheduler, StableCascadeCombinedPipeline, StableCascadeUNet
     from diffusers.pipelines.deprecated.wuerstchen import PaellaVQModel
 
-    prior_tokenizer, prior_text_encoder = _clip_text(81)
-    tokenizer, text_encoder = _clip_text(82)
+    prior_tokenizer, prior_text_encoder = clip_text(81)
+    tokenizer, text_encoder = clip_text(82)
     torch.manual_seed(83)
     prior = StableCascadeUNet(
         in_channels=16,
@@ -446,7 +426,7 @@ def _flow_vae(seed: int):
 def _flux():
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    tokenizer, text_encoder = _clip_text(111, projection=False)
+    tokenizer, text_encoder = clip_text(111, projection=False)
     tokenizer_2 = t5_tokenizer()
     torch.manual_seed(112)
     transformer = FluxTransformer2DModel(

@@ -221,9 +221,9 @@ def _vq_diffusion():
         LearnedClassifierFreeSamplingEmbeddings,
     )
 
-    from core.demo.image_families import _clip_text
+    from core.demo.families import clip_text
 
-    tokenizer, text_encoder = _clip_text(151, projection=False)
+    tokenizer, text_encoder = clip_text(151, projection=False)
     codes = 16  # the VQ autoencoder's codebook; the transformer also predicts a "masked" code
     vqvae = _vq(152, 3)  # 16 codes
     torch.manual_seed(153)
@@ -246,9 +246,9 @@ def _karlo():
     from diffusers import PriorTransformer, UnCLIPPipeline, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 
-    from core.demo.image_families import _clip_text
+    from core.demo.families import clip_text
 
-    tokenizer, text_encoder = _clip_text(161)
+    tokenizer, text_encoder = clip_text(161)
     width, cross = demo.HIDDEN, 64
     torch.manual_seed(162)
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=width, num_layers=1)
