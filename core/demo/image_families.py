@@ -21,7 +21,11 @@ from core.demo import checkpoint as demo
 from core.demo.families import clip_text
 
 IMAGE_FAMILIES = {
+    "kandinsky21": "Kandinsky 2.1 (a CLIP prior, then a MoVQ decoder that also reads the prompt through a "
+    "multilingual CLIP), combined like kandinsky-community/kandinsky-2-1",
     "kandinsky22": "Kandinsky 2.2 (a CLIP prior, then a MoVQ decoder), combined like kandinsky-community/kandinsky-2-2",
+    "kandinsky22_inpaint": "Kandinsky 2.2's inpainting decoder (9 input channels) with its prior, like "
+    "kandinsky-community/kandinsky-2-2-decoder-inpaint",
     "kandinsky3": "Kandinsky 3 (a T5 encoder, a MoVQ UNet), like kandinsky-community/kandinsky-3",
     "wuerstchen": "Wuerstchen (a text-conditioned prior in a 42x compressed space, then a decoder), like "
     "warp-ai/wuerstchen",
@@ -35,21 +39,30 @@ IMAGE_FAMILIES = {
 T5_WIDTH = 32  # the twins' T5 encoders' width (d_model)
 
 
-def t5_tokenizer():
-    """A T5 tokenizer whose pieces are single characters (and `▁` for a word start), ids as in T5: pad 0, eos 1,
-    unk 2; every prompt ends with `</s>`, as the real one's do."""
+def _unigram(specials: list[str], unk: str, single: str, pair: str, **special_tokens: str):
+    """A SentencePiece-style Unigram over single characters (and `▁` for a word start), the special tokens first,
+    built with `tokenizers`; `single`/`pair` are its templates."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
 
     pieces = ["▁", *string.ascii_letters, *string.digits, *string.punctuation]
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(piece, -1.0) for piece in pieces]
-    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=2))
+    vocab = [(token, 0.0) for token in specials] + [(piece, -1.0) for piece in pieces]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=specials.index(unk)))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    used = {token for token in specials if token in single or token in pair}
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+        single=single, pair=pair, special_tokens=[(token, specials.index(token)) for token in sorted(used)]
     )
+    return tokenizer
+
+
+def t5_tokenizer():
+    """A T5 tokenizer whose pieces are single characters (and `▁` for a word start), ids as in T5: pad 0, eos 1,
+    unk 2; every prompt ends with `</s>`, as the real one's do."""
+    from transformers import T5TokenizerFast
+
+    tokenizer = _unigram(["<pad>", "</s>", "<unk>"], "<unk>", single="$A </s>", pair="$A </s> $B </s>")
     return T5TokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="</s>",
@@ -58,6 +71,17 @@ def t5_tokenizer():
         extra_ids=0,
         model_max_length=512,
     )
+
+
+def xlm_roberta_tokenizer():
+    """An XLM-RoBERTa tokenizer over single characters, ids as in XLM-R (<s> 0, <pad> 1, </s> 2, <unk> 3, <mask>
+    last); a prompt reads `<s> … </s>`. Kandinsky 2.1's and AltDiffusion's text encoders are XLM-R models."""
+    from transformers import XLMRobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tokenizer = _unigram(specials, "<unk>", single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>")
+    tokenizer.add_special_tokens(["<mask>"])
+    return XLMRobertaTokenizerFast(tokenizer_object=tokenizer, model_max_length=77)
 
 
 def _t5_encoder(tokenizer, seed: int, umt5: bool = False):
@@ -101,18 +125,15 @@ def _movq(seed: int):
     )
 
 
-def _kandinsky22():
-    from diffusers import (
-        DDPMScheduler,
-        KandinskyV22CombinedPipeline,
-        PriorTransformer,
-        UnCLIPScheduler,
-        UNet2DConditionModel,
-    )
+def _kandinsky_prior(seed: int) -> dict:
+    """Kandinsky's prior (2.1 and 2.2 share its layout): a CLIP text encoder, a prior transformer that turns the
+    prompt into a CLIP image embedding, the image encoder and processor, and kandinsky-community's unCLIP
+    scheduler; keyed `prior_*` as a combined pipeline takes them."""
+    from diffusers import PriorTransformer, UnCLIPScheduler
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    tokenizer, text_encoder = clip_text(61)
-    torch.manual_seed(62)
+    tokenizer, text_encoder = clip_text(seed)
+    torch.manual_seed(seed + 1)
     image_encoder = CLIPVisionModelWithProjection(
         CLIPVisionConfig(
             hidden_size=demo.HIDDEN,
@@ -124,28 +145,10 @@ def _kandinsky22():
             num_hidden_layers=1,
         )
     ).eval()
-    torch.manual_seed(63)
+    torch.manual_seed(seed + 2)
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=demo.HIDDEN, num_layers=1)
     # The prior un-normalises its output with clip_mean/clip_std, zeros until trained: std 1 keeps it alive.
     prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))
-    torch.manual_seed(64)
-    unet = UNet2DConditionModel(
-        sample_size=64,  # 64 latents x 8 = 512 px, as kandinsky-2-2-decoder
-        in_channels=4,
-        out_channels=8,  # noise and variance
-        addition_embed_type="image",
-        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        encoder_hid_dim=demo.HIDDEN,
-        encoder_hid_dim_type="image_proj",
-        cross_attention_dim=demo.HIDDEN,
-        attention_head_dim=4,
-        resnet_time_scale_shift="scale_shift",
-        class_embed_type=None,
-    )
     image_processor = CLIPImageProcessor(
         crop_size=32,
         size=32,
@@ -156,15 +159,51 @@ def _kandinsky22():
         image_mean=[0.48145466, 0.4578275, 0.40821073],
         image_std=[0.26862954, 0.26130258, 0.27577711],
     )
-    # kandinsky-community's schedulers: the prior's unCLIP one, the decoder's DDPM with linear betas
-    prior_scheduler = UnCLIPScheduler(
+    scheduler = UnCLIPScheduler(
         variance_type="fixed_small_log",
         prediction_type="sample",
         num_train_timesteps=1000,
         clip_sample=True,
         clip_sample_range=10.0,
     )
-    scheduler = DDPMScheduler(
+    return dict(
+        prior_prior=prior,
+        prior_image_encoder=image_encoder,
+        prior_text_encoder=text_encoder,
+        prior_tokenizer=tokenizer,
+        prior_scheduler=scheduler,
+        prior_image_processor=image_processor,
+    )
+
+
+def _kandinsky_unet(seed: int, in_channels: int, **embedding):
+    """Kandinsky's decoder UNet: noise and variance out; 9 input channels for the inpainting decoder (latents,
+    the masked image's latents and the mask)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=64,  # 64 latents x 8 = 512 px, as kandinsky-2-2-decoder
+        in_channels=in_channels,
+        out_channels=8,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        cross_attention_dim=demo.HIDDEN,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+        **embedding,
+    )
+
+
+def _kandinsky_ddpm():
+    """kandinsky-community's decoder scheduler: DDPM with linear betas."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
         num_train_timesteps=1000,
         beta_schedule="linear",
         beta_start=0.00085,
@@ -174,16 +213,63 @@ def _kandinsky22():
         prediction_type="epsilon",
         thresholding=False,
     )
-    return KandinskyV22CombinedPipeline(
-        unet=unet,
-        scheduler=scheduler,
-        movq=_movq(65),
-        prior_prior=prior,
-        prior_image_encoder=image_encoder,
-        prior_text_encoder=text_encoder,
-        prior_tokenizer=tokenizer,
-        prior_scheduler=prior_scheduler,
-        prior_image_processor=image_processor,
+
+
+def _kandinsky22(inpaint: bool = False):
+    """Kandinsky 2.2 as a combined checkpoint; with `inpaint`, the inpainting decoder (like
+    kandinsky-community/kandinsky-2-2-decoder-inpaint, combined with its prior)."""
+    from diffusers import KandinskyV22CombinedPipeline, KandinskyV22InpaintCombinedPipeline
+
+    prior = _kandinsky_prior(61)
+    unet = _kandinsky_unet(
+        64, 9 if inpaint else 4, addition_embed_type="image", encoder_hid_dim=demo.HIDDEN,
+        encoder_hid_dim_type="image_proj",
+    )  # fmt: skip
+    combined = KandinskyV22InpaintCombinedPipeline if inpaint else KandinskyV22CombinedPipeline
+    return combined(unet=unet, scheduler=_kandinsky_ddpm(), movq=_movq(65), **prior)
+
+
+def _kandinsky21():
+    """Kandinsky 2.1 as a combined checkpoint, like kandinsky-community/kandinsky-2-1: the decoder reads the
+    prompt too, through a multilingual CLIP text encoder (an XLM-RoBERTa model with a projection)."""
+    from diffusers import DDIMScheduler, KandinskyCombinedPipeline
+    from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+
+    prior = _kandinsky_prior(66)
+    tokenizer = xlm_roberta_tokenizer()
+    torch.manual_seed(69)
+    text_encoder = MultilingualCLIP(
+        MCLIPConfig(
+            transformerDimSize=demo.HIDDEN,  # the XLM-R model's width
+            imageDimSize=demo.HIDDEN,  # the CLIP image embedding's
+            hidden_size=demo.HIDDEN,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=1,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            max_position_embeddings=80,
+        )
+    ).eval()
+    unet = _kandinsky_unet(
+        70, 4, addition_embed_type="text_image", encoder_hid_dim=demo.HIDDEN, encoder_hid_dim_type="text_image_proj"
+    )
+    # kandinsky-community/kandinsky-2-1's decoder scheduler: DDIM with linear betas
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+        thresholding=False,
+    )
+    return KandinskyCombinedPipeline(
+        text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler, movq=_movq(71), **prior
     )
 
 
@@ -485,7 +571,9 @@ def _auraflow():
 
 
 IMAGE_FAMILY_BUILDERS = {
+    "kandinsky21": _kandinsky21,
     "kandinsky22": _kandinsky22,
+    "kandinsky22_inpaint": lambda: _kandinsky22(inpaint=True),
     "kandinsky3": _kandinsky3,
     "wuerstchen": _wuerstchen,
     "cascade": _cascade,

@@ -324,6 +324,23 @@ class TaskSpec:
 _ALL_MAPPINGS = (AUTO_TEXT2IMAGE_PIPELINES_MAPPING, AUTO_IMAGE2IMAGE_PIPELINES_MAPPING, AUTO_INPAINT_PIPELINES_MAPPING)
 
 
+def extra_input_channels(pool: Pool) -> str | None:
+    """Why a text-to-image or image-to-image view can't run on this pool's UNet, or None: an inpainting (9 input
+    channels: latents, the masked image's latents, the mask) or InstructPix2Pix (8) checkpoint loaded as the main
+    one takes more than the latents those loops hand it, and failed inside the UNet."""
+    unet, autoencoder = pool.components.get("unet"), pool.components.get("vae") or pool.components.get("movq")
+    takes = getattr(getattr(unet, "config", None), "in_channels", None)
+    latents = getattr(getattr(autoencoder, "config", None), "latent_channels", None)
+    if takes is None or latents is None or takes == latents:
+        return None
+    kind = {latents * 2 + 1: "an inpainting checkpoint", latents * 2: "an InstructPix2Pix-style checkpoint"}
+    what = kind.get(takes, "a checkpoint whose UNet takes extra inputs")
+    return (
+        f"it is {what}, whose UNet takes {takes} input channels, not the {latents} of the latents alone. Use the "
+        "tab its pipeline was made for, or load a text-to-image checkpoint for this one."
+    )
+
+
 def family_of(pipeline_class_name: str) -> str | None:
     """The AutoPipeline family key ('stable-diffusion', 'stable-diffusion-xl', ...) a pipeline class belongs to."""
     for mapping in _ALL_MAPPINGS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from diffusers import AutoPipelineForImage2Image
 from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
 
@@ -12,9 +14,13 @@ from core.tasks.base import (
     STEPS_GUIDANCE,
     TEXT,
     TaskSpec,
+    extra_input_channels,
     image,
     strength,
 )
+
+if TYPE_CHECKING:
+    from core.pool import Pool
 
 
 class Img2Img(TaskSpec):
@@ -32,6 +38,9 @@ class Img2Img(TaskSpec):
         IMAGE_PROMPT,
         PREVIEW,
     )
+
+    def unfit(self, pool: Pool) -> str | None:
+        return extra_input_channels(pool)
 
 
 SPEC = Img2Img()

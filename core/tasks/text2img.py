@@ -28,6 +28,7 @@ from core.tasks.base import (
     Serving,
     TaskSpec,
     checker_overrides,
+    extra_input_channels,
     family_of,
 )
 
@@ -125,6 +126,9 @@ class Text2Img(TaskSpec):
         IMAGE_PROMPT,
         PREVIEW,
     )
+
+    def unfit(self, pool: Pool) -> str | None:
+        return extra_input_channels(pool)
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         views = super().views_over(base_class, family)

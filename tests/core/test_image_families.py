@@ -9,7 +9,7 @@ import runpy
 
 import pytest
 import torch
-from diffusers import AutoPipelineForText2Image
+from diffusers import AutoPipelineForInpainting, AutoPipelineForText2Image
 from PIL import Image
 
 from core.checkpoints import loading
@@ -20,6 +20,7 @@ from core.studio import Studio, StudioOptions
 
 # twin: (pipeline, tasks, size rule, default size, the family's name, steps and guidance from its pipeline)
 FAMILIES = {
+    "kandinsky21": ("KandinskyCombinedPipeline", ["text2img", "img2img"], 64, 512, "Kandinsky 2.1", 25, 4.0),
     "kandinsky22": ("KandinskyV22CombinedPipeline", ["text2img", "img2img"], 64, 512, "Kandinsky 2.2", 25, 4.0),
     "kandinsky3": ("Kandinsky3Pipeline", ["text2img", "img2img"], 64, 1024, "Kandinsky 3", 25, 3.0),
     "wuerstchen": ("WuerstchenCombinedPipeline", ["text2img"], 128, 512, "Wuerstchen", 60, 4.0),
@@ -121,6 +122,21 @@ def test_size_rules_schedulers_and_tasks_a_family_cannot_run_are_refused_with_th
     # inside the UNet.
     with pytest.raises(NotLoaded, match=r"inpaints only with its inpainting decoder .* 9 input channels"):
         studio.generate(request("inpaint"))
+    # The inpainting decoder inpaints, like the plain call, and refuses the tasks its 9 input channels can't run.
+    info = studio.load("demo-kandinsky22-inpaint", variant="default", dtype="float32")
+    assert list(info["task_pipelines"]) == ["inpaint"]
+    inpainted = studio.generate(request("inpaint"))
+    pipe = AutoPipelineForInpainting.from_pretrained(companion_path("kandinsky22_inpaint"), torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    plain = pipe(
+        prompt="a lighthouse at dusk", image=PICTURE, mask_image=MASK, strength=1.0, num_inference_steps=2,
+        prior_num_inference_steps=2, guidance_scale=4.0, prior_guidance_scale=4.0, width=128, height=128,
+        generator=[torch.Generator("cpu").manual_seed(12)],
+    ).images[0]  # fmt: skip
+    assert inpainted.images[0].tobytes() == plain.tobytes() and len(set(plain.getdata())) > 16
+    for task in ("text2img", "img2img"):
+        with pytest.raises(NotLoaded, match="an inpainting checkpoint, whose UNet takes 9 input channels, not the 4"):
+            studio.generate(request(task))
     studio.load("demo-wuerstchen", variant="default", dtype="float32")
     with pytest.raises(InvalidRequest, match="width must be a multiple of 128, got 64; try 128"):
         studio.generate(request("text2img", width=64))
@@ -140,3 +156,14 @@ def test_pag_perturbs_a_transformer_block_where_the_model_has_no_mid_block(studi
     (tmp_path / "reproduce.py").write_text(pag.info["code"])
     runpy.run_path(str(tmp_path / "reproduce.py"), run_name="__main__")
     assert Image.open(tmp_path / "image.png").tobytes() == pag.images[0].tobytes()
+
+
+def test_an_inpainting_checkpoint_loaded_as_the_main_one_inpaints_and_says_why_it_cannot_do_text_to_image(studio):
+    """SD's 9-channel inpainting checkpoint as the main model used to offer Text to image and Image to image, which
+    failed inside the UNet ("size of tensor a (9) must match")."""
+    info = studio.load("demo-inpaint", variant="default", dtype="float32")
+    assert list(info["task_pipelines"]) == ["inpaint"]
+    assert len(set(studio.generate(request("inpaint")).images[0].getdata())) > 16
+    for task in ("text2img", "img2img"):
+        with pytest.raises(NotLoaded, match=r"can't do .*: it is an inpainting checkpoint, whose UNet takes 9 input"):
+            studio.generate(request(task))
