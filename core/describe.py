@@ -10,6 +10,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from core import checkpoints, devices, few_step, schedulers
+from core.checkpoints import loading
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
@@ -138,6 +139,13 @@ def run_snippet(
         output=task.output,
         count=len(seeds),
     )
+    for library, module in loading.moved_libraries(pool.files).items():
+        # A fresh process has no alias: diffusers won't import a library just because model_index.json names it.
+        snippet.before_load += [
+            f"import {module}",
+            f"# the checkpoint names its library `{library}`, which diffusers has since moved",
+            f"{module.rsplit('.', 2)[0]}.{library} = {module}",
+        ]
     if pool.files.single_file is not None:
         _single_file(snippet, pool, pipe, load)
     if pool.vae_source != "default":

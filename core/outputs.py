@@ -175,6 +175,18 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
+    def save_text(self, texts: list[str], info: dict[str, Any], session: str) -> dict[str, str]:
+        """Save a run's text (UniDiffuser's captions, one per line) with the info beside it: `text.txt` and its
+        `.json`; images made with it carry the same info in their PNG."""
+        folder = self.root / session_folder_name(session)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}-{info['seeds'][0]}"
+        files = {"txt": str(stem.with_suffix(".txt")), "json": str(stem.with_suffix(".json"))}
+        _write_atomically(Path(files["txt"]), ("\n".join(texts) + "\n").encode("utf-8"))
+        _write_atomically(Path(files["json"]), json.dumps(info, indent=2, default=str).encode("utf-8"))
+        self.enforce_cap(list(files.values()), session)
+        return files
+
     def list(self, session: str | None) -> list[Path]:
         """This session's saved images (every session's, for None), newest first."""
         folder = self.root / session_folder_name(session) if session is not None else self.root

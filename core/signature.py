@@ -69,6 +69,7 @@ class SignatureInfo:
     output: str  # images | audio | frames: what the return annotation says it makes
     takes_callback: str  # step_end | legacy | none: how progress and Stop reach the run
     class_names: tuple[str, ...] = ()  # class-conditional models: their label names, by id
+    makes_text: bool = False  # its output carries text too (UniDiffuser's captions)
     unmet: tuple[str, ...] = field(default=())  # what the pipeline requires that no control gives: it can't run here
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class SignatureInfo:
             "not_offered": self.not_offered,
             "output": self.output,
             "class_names": list(self.class_names),
+            "makes_text": self.makes_text,
             "unmet": list(self.unmet),
         }
 
@@ -154,7 +156,21 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
             "step_end" if "callback_on_step_end" in parameters else "legacy" if "callback" in parameters else "none"
         ),
         class_names=class_names if "class_labels" in offered else (),
+        makes_text=makes_text(pipeline_class),
         unmet=tuple(unmet),
+    )
+
+
+def makes_text(pipeline_class: type) -> bool:
+    """Whether the pipeline's output carries text (UniDiffuser's `ImageTextPipelineOutput.text`: captions of an
+    image, or of the image it made): its module's output class has a `text` field. Its `__call__` has no return
+    annotation to read."""
+    from diffusers.utils import BaseOutput
+
+    module = inspect.getmodule(pipeline_class)
+    return any(
+        isinstance(value, type) and issubclass(value, BaseOutput) and "text" in getattr(value, "__annotations__", {})
+        for value in vars(module).values()
     )
 
 

@@ -43,6 +43,7 @@ class Snippet:
     # `sample_rate`), "prediction" (Marigold's array, saved as a grey image), "renders" or "mesh" (Shap-E: GIFs, PLYs)
     output: str = "images"
     sample_rate: int = 16000
+    saves_text: bool = False  # the output's `text` too (UniDiffuser's captions), into text.txt
     count: int = 1  # how many outputs the run made; each is saved
     single_file: str | None = None  # load `base_class` from this file, with `model_path` as its config
     # The file each image argument is loaded from ("{i}" numbers a list's items) and what it is, where a task
@@ -141,8 +142,16 @@ class Snippet:
 
     def _save(self) -> str:
         """Lines saving every output: `image.png` for one image, `image-1.png`, `image-2.png`... for a batch."""
+        text = "with open('text.txt', 'w', encoding='utf-8') as f:\n    f.write('\\n'.join(result.text))"
+        if self.output == "text":
+            return text
+        if self.saves_text:
+            return self._save_outputs() + "\n" + text
         if self.output == "audio":
             return self._save_audio()
+        return self._save_outputs()
+
+    def _save_outputs(self) -> str:
         head, item, items, save = {
             "prediction": (
                 "from diffusers.utils import numpy_to_pil\n",

@@ -472,6 +472,10 @@ class Studio:
         nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw, serving)
         info.update(task.run_fields(pipe, arguments))
+        if extras.get("text") is not None:
+            info["text"] = extras["text"]
+            if not images:  # UniDiffuser's captions of an image: no picture, no size
+                info.update(output="text", width=None, height=None)
         info["warnings"] += upload_notes + ip_notes
         info["interrupted"] = stopped_at is not None
         if stopped_at is not None:
@@ -490,6 +494,9 @@ class Studio:
             snippet.output = "renders" if extras.get("renders") else "frames"
         elif extras.get("meshes"):
             snippet.output = "mesh"
+        if extras.get("text") is not None:
+            snippet.output = "images" if images else "text"
+            snippet.saves_text = True
         info["code"] = snippet.render()
         paths = self.outputs.save(images, info, session) if self.outputs and images else []
         files: dict[str, str] = {}
@@ -499,6 +506,8 @@ class Studio:
             files = self.outputs.save_audio(extras["audio"]["clips"], extras["audio"]["rate"], info, session)
         if extras.get("meshes") and self.outputs:
             files = self.outputs.save_meshes(extras["meshes"], info, session)
+        if extras.get("text") is not None and self.outputs:
+            files = self.outputs.save_text(extras["text"], info, session)
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
     def _denoise(

@@ -90,7 +90,10 @@ def wire_signature_tab(
         kind = (signature or {}).get("output")
         for name in tab.outputs:
             meshes = signature is not None and "mesh" in signature["offered"]
-            shown = {"audio": kind == "audio", "mp4": kind == "frames", "model3d": meshes}.get(name, False)
+            text = signature is not None and signature.get("makes_text", False)
+            shown = {"audio": kind == "audio", "mp4": kind == "frames", "model3d": meshes, "text": text}.get(
+                name, False
+            )
             updates.append(gr.update(visible=shown))
         updates.append(signature_card(signature, limits.max_steps))
         only_here = signature is not None and info["tasks"] == [tab.spec.name]

@@ -62,7 +62,7 @@ def notice_markdown(info: dict | None) -> str:
     if info.get("width"):
         made = f"{info['width']}x{info['height']}"
     else:
-        made = "3D mesh" if info.get("output") == "mesh" else f"{seconds} s audio" if seconds else "audio"
+        made = {"mesh": "3D mesh", "text": "text"}.get(info.get("output"), f"{seconds} s audio" if seconds else "audio")
     notes.append(
         f"Seeds {info['seeds']} · {info['scheduler']}"
         + (f" ({info['scheduler_class']})" if info.get("scheduler_class") else "")

@@ -288,6 +288,8 @@ def _output(task: str, output: Any) -> Any:
         return gr.Model3D(
             value=str(NO_MESH_YET), label=output.label, elem_id=elem_id, height=320, visible=not output.hidden
         )
+    if output.kind == "text":
+        return gr.Textbox(label=output.label, elem_id=elem_id, lines=2, interactive=False, visible=not output.hidden)
     if output.kind == "gif":
         return gr.Image(label=output.label, format="gif", elem_id=elem_id, height=320)
     return gr.Video(label=output.label, elem_id=elem_id, height=320, visible=not output.hidden)

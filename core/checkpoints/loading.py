@@ -108,7 +108,14 @@ MOVED_LIBRARIES = {
     # microsoft/vq-diffusion-ithq's learned embeddings, kakaobrain/karlo-v1-alpha's text projection
     "vq_diffusion": "diffusers.pipelines.deprecated.vq_diffusion",
     "unclip": "diffusers.pipelines.deprecated.unclip",
+    "alt_diffusion": "diffusers.pipelines.deprecated.alt_diffusion",  # BAAI/AltDiffusion's text encoder
 }
+
+
+def moved_libraries(files: CheckpointFiles) -> dict[str, str]:
+    """The libraries the checkpoint's model_index.json names by a name diffusers has since moved: {name: module}."""
+    named = {spec[0] for spec in files.model_index.values() if isinstance(spec, list) and spec and spec[0]}
+    return {library: MOVED_LIBRARIES[library] for library in sorted(named) if library in MOVED_LIBRARIES}
 
 
 def _alias_moved_libraries(files: CheckpointFiles) -> None:
@@ -116,10 +123,9 @@ def _alias_moved_libraries(files: CheckpointFiles) -> None:
 
     from diffusers import pipelines
 
-    for spec in files.model_index.values():
-        library = spec[0] if isinstance(spec, list) and spec else None
-        if library in MOVED_LIBRARIES and not hasattr(pipelines, library):
-            setattr(pipelines, library, importlib.import_module(MOVED_LIBRARIES[library]))
+    for library, module in moved_libraries(files).items():
+        if not hasattr(pipelines, library):
+            setattr(pipelines, library, importlib.import_module(module))
 
 
 def find_vae(source: str, options: StudioOptions) -> tuple[str, str | None]:

@@ -15,7 +15,9 @@ from pathlib import Path
 import torch
 
 from core.demo import checkpoint as demo
+from core.demo.audio_stages import AUDIO_STAGE_BUILDERS, AUDIO_STAGES
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
+from core.demo.gemma_families import GEMMA_FAMILIES, GEMMA_FAMILY_BUILDERS
 from core.demo.image_families import IMAGE_FAMILIES, IMAGE_FAMILY_BUILDERS
 from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
 from core.demo.stages import STAGE_BUILDERS, STAGES
@@ -45,6 +47,8 @@ COMPANIONS = {
     **IMAGE_FAMILIES,
     **PIPELINES,
     **STAGES,
+    **AUDIO_STAGES,
+    **GEMMA_FAMILIES,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
 # control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
@@ -505,6 +509,8 @@ _BUILDERS = {
     **IMAGE_FAMILY_BUILDERS,
     **PIPELINE_BUILDERS,
     **STAGE_BUILDERS,
+    **AUDIO_STAGE_BUILDERS,
+    **GEMMA_FAMILY_BUILDERS,
 }
 
 
@@ -536,6 +542,12 @@ AS_PUBLISHED = {
         "learned_classifier_free_sampling_embeddings": ["vq_diffusion", "LearnedClassifierFreeSamplingEmbeddings"]
     },
     "karlo": {"text_proj": ["unclip", "UnCLIPTextProjModel"]},
+    "karlo_variation": {"text_proj": ["unclip", "UnCLIPTextProjModel"]},
+    # BAAI/AltDiffusion-m9 names its text encoder's library `alt_diffusion` (now under deprecated/).
+    "alt_diffusion": {"text_encoder": ["alt_diffusion", "RobertaSeriesModelWithTransformation"]},
+    # diffusers 0.42 saves Karras VE's scheduler as library `deprecated`, which it can't load back; checkpoints
+    # saved before the move (and this twin) name `diffusers`, which still exports the class.
+    "karras_ve": {"scheduler": ["diffusers", "KarrasVeScheduler"]},
 }
 
 

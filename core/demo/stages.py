@@ -25,6 +25,13 @@ STAGES = {
     "openai/shap-e-img2img",
     "vq_diffusion": "VQ Diffusion (a discrete transformer over VQ codes), like microsoft/vq-diffusion-ithq",
     "karlo": "unCLIP (a prior, a decoder and two super-resolution UNets, in pixels), like kakaobrain/karlo-v1-alpha",
+    "karras_ve": "Stochastic Karras VE (an unconditional pixel UNet, a second-order stochastic sampler)",
+    "unidiffuser": "UniDiffuser (one transformer over image, CLIP image and text latents; a GPT-2 caption decoder), "
+    "like thu-ml/unidiffuser-v1",
+    "alt_diffusion": "AltDiffusion (Stable Diffusion with a multilingual XLM-RoBERTa text encoder), like "
+    "BAAI/AltDiffusion-m9",
+    "karlo_variation": "unCLIP image variation (a CLIP image encoder instead of the prior), like "
+    "kakaobrain/karlo-v1-alpha-image-variations",
 }
 
 
@@ -242,17 +249,16 @@ def _vq_diffusion():
     )
 
 
-def _karlo():
-    from diffusers import PriorTransformer, UnCLIPPipeline, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+def _karlo_stages() -> dict:
+    """unCLIP's decoder (with its text projection and CLIP text encoder) and two super-resolution UNets, in
+    pixels, with their schedulers: what Karlo's text to image and image variation share."""
+    from diffusers import UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
     from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
 
     from core.demo.families import clip_text
 
     tokenizer, text_encoder = clip_text(161)
     width, cross = demo.HIDDEN, 64
-    torch.manual_seed(162)
-    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=width, num_layers=1)
-    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # zeros until trained: see Kandinsky's
     torch.manual_seed(163)
     text_proj = UnCLIPTextProjModel(clip_embeddings_dim=width, time_embed_dim=4 * 32, cross_attention_dim=cross)
     torch.manual_seed(164)
@@ -273,17 +279,13 @@ def _karlo():
     super_res_first = UNet2DModel(**super_res)
     torch.manual_seed(166)
     super_res_last = UNet2DModel(**super_res)
-    return UnCLIPPipeline(
-        prior=prior,
+    return dict(
         decoder=decoder,
         text_proj=text_proj,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         super_res_first=super_res_first,
         super_res_last=super_res_last,
-        prior_scheduler=UnCLIPScheduler(
-            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0
-        ),
         decoder_scheduler=UnCLIPScheduler(
             variance_type="learned_range", prediction_type="epsilon", num_train_timesteps=1000
         ),
@@ -291,6 +293,153 @@ def _karlo():
             variance_type="fixed_small_log", prediction_type="epsilon", num_train_timesteps=1000
         ),
     )
+
+
+def _karlo():
+    from diffusers import PriorTransformer, UnCLIPPipeline, UnCLIPScheduler
+
+    stages = _karlo_stages()
+    torch.manual_seed(162)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=16, embedding_dim=demo.HIDDEN, num_layers=1)
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # zeros until trained: see Kandinsky's
+    return UnCLIPPipeline(
+        prior=prior,
+        prior_scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000, clip_sample_range=5.0
+        ),
+        **stages,
+    )
+
+
+def _karlo_variation():
+    """Karlo's image variation, like kakaobrain/karlo-v1-alpha-image-variations: a CLIP image encoder's
+    embedding instead of the prior's."""
+    from diffusers import UnCLIPImageVariationPipeline
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    stages = _karlo_stages()
+    torch.manual_seed(167)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=demo.HIDDEN, projection_dim=demo.HIDDEN, num_hidden_layers=1, num_attention_heads=4,
+            image_size=32, intermediate_size=37, patch_size=8,
+        )
+    ).eval()  # fmt: skip
+    feature_extractor = CLIPImageProcessor(crop_size=32, size=32)
+    return UnCLIPImageVariationPipeline(image_encoder=image_encoder, feature_extractor=feature_extractor, **stages)
+
+
+def _alt_diffusion():
+    """AltDiffusion, like BAAI/AltDiffusion-m9: Stable Diffusion with a multilingual XLM-RoBERTa text encoder (the
+    demo's UNet, VAE and safety checker)."""
+    from diffusers import AltDiffusionPipeline, PNDMScheduler
+    from diffusers.pipelines.deprecated.alt_diffusion.modeling_roberta_series import (
+        RobertaSeriesConfig,
+        RobertaSeriesModelWithTransformation,
+    )
+
+    from core.demo.image_families import xlm_roberta_tokenizer
+
+    tokenizer = xlm_roberta_tokenizer()
+    torch.manual_seed(168)
+    text_encoder = RobertaSeriesModelWithTransformation(
+        RobertaSeriesConfig(
+            hidden_size=demo.HIDDEN, project_dim=demo.HIDDEN, intermediate_size=64, num_attention_heads=4,
+            num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=80,
+        )
+    ).eval()  # fmt: skip
+    return AltDiffusionPipeline(
+        vae=demo._vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=demo._unet(),
+        scheduler=PNDMScheduler.from_config(demo.SD15_SCHEDULER),
+        safety_checker=demo._safety_checker(False),
+        feature_extractor=demo._feature_extractor(),
+        requires_safety_checker=True,
+    )
+
+
+def gpt2_tokenizer():
+    """A GPT-2 tokenizer: byte-level BPE over the 256 byte symbols with no merges (the real vocabulary and merges are
+    a Hub download), `<|endoftext|>` as its one special token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2TokenizerFast
+
+    special = "<|endoftext|>"
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab[special] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return GPT2TokenizerFast(
+        tokenizer_object=tokenizer, bos_token=special, eos_token=special, unk_token=special, model_max_length=77
+    )
+
+
+def _unidiffuser():
+    """UniDiffuser, like thu-ml/unidiffuser-v1: one transformer over image latents, a CLIP image embedding and text
+    latents at once, so it makes images from text, text from images (a GPT-2 caption decoder) or both."""
+    from diffusers import DPMSolverMultistepScheduler, UniDiffuserModel, UniDiffuserPipeline, UniDiffuserTextDecoder
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from core.demo.families import clip_text
+
+    clip_tokenizer, text_encoder = clip_text(181, projection=False)
+    torch.manual_seed(182)
+    image_encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=demo.HIDDEN, projection_dim=demo.HIDDEN, num_hidden_layers=1, num_attention_heads=4,
+            image_size=32, intermediate_size=37, patch_size=8,
+        )
+    ).eval()  # fmt: skip
+    text_tokenizer = gpt2_tokenizer()
+    caption_width = 16  # the text latents' width: the real one squeezes CLIP's 768 to 64 the same way
+    torch.manual_seed(183)
+    text_decoder = UniDiffuserTextDecoder(
+        prefix_length=77, prefix_inner_dim=demo.HIDDEN, prefix_hidden_dim=caption_width,
+        vocab_size=len(text_tokenizer), n_positions=160, n_embd=demo.HIDDEN, n_layer=1, n_head=4,
+    ).eval()  # fmt: skip
+    # GPT-2 ties its output layer to the token embedding; safetensors won't save one tensor twice, so the head gets
+    # an equal copy (loading ties them again).
+    head = text_decoder.transformer.lm_head
+    head.weight = torch.nn.Parameter(head.weight.detach().clone())
+    torch.manual_seed(184)
+    unet = UniDiffuserModel(
+        text_dim=caption_width, clip_img_dim=demo.HIDDEN, num_text_tokens=77, num_attention_heads=2,
+        attention_head_dim=16, in_channels=4, out_channels=4, num_layers=3, norm_num_groups=16, sample_size=8,
+        patch_size=2, activation_fn="gelu", norm_type="layer_norm", block_type="unidiffuser", pre_layer_norm=False,
+        use_timestep_embedding=False, use_patch_pos_embed=False, ff_final_dropout=True,
+    )  # fmt: skip
+    scheduler = DPMSolverMultistepScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", solver_order=3
+    )
+    return UniDiffuserPipeline(
+        vae=demo._vae(),
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        clip_image_processor=CLIPImageProcessor(crop_size=32, size=32),
+        clip_tokenizer=clip_tokenizer,
+        text_decoder=text_decoder,
+        text_tokenizer=text_tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def _karras_ve():
+    """Stochastic Karras VE (unconditional, a second-order sampler that adds noise back at each step), an
+    unconditional pixel UNet like diffusers' own test of it."""
+    from diffusers import KarrasVePipeline, KarrasVeScheduler, UNet2DModel
+
+    torch.manual_seed(185)
+    unet = UNet2DModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=3, out_channels=3,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    )  # fmt: skip
+    # sigma_max 100 (the default, for trained weights) leaves a random UNet's samples far outside [-1, 1]: every
+    # pixel clipped to one of 8 colours. A small range keeps the twin's images telling.
+    return KarrasVePipeline(unet=unet, scheduler=KarrasVeScheduler(sigma_min=0.02, sigma_max=2.0))
 
 
 STAGE_BUILDERS = {
@@ -301,4 +450,8 @@ STAGE_BUILDERS = {
     "shap_e_img2img": _shap_e_img2img,
     "vq_diffusion": _vq_diffusion,
     "karlo": _karlo,
+    "karlo_variation": _karlo_variation,
+    "alt_diffusion": _alt_diffusion,
+    "unidiffuser": _unidiffuser,
+    "karras_ve": _karras_ve,
 }

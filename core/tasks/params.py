@@ -105,7 +105,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Output:
-    """An output besides the gallery and the info: `kind` image | gallery | gif | video | audio | model3d (3D)."""
+    """An output besides the gallery and the info: `kind` image | gallery | gif | video | audio | model3d (3D) |
+    text (UniDiffuser's captions)."""
 
     name: str
     kind: str

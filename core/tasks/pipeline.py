@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from core.generation import GenerationRequest, GenerationResult, Limits
     from core.pool import Pool
 
+# Denoisers whose position embeddings fix the image's size (UniDiffuser's U-ViT: one token per latent patch).
+FIXED_SIZE = ("UniDiffuserModel",)
 LABEL_SEPARATOR = ";"  # ImageNet's label names have commas in them ("tench, Tinca tinca")
 
 
@@ -103,6 +105,7 @@ class AnyPipeline(TaskSpec):
         Output("audio", "audio", "Audio", before_results=True, hidden=True),
         Output("mp4", "video", "Video", before_results=True, hidden=True),
         Output("model3d", "model3d", "3D mesh", before_results=True, hidden=True),
+        Output("text", "text", "Text", before_results=True, hidden=True),
     )
     fixed: ClassVar[Mapping[str, Any]] = {}
 
@@ -140,6 +143,13 @@ class AnyPipeline(TaskSpec):
             raise InvalidRequest(f"{info.pipeline} takes no input image; remove it.")
         if request.mesh and "mesh" not in info.offered:
             raise InvalidRequest(f"{info.pipeline} makes no 3D meshes; untick 3D mesh.")
+        fixed = pool.default_size
+        sized = "width" in info.offered and request.image is None  # an image to caption sets no size
+        denoiser = type(pool.components.get("unet")).__name__
+        if sized and denoiser in FIXED_SIZE and (request.width, request.height) != (fixed, fixed):
+            raise InvalidRequest(
+                f"{info.pipeline} makes images only at the size it was trained at: set width and height to {fixed}."
+            )
         counted = "num_images" in info.offered or "class_labels" in info.offered
         if request.num_images > 1 and not counted:
             raise InvalidRequest(f"{info.pipeline} makes one result per run; set the image count to 1.")
@@ -239,6 +249,9 @@ class AnyPipeline(TaskSpec):
             videos = [to_pil(video) for video in frames]
             return [video[0] for video in videos], {"frames": videos}
         images = getattr(output, "images", None)
+        text = getattr(output, "text", None)
+        if text is not None:  # UniDiffuser: captions of the image given, or beside the image made (or none)
+            return (to_pil(images) if images is not None else []), {"text": [str(t) for t in text]}
         if arguments.get("output_type") == "mesh":  # Shap-E: one mesh (vertices, faces, colours) per prompt
             return [], {"meshes": list(images)}
         if isinstance(images, list) and images and isinstance(images[0], list):  # Shap-E: renders turning round
@@ -261,7 +274,13 @@ class AnyPipeline(TaskSpec):
             with tempfile.NamedTemporaryFile(suffix=".glb", delete=False) as f:
                 f.write(glb_bytes(result.extras["meshes"][0]))
             mesh = f.name
-        return {"audio": wav, "mp4": result.files.get("mp4"), "model3d": mesh}
+        text = result.extras.get("text")
+        return {
+            "audio": wav,
+            "mp4": result.files.get("mp4"),
+            "model3d": mesh,
+            "text": "\n".join(text) if text is not None else None,
+        }
 
     # -- describing a run -------------------------------------------------------------------------------
 
