@@ -77,6 +77,9 @@ FAMILY_SETTINGS = {
     "if": ("DeepFloyd IF", "stage I paints 64 px images; its super-resolution stages run in the Pipeline tab"),
     "flux": ("Flux", "the guidance is an input of the distilled model, not a second pass"),
     "auraflow": ("AuraFlow", "a flow-matching transformer with a UMT5 text encoder"),
+    "sana": ("Sana", "a Gemma 2 encoder and a 32x DC-AE; it renders at its nearest trained size, then resizes"),
+    "lumina": ("Lumina-Next", "a flow-matching Next-DiT with a Gemma text encoder; sizes in steps of 16"),
+    "lumina2": ("Lumina Image 2.0", "a Gemma 2 encoder reads a system prompt before yours; sizes in steps of 16"),
 }
 
 

@@ -7,6 +7,7 @@ every request from the checkpoint's own config; nothing here is ever shared betw
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,24 @@ def compatible_names(base: SchedulerMixin | None, pipeline: type | None = None) 
         compatible.add("LCMScheduler")
     if pipeline is not None and not scales_inputs(pipeline):
         compatible = {name for name in compatible if not _rescales_inputs(name)} | {type(base).__name__}
+    if _flow_sigmas(base):
+        # A flow-prediction config (Sana's DPM-Solver): DDIM, DDPM, PNDM and LCM refuse `flow_prediction` inside the
+        # run, and Karras sigmas on flow sigmas give NaN (black images). Only classes that take flow sigmas.
+        compatible = {name for name in compatible if _takes_flow_sigmas(name)} | {type(base).__name__}
+        flow = [c for c in CATALOG if c.class_name in compatible and "use_karras_sigmas" not in c.overrides]
+        return [DEFAULT] + [c.name for c in flow]
     return [DEFAULT] + [c.name for c in CATALOG if c.class_name in compatible]
+
+
+def _flow_sigmas(base: SchedulerMixin) -> bool:
+    """Whether the scheduler config is a flow-matching one inside a DDPM-style class (`use_flow_sigmas`)."""
+    return bool(base.config.get("use_flow_sigmas")) or base.config.get("prediction_type") == "flow_prediction"
+
+
+@functools.lru_cache
+def _takes_flow_sigmas(class_name: str) -> bool:
+    cls = getattr(diffusers, class_name, None)
+    return cls is not None and "use_flow_sigmas" in inspect.signature(cls.__init__).parameters
 
 
 @functools.lru_cache

@@ -490,7 +490,7 @@ def _if():
     )
 
 
-def _flow_vae(seed: int):
+def flow_vae(seed: int):
     """A 16-channel VAE as SD3 and Flux have, four levels: scale factor 8."""
     from diffusers import AutoencoderKL
 
@@ -534,7 +534,7 @@ def _flux():
     )  # fmt: skip
     return FluxPipeline(
         scheduler=scheduler,
-        vae=_flow_vae(113),
+        vae=flow_vae(113),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         text_encoder_2=_t5_encoder(tokenizer_2, 114),

@@ -145,7 +145,7 @@ def test_size_rules_schedulers_and_tasks_a_family_cannot_run_are_refused_with_th
     assert {"Euler", "Euler a", "DPM++ 2M Karras"} <= set(studio.scheduler_names())
 
 
-@pytest.mark.parametrize("source", ["demo-pixart-sigma", "demo-sd3"])
+@pytest.mark.parametrize("source", ["demo-pixart-sigma", "demo-sd3", "demo-sana"])
 def test_pag_perturbs_a_transformer_block_where_the_model_has_no_mid_block(studio, source, tmp_path, monkeypatch):
     """PAG used to name the UNet's "mid" block on every family, which a transformer does not have (SD3 failed)."""
     studio.load(source, variant="default", dtype="float32")
