@@ -10,7 +10,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from core import checkpoints, devices, few_step, schedulers
-from core.checkpoints import loading
+from core.checkpoints import compat, loading
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
 from core.snippet import Code, Snippet, generators
@@ -148,6 +148,7 @@ def run_snippet(
         ]
     if pool.files.single_file is not None:
         _single_file(snippet, pool, pipe, load)
+    snippet.after_load += compat.snippet_lines(pool.files.pipeline_class)
     if pool.vae_source != "default":
         snippet.imports.append("AutoencoderKL")
         snippet.before_load.append(

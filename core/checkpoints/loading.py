@@ -10,7 +10,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from core import checkpoints, devices
-from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, hub, single_file
+from core.checkpoints import DEFAULT_VARIANT, CheckpointFiles, compat, hub, single_file
 from core.errors import InvalidRequest, LoadError, StudioError
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def load_pipeline(
             _alias_moved_libraries(files)
             base = DiffusionPipeline.from_pretrained(location, **kwargs, **absent, **(reuse or {}))
         base = base.to(device)
+        compat.mend(base)
         unet = getattr(base, "unet", None)
         if unet is not None and devices.prefers_channels_last(device):
             unet.to(memory_format=torch.channels_last)

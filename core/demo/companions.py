@@ -571,7 +571,10 @@ def _drop_pil_suffix(path: Path) -> None:
     if not config_file.is_file():
         return
     config = json.loads(config_file.read_text())
-    name = config.get("image_processor_type", "").removesuffix("Pil")
+    saved = config.get("image_processor_type", "")
+    if not saved.endswith("Pil"):  # not an image processor (CLAP's audio feature extractor), or already right
+        return
+    name = saved.removesuffix("Pil")
     config["image_processor_type"] = name
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     index_file = path / "model_index.json"
