@@ -149,6 +149,12 @@ def run_snippet(
     if pool.files.single_file is not None:
         _single_file(snippet, pool, pipe, load)
     snippet.after_load += compat.snippet_lines(pool.files.pipeline_class)
+    replaced = compat.snippet_replacements(
+        pool.files.model_index, pool.files.pipeline_class, snippet.model_path, snippet.dtype
+    )
+    if replaced and pool.files.single_file is None:
+        snippet.before_load += replaced
+        load["language_model"] = Code("language_model")
     if pool.vae_source != "default":
         snippet.imports.append("AutoencoderKL")
         snippet.before_load.append(

@@ -39,3 +39,31 @@ def mend(pipeline: Any) -> None:
 def snippet_lines(pipeline_class: str) -> list[str]:
     """The lines that mend a freshly loaded `pipe` of `pipeline_class` in a script, as `mend` does."""
     return _CLAP_FEATURES.splitlines() if pipeline_class == "MusicLDMPipeline" else []
+
+
+def _generating_language_model(model_index: dict[str, Any], pipeline_class: str) -> bool:
+    """AudioLDM 2 checkpoints that declare their language model as `GPT2Model` (cvssp/audioldm2's layout): under
+    transformers 5 only the LM-head class can generate, and diffusers' loop fails on the base model
+    ("'GPT2Model' object has no attribute '_get_initial_cache_position'", diffusers issue #12630). The same weights
+    load into `GPT2LMHeadModel` (its head is tied to the token embedding)."""
+    return pipeline_class == "AudioLDM2Pipeline" and model_index.get("language_model") == ["transformers", "GPT2Model"]
+
+
+def replaced_components(model_index: dict[str, Any], pipeline_class: str, location: str, **load: Any) -> dict:
+    """Components to load in another class than the checkpoint declares, and pass to `from_pretrained`."""
+    if _generating_language_model(model_index, pipeline_class):
+        from transformers import GPT2LMHeadModel
+
+        return {"language_model": GPT2LMHeadModel.from_pretrained(location, subfolder="language_model", **load)}
+    return {}
+
+
+def snippet_replacements(model_index: dict[str, Any], pipeline_class: str, model_path: str, dtype: str) -> list[str]:
+    """The snippet's lines loading what `replaced_components` replaces (each named as its component)."""
+    if _generating_language_model(model_index, pipeline_class):
+        return [
+            "from transformers import GPT2LMHeadModel  # its GPT2Model can't generate under transformers 5",
+            f"language_model = GPT2LMHeadModel.from_pretrained({model_path!r}, subfolder='language_model', "
+            f"dtype=torch.{dtype})",
+        ]
+    return []

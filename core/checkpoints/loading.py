@@ -76,7 +76,11 @@ def load_pipeline(
                 local_files_only=options.offline,
             )
             _alias_moved_libraries(files)
-            base = DiffusionPipeline.from_pretrained(location, **kwargs, **absent, **(reuse or {}))
+            replaced = compat.replaced_components(
+                files.model_index, files.pipeline_class, location, dtype=dtype, local_files_only=options.offline
+            )
+            replaced = {k: v for k, v in replaced.items() if k not in (reuse or {})}
+            base = DiffusionPipeline.from_pretrained(location, **kwargs, **absent, **replaced, **(reuse or {}))
         base = base.to(device)
         compat.mend(base)
         unet = getattr(base, "unet", None)

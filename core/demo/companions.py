@@ -548,6 +548,9 @@ AS_PUBLISHED = {
     # diffusers 0.42 saves Karras VE's scheduler as library `deprecated`, which it can't load back; checkpoints
     # saved before the move (and this twin) name `diffusers`, which still exports the class.
     "karras_ve": {"scheduler": ["diffusers", "KarrasVeScheduler"]},
+    # cvssp/audioldm2 declares its language model as the base GPT2Model, which can't generate under transformers 5
+    # (the studio and its snippet load it as GPT2LMHeadModel: core.checkpoints.compat).
+    "audioldm2": {"language_model": ["transformers", "GPT2Model"]},
 }
 
 
