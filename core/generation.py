@@ -69,6 +69,8 @@ class GenerationRequest:
     noise_level: int = 20  # upscale x4: noise added to the low-resolution image
     num_frames: int = 16  # animate
     fps: int = 8  # animate
+    motion_x: float = 12.0  # video_zero: the camera pan, pixels per frame
+    motion_y: float = 12.0
     preview_every: int = 0  # a live preview every this many steps (0 = none), for callers that take previews
     ip_adapter_image: Image.Image | None = None  # the image prompt, for tasks over a UNet with an IP-Adapter
     image_guidance_scale: float = 1.5  # instruct: how closely the edit keeps to the input image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -73,7 +74,27 @@ class OutputStore:
         self.max_bytes = max_bytes
         self.max_session_bytes = max_session_bytes
         self._lock = threading.Lock()
+        self._claimed: tuple[str, set[Path]] = ("", set())  # this second's stamps taken, by folder
         self.sweep_leftovers()
+
+    def stamp(self, session: str) -> str:
+        """A time stamp for one run's files in `session`'s folder (pass it to each save of the run)."""
+        return self._stamp(self.root / session_folder_name(session))
+
+    def _stamp(self, folder: Path) -> str:
+        """This run's time stamp, free in `folder`: the first part of every file it saves. A second run in the same
+        second with the same task and seed (the same names) gets `-2`, `-3`, ... and overwrites nothing."""
+        second = time.strftime("%Y%m%d-%H%M%S")
+        with self._lock:
+            if self._claimed[0] != second:
+                self._claimed = (second, set())
+            taken = self._claimed[1]
+            for n in itertools.count(1):
+                stamp = second if n == 1 else f"{second}-{n}"
+                if folder / stamp not in taken and not any(folder.glob(f"{stamp}-*")):
+                    taken.add(folder / stamp)
+                    return stamp
+        raise AssertionError("unreachable")
 
     def sweep_leftovers(self, older_than_s: float = 600.0) -> list[Path]:
         """Delete the temporary files a killed save left behind (`.tmp-*`; the cap never counts them)."""
@@ -114,10 +135,12 @@ class OutputStore:
                 deleted.append(path)
             return deleted
 
-    def save(self, images: list[Image.Image], info: dict[str, Any], session: str) -> list[str]:
+    def save(
+        self, images: list[Image.Image], info: dict[str, Any], session: str, stamp: str | None = None
+    ) -> list[str]:
         """Save each image with its metadata; returns the paths in image order."""
         folder = self.root / session_folder_name(session)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stamp = stamp or self._stamp(folder)
         paths = []
         for i, image in enumerate(images):
             name = f"{stamp}-{info['task']}-{info['seeds'][i]}-{i}.png"
@@ -125,13 +148,15 @@ class OutputStore:
         self.enforce_cap(paths, session)
         return paths
 
-    def save_animation(self, frames: list[Image.Image], info: dict[str, Any], session: str) -> dict[str, str]:
+    def save_animation(
+        self, frames: list[Image.Image], info: dict[str, Any], session: str, stamp: str | None = None
+    ) -> dict[str, str]:
         """Save frames as a GIF and an MP4 (each written to a temporary name, then renamed)."""
         from diffusers.utils import export_to_gif, export_to_video
 
         folder = self.root / session_folder_name(session)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}-{info['seeds'][0]}"
+        stem = f"{stamp or self._stamp(folder)}-{info['task']}-{info['seeds'][0]}"
         files = {}
         for kind, export in (("gif", export_to_gif), ("mp4", export_to_video)):
             final = folder / f"{stem}.{kind}"
@@ -145,11 +170,13 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
-    def save_audio(self, clips: list[Any], rate: int, info: dict[str, Any], session: str) -> dict[str, str]:
+    def save_audio(
+        self, clips: list[Any], rate: int, info: dict[str, Any], session: str, stamp: str | None = None
+    ) -> dict[str, str]:
         """Save each clip as a 16-bit WAV carrying the info (a RIFF `ICMT` comment); the first is `wav`."""
         folder = self.root / session_folder_name(session)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}"
+        stem = f"{stamp or self._stamp(folder)}-{info['task']}"
         files = {}
         for i, clip in enumerate(clips):
             final = folder / f"{stem}-{info['seeds'][i]}-{i}.wav"
@@ -158,12 +185,14 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
-    def save_meshes(self, meshes: list[Any], info: dict[str, Any], session: str) -> dict[str, str]:
+    def save_meshes(
+        self, meshes: list[Any], info: dict[str, Any], session: str, stamp: str | None = None
+    ) -> dict[str, str]:
         """Save each mesh as a binary PLY (diffusers' `export_to_ply`) carrying the info in a header comment (the
         first is `ply`), and the first as `glb` too, for the page's viewer."""
         folder = self.root / session_folder_name(session)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}"
+        stem = f"{stamp or self._stamp(folder)}-{info['task']}"
         files = {}
         for i, mesh in enumerate(meshes):
             final = folder / f"{stem}-{info['seeds'][i]}-{i}.ply"
@@ -175,12 +204,14 @@ class OutputStore:
         self.enforce_cap(list(files.values()), session)
         return files
 
-    def save_text(self, texts: list[str], info: dict[str, Any], session: str) -> dict[str, str]:
+    def save_text(
+        self, texts: list[str], info: dict[str, Any], session: str, stamp: str | None = None
+    ) -> dict[str, str]:
         """Save a run's text (UniDiffuser's captions, one per line) with the info beside it: `text.txt` and its
         `.json`; images made with it carry the same info in their PNG."""
         folder = self.root / session_folder_name(session)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{info['task']}-{info['seeds'][0]}"
+        stem = folder / f"{stamp or self._stamp(folder)}-{info['task']}-{info['seeds'][0]}"
         files = {"txt": str(stem.with_suffix(".txt")), "json": str(stem.with_suffix(".json"))}
         _write_atomically(Path(files["txt"]), ("\n".join(texts) + "\n").encode("utf-8"))
         _write_atomically(Path(files["json"]), json.dumps(info, indent=2, default=str).encode("utf-8"))

@@ -26,20 +26,24 @@ def run_pipeline(
     on_step: StepCallback | None,
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None = None,
+    extra_calls: int = 0,
 ) -> tuple[Any | None, int | None]:
     """Call `pipe(**arguments)` reporting each step (and its latents, to `on_latents`) and honouring `cancel`;
     returns (output, the step a Stop ended it at, or None when it ran every step).
 
     Pipelines with `callback_on_step_end` are interrupted the documented way (their loop skips the remaining
     steps and still decodes). Older ones only have `callback(step, timestep, latents)`: Stop raises out of it,
-    so they return no output.
+    so they return no output. With `extra_calls` (a loop of several passes, each counting its steps from 0, some
+    steps run twice), a legacy callback's progress is its calls so far out of the steps plus those.
     """
     # SAG and PAG swap attention processors on the shared UNet for the length of a call and put them back at
     # its end; a run ended by Stop (or an error) would skip that and change every other view. Put them back here.
     unet = getattr(pipe, "unet", None)
     processors = dict(unet.attn_processors) if unet is not None and hasattr(unet, "attn_processors") else None
     try:
-        return _run(pipe, arguments, steps=steps, on_step=on_step, cancel=cancel, on_latents=on_latents)
+        return _run(
+            pipe, arguments, steps=steps, on_step=on_step, cancel=cancel, on_latents=on_latents, extra_calls=extra_calls
+        )
     finally:
         if processors is not None and dict(unet.attn_processors) != processors:
             unet.set_attn_processor(processors)
@@ -53,6 +57,7 @@ def _run(
     on_step: StepCallback | None,
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None,
+    extra_calls: int = 0,
 ) -> tuple[Any | None, int | None]:
     accepted = inspect.signature(pipe.__call__).parameters
     if on_step is not None:
@@ -76,17 +81,21 @@ def _run(
 
     if "callback" not in accepted:
         return _run_by_progress_bar(pipe, arguments, on_step=on_step, cancel=cancel)
-    total = _legacy_total_steps(pipe, arguments, steps)
-
+    timesteps = _legacy_total_steps(pipe, arguments, steps)
+    total = timesteps + extra_calls
     stopped_at: list[int] = []
+    called = [0]
 
     def legacy(step: int, timestep: Any, latents: torch.Tensor) -> None:
+        called[0] += 1
+        if extra_calls:
+            step = called[0] - 1
         if on_step is not None:
             on_step(step + 1, total)
         if on_latents is not None:
             on_latents(step + 1, latents)
         if cancel is not None and cancel.is_set() and step + 1 < total:
-            stopped_at.append(step + 1)
+            stopped_at.append(step + 1 if not extra_calls else -(-(step + 1) * timesteps // total))  # in steps
             raise _Stopped
 
     try:

@@ -172,6 +172,12 @@ class Snippet:
                 "export_to_gif(frames, {name})",
             ),
             "images": ("", "image", "result.images", "image.save({name})"),
+            "frame_array": (  # Text2Video-Zero: `images` is one clip's frames, an array in [0, 1]
+                "from diffusers.utils import export_to_gif\nfrom PIL import Image\n",
+                "frames",
+                "[[Image.fromarray((f.clip(0, 1) * 255).round().astype('uint8')) for f in result.images]]",
+                "export_to_gif(frames, {name})",
+            ),
             "mesh": (  # Shap-E with output_type="mesh": each item of `images` is a mesh
                 "from diffusers.utils import export_to_ply\n",
                 "mesh",
@@ -185,9 +191,12 @@ class Snippet:
                 "export_to_gif(frames, {name})",
             ),
         }[self.output]
-        stem, suffix = {"frames": ("animation", "gif"), "renders": ("animation", "gif"), "mesh": ("mesh", "ply")}.get(
-            self.output, ("image", "png")
-        )
+        stem, suffix = {
+            "frames": ("animation", "gif"),
+            "frame_array": ("animation", "gif"),
+            "renders": ("animation", "gif"),
+            "mesh": ("mesh", "ply"),
+        }.get(self.output, ("image", "png"))
         if self.count == 1:
             return f"{head}{item} = {items}[0]\n" + save.format(name=repr(f"{stem}.{suffix}"))
         return f"{head}for i, {item} in enumerate({items}, 1):\n    " + save.format(name=f"f'{stem}-{{i}}.{suffix}'")

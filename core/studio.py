@@ -490,7 +490,7 @@ class Studio:
             snippet.output, snippet.sample_rate = "audio", extras["audio"]["rate"]
         elif extras.get("prediction"):
             snippet.output = "prediction"
-        elif extras.get("frames"):
+        elif extras.get("frames") and snippet.output != "frame_array":
             snippet.output = "renders" if extras.get("renders") else "frames"
         elif extras.get("meshes"):
             snippet.output = "mesh"
@@ -498,16 +498,17 @@ class Studio:
             snippet.output = "images" if images else "text"
             snippet.saves_text = True
         info["code"] = snippet.render()
-        paths = self.outputs.save(images, info, session) if self.outputs and images else []
+        stamp = self.outputs.stamp(session) if self.outputs else None  # one for all the run's files
+        paths = self.outputs.save(images, info, session, stamp) if self.outputs and images else []
         files: dict[str, str] = {}
         if extras.get("frames") and self.outputs:
-            files = self.outputs.save_animation(extras["frames"][0], info, session)
+            files = self.outputs.save_animation(extras["frames"][0], info, session, stamp)
         if extras.get("audio") and self.outputs:
-            files = self.outputs.save_audio(extras["audio"]["clips"], extras["audio"]["rate"], info, session)
+            files = self.outputs.save_audio(extras["audio"]["clips"], extras["audio"]["rate"], info, session, stamp)
         if extras.get("meshes") and self.outputs:
-            files = self.outputs.save_meshes(extras["meshes"], info, session)
+            files = self.outputs.save_meshes(extras["meshes"], info, session, stamp)
         if extras.get("text") is not None and self.outputs:
-            files = self.outputs.save_text(extras["text"], info, session)
+            files = self.outputs.save_text(extras["text"], info, session, stamp)
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
     def _denoise(
@@ -550,7 +551,13 @@ class Studio:
                         on_preview(pictures)
 
         output, stopped_at = runs.run_pipeline(
-            pipe, arguments, steps=request.steps, on_step=first_stage, cancel=cancel, on_latents=on_latents
+            pipe,
+            arguments,
+            steps=request.steps,
+            on_step=first_stage,
+            cancel=cancel,
+            on_latents=on_latents,
+            extra_calls=task.extra_step_calls(request),
         )
         if refiner is not None and output is not None:
             output, refiner_stopped_at = task.run_second_stage(

@@ -311,6 +311,11 @@ class TaskSpec:
         """Frames per image: what a GPU lease has to make per step."""
         return 1
 
+    def extra_step_calls(self, request: GenerationRequest) -> int:
+        """How many more times than once per step the pipeline's step callback is called in a run (a loop of
+        several passes that each count from 0, some steps run twice: Text2Video-Zero's)."""
+        return 0
+
     def table_rows(self) -> list[str]:
         """This task's rows of the README's task table."""
         cls = self.auto_class.__name__ if self.auto_class is not None else self.pipeline_class

@@ -159,3 +159,26 @@ def test_a_save_killed_midway_leaves_nothing_that_history_lists_and_is_swept_at_
     os.utime(leftover, (old, old))
     OutputStore(tmp_path)  # the next start
     assert not leftover.exists()
+
+
+def test_two_runs_in_the_same_second_with_the_same_seed_both_keep_their_files(tmp_path, monkeypatch):
+    """Names are `<time>-<task>-<seed>`: a second run within the same second (a fixed seed, another prompt) used to
+    overwrite the first's PNG, GIF and MP4."""
+    from core.outputs import OutputStore
+
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20261202-120000")  # every save in one second
+    store = OutputStore(tmp_path)
+    info = {"task": "animate", "seeds": [7], "prompt": "x", "fps": 4}
+    red, blue = Image.new("RGB", (16, 16), "red"), Image.new("RGB", (16, 16), "blue")
+    runs = []
+    for picture in (red, blue):
+        stamp = store.stamp("alice")  # one stamp for all of a run's files
+        png = store.save([picture], info, "alice", stamp)[0]
+        runs.append((png, store.save_animation([picture, picture], info, "alice", stamp)))
+    (first_png, first_clip), (second_png, second_clip) = runs
+    assert first_png != second_png and first_clip["gif"] != second_clip["gif"]
+    assert Image.open(first_png).getpixel((0, 0)) == (255, 0, 0), "the first run's image is still its own"
+    assert Image.open(first_clip["gif"]).convert("RGB").getpixel((0, 0)) == (255, 0, 0)
+    assert os.path.basename(second_png).startswith("20261202-120000-2-animate-7")
+    assert os.path.basename(second_clip["gif"]).startswith("20261202-120000-2-")
+    assert len(list(tmp_path.rglob("*.*"))) == 6
