@@ -87,6 +87,9 @@ class GenerationRequest:
     circular_padding: bool = False  # panorama: join the two ends
     source_prompt: str = ""  # diffedit: what the image shows (the mask is where it differs from the prompt)
     mask_strength: float = 0.5  # diffedit: the noise of the mask comparison
+    parallel: int = 10  # paradigms: steps denoised at once
+    tolerance: float = 0.1  # paradigms: how far a window may be from sequential sampling
+    source_guidance_scale: float = 1.0  # cycle: how strongly the source prompt holds what the two prompts share
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
     prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)

@@ -27,6 +27,7 @@ def run_pipeline(
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None = None,
     extra_calls: int = 0,
+    by_progress_bar: bool = False,
 ) -> tuple[Any | None, int | None]:
     """Call `pipe(**arguments)` reporting each step (and its latents, to `on_latents`) and honouring `cancel`;
     returns (output, the step a Stop ended it at, or None when it ran every step).
@@ -42,7 +43,14 @@ def run_pipeline(
     processors = dict(unet.attn_processors) if unet is not None and hasattr(unet, "attn_processors") else None
     try:
         return _run(
-            pipe, arguments, steps=steps, on_step=on_step, cancel=cancel, on_latents=on_latents, extra_calls=extra_calls
+            pipe,
+            arguments,
+            steps=steps,
+            on_step=on_step,
+            cancel=cancel,
+            on_latents=on_latents,
+            extra_calls=extra_calls,
+            by_progress_bar=by_progress_bar,
         )
     finally:
         if processors is not None and dict(unet.attn_processors) != processors:
@@ -58,6 +66,7 @@ def _run(
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None,
     extra_calls: int = 0,
+    by_progress_bar: bool = False,
 ) -> tuple[Any | None, int | None]:
     accepted = inspect.signature(pipe.__call__).parameters
     if on_step is not None:
@@ -79,7 +88,7 @@ def _run(
         output = pipe(**arguments, callback_on_step_end=step_end)
         return output, (skipped[0] if skipped else None)
 
-    if "callback" not in accepted:
+    if "callback" not in accepted or by_progress_bar:
         return _run_by_progress_bar(pipe, arguments, on_step=on_step, cancel=cancel)
     timesteps = _legacy_total_steps(pipe, arguments, steps)
     total = timesteps + extra_calls

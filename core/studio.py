@@ -558,6 +558,7 @@ class Studio:
             cancel=cancel,
             on_latents=on_latents,
             extra_calls=task.extra_step_calls(request),
+            by_progress_bar=task.steps_by_progress_bar,
         )
         if refiner is not None and output is not None:
             output, refiner_stopped_at = task.run_second_stage(

@@ -311,6 +311,9 @@ class TaskSpec:
         """Frames per image: what a GPU lease has to make per step."""
         return 1
 
+    # Progress and Stop through the pipeline's progress bar, not its step callback (ParaDiGMS' callback fails).
+    steps_by_progress_bar: ClassVar[bool] = False
+
     def extra_step_calls(self, request: GenerationRequest) -> int:
         """How many more times than once per step the pipeline's step callback is called in a run (a loop of
         several passes that each count from 0, some steps run twice: Text2Video-Zero's)."""
