@@ -90,6 +90,13 @@ class GenerationRequest:
     parallel: int = 10  # paradigms: steps denoised at once
     tolerance: float = 0.1  # paradigms: how far a window may be from sequential sampling
     source_guidance_scale: float = 1.0  # cycle: how strongly the source prompt holds what the two prompts share
+    destination_prompt: str = ""  # model_editing: what source_prompt should mean from now on (e.g. blue roses)
+    source_concept: str = ""  # pix2pix_zero: sentences (one per line) about what to change ...
+    target_concept: str = ""  # pix2pix_zero: ... and about what it becomes
+    cross_attention_guidance: float = 0.1  # pix2pix_zero: how strongly the edit keeps the image's layout
+    source_subject: str = ""  # blip_diffusion: what the reference image shows (e.g. dog)
+    target_subject: str = ""  # blip_diffusion: what to draw in its likeness (e.g. dog)
+    dual_strength: float = 0.5  # versatile: between the image (0) and the prompt (1) in a dual-guided run
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
     prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)
@@ -126,6 +133,12 @@ class GenerationRequest:
                     f"The {label} is {len(text):,} characters; this app takes at most {limits.max_prompt_chars:,} "
                     "(the text encoder reads only its first few hundred tokens). Shorten it."
                 )
+        for param in task.params:  # a spec's other text fields: the same bounds as the prompt's
+            if param.kind == "text":
+                text = getattr(self, param.name)
+                if not isinstance(text, str) or len(text) > limits.max_prompt_chars:
+                    bound = f"{limits.max_prompt_chars:,}"
+                    raise InvalidRequest(f"{param.name} must be text of at most {bound} characters.")
         checked = {p.name: p for p in (*ALWAYS_CHECKED, *task.params) if p.checked}
         for name, param in checked.items():  # ranges and choices: the spec's params are the one source
             param.check(getattr(self, name), limits)

@@ -16,11 +16,14 @@ import torch
 
 from core.demo import checkpoint as demo
 from core.demo.audio_stages import AUDIO_STAGE_BUILDERS, AUDIO_STAGES
+from core.demo.blip_diffusion import BLIP, BLIP_AS_PUBLISHED, BLIP_BUILDERS
 from core.demo.families import COMPANION_BUILDERS, FAMILIES, FAMILY_BUILDERS, REFINER
 from core.demo.gemma_families import GEMMA_FAMILIES, GEMMA_FAMILY_BUILDERS
 from core.demo.image_families import IMAGE_FAMILIES, IMAGE_FAMILY_BUILDERS
+from core.demo.music_twins import MUSIC, MUSIC_AS_PUBLISHED, MUSIC_BUILDERS
 from core.demo.pipelines import DIT_LABELS, PIPELINE_BUILDERS, PIPELINES
 from core.demo.stages import STAGE_BUILDERS, STAGES
+from core.demo.versatile import VERSATILE, VERSATILE_AS_PUBLISHED, VERSATILE_BUILDERS
 
 COMPANIONS_FORMAT_VERSION = 3  # 3: the SD3 twin has two transformer blocks
 COMPANIONS = {
@@ -49,6 +52,9 @@ COMPANIONS = {
     **STAGES,
     **AUDIO_STAGES,
     **GEMMA_FAMILIES,
+    **BLIP,
+    **VERSATILE,
+    **MUSIC,
 }
 # The twins a companion kind offers offline, where it is not just `demo-<kind>`: either control slot takes any
 # control module (ControlNet or T2I-Adapter) that fits the loaded checkpoint.
@@ -511,6 +517,9 @@ _BUILDERS = {
     **STAGE_BUILDERS,
     **AUDIO_STAGE_BUILDERS,
     **GEMMA_FAMILY_BUILDERS,
+    **BLIP_BUILDERS,
+    **VERSATILE_BUILDERS,
+    **MUSIC_BUILDERS,
 }
 
 
@@ -551,6 +560,9 @@ AS_PUBLISHED = {
     # cvssp/audioldm2 declares its language model as the base GPT2Model, which can't generate under transformers 5
     # (the studio and its snippet load it as GPT2LMHeadModel: core.checkpoints.compat).
     "audioldm2": {"language_model": ["transformers", "GPT2Model"]},
+    **BLIP_AS_PUBLISHED,
+    **VERSATILE_AS_PUBLISHED,
+    **MUSIC_AS_PUBLISHED,
 }
 
 

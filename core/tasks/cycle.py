@@ -66,10 +66,7 @@ class Cycle(TaskSpec):
         return {self.name: diffusers.CycleDiffusionPipeline} if base_class == "StableDiffusionPipeline" else {}
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
-        text = request.source_prompt
-        if not isinstance(text, str) or len(text) > limits.max_prompt_chars:
-            raise InvalidRequest(f"source_prompt must be text of at most {limits.max_prompt_chars} characters.")
-        if not text.strip() or not request.prompt.strip():
+        if not request.source_prompt.strip() or not request.prompt.strip():
             raise InvalidRequest(
                 "Cycle edit needs both prompts: what the image shows (source_prompt) and what it should show (prompt)."
             )
