@@ -527,45 +527,50 @@ class Studio:
         when the view was ready)."""
         scheduler = schedulers.build(request.scheduler, pool.components.get("scheduler"), type(pool.base))
         pipe = task.view(pool, request, scheduler, run_checker, serving)
-        refiner = task.second_stage(pool, request, serving)
-        for view in (pipe, refiner) if refiner is not None else (pipe,):
-            self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
-        switched = time.perf_counter()
-        arguments = task.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
-        first_stage = on_step
-        if refiner is not None and on_step is not None:  # one progress bar over both stages
-            first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
-        on_latents = None
-        if on_preview is not None and request.preview_every > 0:
-            family, every = family_of(type(pool.base).__name__), request.preview_every
-            size = (request.width, request.height) if task.sizes_from_request else None
+        try:
+            refiner = task.second_stage(pool, request, serving)
+            for view in (pipe, refiner) if refiner is not None else (pipe,):
+                self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
+            switched = time.perf_counter()
+            arguments = task.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
+            first_stage = on_step
+            if refiner is not None and on_step is not None:  # one progress bar over both stages
+                first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
+            on_latents = None
+            if on_preview is not None and request.preview_every > 0:
+                family, every = family_of(type(pool.base).__name__), request.preview_every
+                size = (request.width, request.height) if task.sizes_from_request else None
 
-            def on_latents(done: int, latents: Any) -> None:
-                if done % every == 0:
-                    try:
-                        pictures = previews.latent_preview(latents, family, size)
-                    except Exception:  # a latent layout the preview doesn't know: the run goes on without
-                        logger.warning("No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True)
-                        return
-                    if pictures:
-                        on_preview(pictures)
+                def on_latents(done: int, latents: Any) -> None:
+                    if done % every == 0:
+                        try:
+                            pictures = previews.latent_preview(latents, family, size)
+                        except Exception:  # a latent layout the preview doesn't know: the run goes on without
+                            logger.warning(
+                                "No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True
+                            )
+                            return
+                        if pictures:
+                            on_preview(pictures)
 
-        output, stopped_at = runs.run_pipeline(
-            pipe,
-            arguments,
-            steps=request.steps,
-            on_step=first_stage,
-            cancel=cancel,
-            on_latents=on_latents,
-            extra_calls=task.extra_step_calls(request),
-            by_progress_bar=task.steps_by_progress_bar,
-        )
-        if refiner is not None and output is not None:
-            output, refiner_stopped_at = task.run_second_stage(
-                refiner, request, output, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
+            output, stopped_at = runs.run_pipeline(
+                pipe,
+                arguments,
+                steps=request.steps,
+                on_step=first_stage,
+                cancel=cancel,
+                on_latents=on_latents,
+                extra_calls=task.extra_step_calls(request),
+                by_progress_bar=task.steps_by_progress_bar,
             )
-            stopped_at = stopped_at if stopped_at is not None else refiner_stopped_at
-        return pipe, arguments, output, stopped_at, switched
+            if refiner is not None and output is not None:
+                output, refiner_stopped_at = task.run_second_stage(
+                    refiner, request, output, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents
+                )
+                stopped_at = stopped_at if stopped_at is not None else refiner_stopped_at
+            return pipe, arguments, output, stopped_at, switched
+        finally:
+            task.release(pipe)  # what the run changed on the shared modules, put back
 
     def serving(self) -> Serving:
         """What a task's hooks may use besides the pool it runs on."""

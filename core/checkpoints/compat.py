@@ -67,3 +67,63 @@ def snippet_replacements(model_index: dict[str, Any], pipeline_class: str, model
             f"dtype=torch.{dtype})",
         ]
     return []
+
+
+# diffusers 0.42's model editing (TIME) finds the cross-attention layers it edits by the class name `CrossAttention`,
+# which diffusers has since renamed `Attention`, and only where the text is 768 wide (SD 1.x): it finds none, and
+# `edit_model` silently changes nothing. Point it at the UNet's cross-attention layers, of any width.
+_MODEL_EDITING_LAYERS = """\
+from diffusers.models.attention_processor import Attention  # diffusers 0.42 looks for a class named CrossAttention
+pipe.ca_clip_layers = [m for m in pipe.unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
+pipe.projection_matrices = [m.to_v for m in pipe.ca_clip_layers] + [m.to_k for m in pipe.ca_clip_layers]
+pipe.og_matrices = list(pipe.projection_matrices)  # edit_model copies these before it edits"""
+# ... and it solves its closed form in the weights' dtype next to a float32 identity: in float16 or bfloat16 the
+# product fails ("expected m1 and m2 to have the same dtype"). Edit float32 copies that read and give the run's dtype.
+_MODEL_EDITING_FLOAT32 = """\
+class Float32Linear(torch.nn.Linear):  # the edit needs float32; the run keeps its dtype
+    def forward(self, x):
+        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
+def float32_copy(m):
+    c = Float32Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.weight.device)
+    c.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
+    return c
+pipe.og_matrices = [float32_copy(m) for m in pipe.projection_matrices]"""
+
+
+class Float32Linear(torch.nn.Linear):
+    """A float32 projection in a lower-precision UNet: it reads and returns the activations' dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.to(self.weight.dtype)).to(x.dtype)
+
+
+def _float32_copy(m: torch.nn.Linear) -> Float32Linear:
+    c = Float32Linear(m.in_features, m.out_features, bias=m.bias is not None, device=m.weight.device)
+    c.load_state_dict({k: v.float() for k, v in m.state_dict().items()})
+    return c
+
+
+def _low_precision(pipe: Any) -> bool:
+    return pipe.unet.dtype not in (torch.float32, torch.float64)
+
+
+def find_edited_layers(pipe: Any) -> list[Any]:
+    """Point a model-editing pipeline at its UNet's cross-attention layers (see `_MODEL_EDITING_LAYERS`); returns
+    them. `og_matrices` are the modules themselves: `edit_model(restart_params=True)` puts deep copies of them in
+    the layers and edits those, so the originals are never changed and can be put back after a run."""
+    from diffusers.models.attention_processor import Attention
+
+    layers = [m for m in pipe.unet.modules() if isinstance(m, Attention) and m.is_cross_attention]
+    pipe.with_to_k = True
+    pipe.ca_clip_layers = layers
+    pipe.projection_matrices = [m.to_v for m in layers] + [m.to_k for m in layers]
+    pipe.og_matrices = list(pipe.projection_matrices)
+    if _low_precision(pipe):
+        pipe.og_matrices = [_float32_copy(m) for m in pipe.projection_matrices]
+    return layers
+
+
+def model_editing_lines(dtype: str) -> list[str]:
+    """The snippet's lines doing what `find_edited_layers` does for a pipeline of `dtype`."""
+    lines = _MODEL_EDITING_LAYERS.splitlines()
+    return lines + (_MODEL_EDITING_FLOAT32.splitlines() if dtype not in ("float32", "float64") else [])

@@ -288,6 +288,10 @@ class TaskSpec:
 
     # -- describing a run -------------------------------------------------------------------------------
 
+    def release(self, pipe: DiffusionPipeline) -> None:
+        """Undo what `view` or `arguments` changed on the shared modules for this run (model editing's projections):
+        called after every run, one ended by a Stop or an error too."""
+
     def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
         """The info keys this task adds (DESIGN.md, "Public surfaces")."""
         return {"strength": request.strength} if self.has_strength else {}
