@@ -71,7 +71,7 @@ def run_info(
     width, height = images[0].size if images else (request.width, request.height)
     info: dict[str, Any] = {
         "task": request.task,
-        "pipeline": type(pipe).__name__,
+        "pipeline": diffusers_class(pipe),
         "model": pool.files.source,
         "model_path": None if studio.options.public else _model_path(pool),
         "variant": pool.variant,
@@ -167,6 +167,11 @@ def run_snippet(
             snippet.after_load += studio.ip_adapter.snippet_lines()
     task.add_to_snippet(snippet, request, seeds, serving, load)
     return snippet
+
+
+def diffusers_class(pipe: DiffusionPipeline) -> str:
+    """The diffusers class `pipe` is, or extends (a task's own subclass, e.g. Pix2Pix Zero's with its inversion)."""
+    return next(c.__name__ for c in type(pipe).__mro__ if c.__module__.startswith("diffusers."))
 
 
 def _model_path(pool: Pool) -> str:

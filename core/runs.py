@@ -27,7 +27,7 @@ def run_pipeline(
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None = None,
     extra_calls: int = 0,
-    by_progress_bar: bool = False,
+    progress_bars: int = 0,
 ) -> tuple[Any | None, int | None]:
     """Call `pipe(**arguments)` reporting each step (and its latents, to `on_latents`) and honouring `cancel`;
     returns (output, the step a Stop ended it at, or None when it ran every step).
@@ -50,7 +50,7 @@ def run_pipeline(
             cancel=cancel,
             on_latents=on_latents,
             extra_calls=extra_calls,
-            by_progress_bar=by_progress_bar,
+            progress_bars=progress_bars,
         )
     finally:
         if processors is not None and dict(unet.attn_processors) != processors:
@@ -66,7 +66,7 @@ def _run(
     cancel: threading.Event | None,
     on_latents: PreviewCallback | None,
     extra_calls: int = 0,
-    by_progress_bar: bool = False,
+    progress_bars: int = 0,
 ) -> tuple[Any | None, int | None]:
     accepted = inspect.signature(pipe.__call__).parameters
     if on_step is not None:
@@ -88,8 +88,9 @@ def _run(
         output = pipe(**arguments, callback_on_step_end=step_end)
         return output, (skipped[0] if skipped else None)
 
-    if "callback" not in accepted or by_progress_bar:
-        return _run_by_progress_bar(pipe, arguments, on_step=on_step, cancel=cancel)
+    if "callback" not in accepted or progress_bars:
+        passes = max(progress_bars, 1)
+        return _run_by_progress_bar(pipe, arguments, on_step=on_step, cancel=cancel, passes=passes, steps=steps)
     timesteps = _legacy_total_steps(pipe, arguments, steps)
     total = timesteps + extra_calls
     stopped_at: list[int] = []
@@ -144,18 +145,29 @@ def _run_by_progress_bar(
     *,
     on_step: StepCallback | None,
     cancel: threading.Event | None,
+    passes: int = 1,
+    steps: int = 1,
 ) -> tuple[Any | None, int | None]:
+    """With `passes` progress bars in a run (each over the steps: Pix2Pix Zero's inversion, then its two passes),
+    progress is one climb over all of them, and a Stop is told in steps."""
     stopped_at: list[int] = []
+    opened = [0]
 
     def report(done: int, total: int) -> None:
         if on_step is not None:
             on_step(done, total)
         if cancel is not None and cancel.is_set() and done < total:
-            stopped_at.append(done)
+            stopped_at.append(done if passes == 1 else -(-done * steps // total))
             raise _Stopped
 
+    def progress_bar(iterable: Any = None, total: int | None = None, **_tqdm: Any) -> _Steps:
+        before, opened[0] = opened[0], opened[0] + 1
+        if passes == 1:
+            return _Steps(iterable, total, report)
+        return _Steps(iterable, total, lambda done, each: report(before * each + done, max(passes, before + 1) * each))
+
     # An attribute of this view only (a view per request): the pool's base pipeline keeps its own method.
-    pipe.progress_bar = lambda iterable=None, total=None, **_tqdm: _Steps(iterable, total, report)
+    pipe.progress_bar = progress_bar
     try:
         return pipe(**arguments), None
     except _Stopped:

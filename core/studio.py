@@ -561,7 +561,7 @@ class Studio:
                 cancel=cancel,
                 on_latents=on_latents,
                 extra_calls=task.extra_step_calls(request),
-                by_progress_bar=task.steps_by_progress_bar,
+                progress_bars=task.progress_bars(request),
             )
             if refiner is not None and output is not None:
                 output, refiner_stopped_at = task.run_second_stage(

@@ -315,8 +315,11 @@ class TaskSpec:
         """Frames per image: what a GPU lease has to make per step."""
         return 1
 
-    # Progress and Stop through the pipeline's progress bar, not its step callback (ParaDiGMS' callback fails).
-    steps_by_progress_bar: ClassVar[bool] = False
+    def progress_bars(self, request: GenerationRequest) -> int:
+        """How many progress bars (each over the steps) the run goes through, where progress and Stop go through
+        them rather than the pipeline's step callback (ParaDiGMS' callback fails; Pix2Pix Zero's second pass and its
+        inversion have none); 0: through the callback, where the pipeline has one."""
+        return 0
 
     def extra_step_calls(self, request: GenerationRequest) -> int:
         """How many more times than once per step the pipeline's step callback is called in a run (a loop of

@@ -34,7 +34,7 @@ _KEPT = "_studio_projections"  # on the view: (layer, its to_v, its to_k) as the
 
 
 class ModelEditing(TaskSpec):
-    name, label, kind, order = "model_editing", "Model editing", "feature", 47
+    name, label, kind, order = "model_editing", "Model editing", "feature", 53
     pipeline_class = "StableDiffusionModelEditingPipeline"
     table_pipeline = "`StableDiffusionModelEditingPipeline` (TIME)"
     table_shares = "everything (a `from_pipe` view; the edited projections are the run's own, the pool's come back)"

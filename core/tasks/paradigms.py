@@ -49,9 +49,12 @@ class Paradigms(TaskSpec):
         "moves it on while its guesses hold; on a GPU that finishes in fewer rounds, on a CPU it is slower. DDIM."
     )
     fixed: ClassVar[Mapping[str, Any]] = {"scheduler": "DDIM"}
+
     # diffusers 0.42 indexes its window's timesteps by the global step in the callback (IndexError once the window
     # has moved); its progress bar counts the steps the window moves on, so progress and Stop go through that.
-    steps_by_progress_bar = True
+    def progress_bars(self, request: GenerationRequest) -> int:
+        return 1
+
     params = (
         *TEXT,
         Param("parallel", "slider", "Steps at once", 10, minimum=1, maximum="max_frames", step=1, whole=True,
