@@ -97,6 +97,7 @@ class GenerationRequest:
     source_subject: str = ""  # blip_diffusion: what the reference image shows (e.g. dog)
     target_subject: str = ""  # blip_diffusion: what to draw in its likeness (e.g. dog)
     dual_strength: float = 0.5  # versatile: between the image (0) and the prompt (1) in a dual-guided run
+    versatile_mode: str = "text to image"  # versatile: text to image | image variation | dual guided
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
     prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)

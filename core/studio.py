@@ -50,6 +50,27 @@ def signature_only(pipeline_class: str) -> bool:
     return bool(views) and all(get_task(view).kind == "signature" for view in views)
 
 
+def _check_pipeline_class(source: str, name: str) -> None:
+    """Refuse, saying why, a checkpoint whose class `DiffusionPipeline.from_pretrained` can't build: one diffusers
+    doesn't export (diffusers.experimental's value-guided planner: an agent's actions in a gym environment that no
+    checkpoint carries, not images or sound)."""
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
+    if isinstance(cls, type) and issubclass(cls, DiffusionPipeline):
+        return
+    import diffusers.experimental
+
+    why = f"{source!r} is a {name}, which diffusers {diffusers.__version__} does not export as a pipeline"
+    if isinstance(name, str) and hasattr(diffusers.experimental, name):
+        why += (
+            " (it is in diffusers.experimental: it plans a reinforcement-learning agent's actions in a gym "
+            "environment, which the checkpoint can't carry, and makes no images or sound)"
+        )
+    raise LoadError(f"{why}. This app loads what `DiffusionPipeline.from_pretrained` loads; pick another checkpoint.")
+
+
 class Studio:
     """One loaded checkpoint at a time, serving every task from one pool of components (plus companions).
 
@@ -117,6 +138,7 @@ class Studio:
             try:  # `loading` is cleared once the new pool serves: the status line never says "nothing loaded" between
                 torch_dtype = devices.resolve_dtype(dtype, self.device)
                 files = self._resolve(source)
+                _check_pipeline_class(source, files.pipeline_class)
                 if dtype == "auto" and torch_dtype == torch.bfloat16 and signature_only(files.pipeline_class):
                     # Older pipelines (DDPM, Dance Diffusion, ...) hand the model's tensors to numpy, which has no
                     # bfloat16; where no spec vouches for the pipeline, `auto` on a CPU is float32.

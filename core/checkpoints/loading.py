@@ -114,6 +114,7 @@ MOVED_LIBRARIES = {
     "vq_diffusion": "diffusers.pipelines.deprecated.vq_diffusion",
     "unclip": "diffusers.pipelines.deprecated.unclip",
     "alt_diffusion": "diffusers.pipelines.deprecated.alt_diffusion",  # BAAI/AltDiffusion's text encoder
+    "versatile_diffusion": "diffusers.pipelines.deprecated.versatile_diffusion",  # its text UNet
 }
 
 

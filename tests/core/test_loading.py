@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -139,12 +140,24 @@ def _not_a_checkpoint(demo_dir: Path, tmp_path: Path) -> str:
     return str(folder)
 
 
+def _value_guided_planner(demo_dir: Path, tmp_path: Path) -> str:
+    """A checkpoint of diffusers.experimental's ValueGuidedRLPipeline, as bglick13/hopper-medium-v2-value-function-
+    hor32 lays it out (its UNets' weights don't matter: the class is what is refused)."""
+    folder = tmp_path / "value-guided"
+    shutil.copytree(demo_dir, folder)
+    index = {"_class_name": "ValueGuidedRLPipeline", "_diffusers_version": "0.11.0"}
+    index.update(scheduler=["diffusers", "DDPMScheduler"], unet=["diffusers", "UNet1DModel"])
+    (folder / "model_index.json").write_text(json.dumps({**index, "value_function": ["diffusers", "UNet1DModel"]}))
+    return str(folder)
+
+
 FAILURES = [
     ("unknown hub id", lambda d, t: "nobody-here/no-such-model", r"not in the local cache"),
     ("missing folder", lambda d, t: str(t / "does-not-exist"), r"neither an existing folder nor a Hub id"),
     ("not a checkpoint", _not_a_checkpoint, r"no model_index.json"),
     ("corrupt safetensors", _corrupt_copy, r"failed: .*damaged"),
     ("pickle only", _pickle_only_copy, r"only pickle .* --allow-unsafe"),
+    ("value-guided planner", _value_guided_planner, r"ValueGuidedRLPipeline, which diffusers .* gym environment"),
 ]
 
 
