@@ -115,6 +115,7 @@ MOVED_LIBRARIES = {
     "unclip": "diffusers.pipelines.deprecated.unclip",
     "alt_diffusion": "diffusers.pipelines.deprecated.alt_diffusion",  # BAAI/AltDiffusion's text encoder
     "versatile_diffusion": "diffusers.pipelines.deprecated.versatile_diffusion",  # its text UNet
+    "blip_diffusion": "diffusers.pipelines.deprecated.blip_diffusion",  # Salesforce/blipdiffusion's encoders
 }
 
 
