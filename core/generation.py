@@ -98,6 +98,7 @@ class GenerationRequest:
     target_subject: str = ""  # blip_diffusion: what to draw in its likeness (e.g. dog)
     dual_strength: float = 0.5  # versatile: between the image (0) and the prompt (1) in a dual-guided run
     versatile_mode: str = "text to image"  # versatile: text to image | image variation | dual guided
+    midi: str | bytes | None = None  # midi_audio: the MIDI file (the path of an upload, or its bytes)
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
     prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)
@@ -135,7 +136,7 @@ class GenerationRequest:
                     "(the text encoder reads only its first few hundred tokens). Shorten it."
                 )
         for param in task.params:  # a spec's other text fields: the same bounds as the prompt's
-            if param.kind == "text":
+            if param.kind in ("text", "lines"):
                 text = getattr(self, param.name)
                 if not isinstance(text, str) or len(text) > limits.max_prompt_chars:
                     bound = f"{limits.max_prompt_chars:,}"

@@ -23,7 +23,7 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "image": ("image",),
     "mask": ("mask_image",),
     "strength": ("strength",),
-    "steps": ("num_inference_steps",),
+    "steps": ("num_inference_steps", "steps"),  # Audio Diffusion's is `steps`
     "guidance_scale": ("guidance_scale",),
     "width": ("width",),
     "height": ("height",),
@@ -44,6 +44,9 @@ INTERNAL = {
     "callback_on_step_end_tensor_inputs",
 }
 SCALARS = (bool, int, float, str)
+# A parameter that names a file on the server by its path (Audio Diffusion's `audio_file`): only an upload may name a
+# file, so none is offered as a typed "other parameter".
+PATH_SUFFIXES = ("_file", "_path", "_dir")
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,8 @@ def read(pipeline_class: type, class_names: tuple[str, ...] = ()) -> SignatureIn
         if p.default is inspect.Parameter.empty:
             not_offered[name] = f"required, and no control of the tab stands for it ({_why_not(name, p.annotation)})"
             unmet.append(name)
+        elif name.endswith(PATH_SUFFIXES):
+            not_offered[name] = "takes a path to a file on the server"
         elif kind is None:
             not_offered[name] = _why_not(name, p.annotation)
         else:

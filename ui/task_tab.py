@@ -239,7 +239,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
 
 
 NO_MESH_YET = Path(__file__).resolve().parent.parent / "assets" / "no-mesh-yet.glb"
-OWN_KINDS = ("slider", "choice", "text", "check")  # the task's own controls, laid out in rows
+OWN_KINDS = ("slider", "choice", "text", "lines", "check", "midi")  # the task's own controls, laid out in rows
 ABOVE_PROMPT = "above-prompt"  # a Param's row that puts it above the prompt
 
 
@@ -255,8 +255,11 @@ def _own_controls(params: list[Param], c: dict[str, Any], slider: Any, tab: Task
         with gr.Row():
             for p in members:
                 elem_id = p.elem_id or f"{tab.spec.name}-{p.name.replace('_', '-')}"
-                if p.kind == "text":
-                    c[p.name] = gr.Textbox(value=p.default, label=p.label, info=p.info, lines=1, elem_id=elem_id)
+                if p.kind in ("text", "lines"):  # a line, or several (one sentence per line)
+                    lines = 1 if p.kind == "text" else 3
+                    c[p.name] = gr.Textbox(value=p.default, label=p.label, info=p.info, lines=lines, elem_id=elem_id)
+                elif p.kind == "midi":
+                    c[p.name] = gr.File(label=p.label, file_types=[".mid", ".midi"], type="filepath", elem_id=elem_id)
                 elif p.kind == "check":
                     c[p.name] = gr.Checkbox(value=p.default, label=p.label, info=p.info, elem_id=elem_id)
                 elif p.kind == "choice":

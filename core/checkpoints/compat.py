@@ -28,17 +28,52 @@ def _tensor_features(method: Any) -> Any:
     return features
 
 
+# Audio Diffusion's Mel turns its spectrogram into sound with librosa's Griffin-Lim, which since librosa 0.10 starts
+# from phases of a fresh, unseeded generator: the same seed made the same spectrogram and a different waveform on
+# every call (so the snippet never matched the app). Griffin-Lim from seeded phases, the Mel's computation otherwise.
+_SEEDED_PHASES = """\
+import librosa
+import numpy as np
+def _image_to_audio(image, mel=pipe.mel):  # Griffin-Lim from seeded phases: librosa >= 0.10 draws fresh ones
+    log_s = np.asarray(image, dtype=float) * mel.top_db / 255  # the grey levels, as the Mel reads them
+    stft = librosa.feature.inverse.mel_to_stft(librosa.db_to_power(log_s - mel.top_db), sr=mel.sr, n_fft=mel.n_fft)
+    return librosa.griffinlim(
+        stft, n_iter=mel.n_iter, hop_length=mel.hop_length, n_fft=mel.n_fft, dtype=np.float32, random_state=0
+    )
+pipe.mel.image_to_audio = _image_to_audio"""
+
+
+def _seeded_image_to_audio(mel: Any) -> Any:
+    def image_to_audio(image: Any) -> Any:
+        import librosa
+        import numpy as np
+
+        log_s = np.asarray(image, dtype=float) * mel.top_db / 255  # the grey levels, as the Mel reads them
+        stft = librosa.feature.inverse.mel_to_stft(librosa.db_to_power(log_s - mel.top_db), sr=mel.sr, n_fft=mel.n_fft)
+        return librosa.griffinlim(
+            stft, n_iter=mel.n_iter, hop_length=mel.hop_length, n_fft=mel.n_fft, dtype=np.float32, random_state=0
+        )
+
+    image_to_audio.mended = True  # type: ignore[attr-defined]
+    return image_to_audio
+
+
 def mend(pipeline: Any) -> None:
     """Mend `pipeline`'s modules where the pinned libraries broke it (once: the modules are shared by its views)."""
-    if type(pipeline).__name__ == "MusicLDMPipeline":
+    name = type(pipeline).__name__
+    if name == "MusicLDMPipeline":
         encoder = pipeline.text_encoder
         if not getattr(encoder.get_text_features, "mended", False):
             encoder.get_text_features = _tensor_features(encoder.get_text_features)
+    mel = getattr(pipeline, "mel", None) if name == "AudioDiffusionPipeline" else None
+    if mel is not None and not getattr(mel.image_to_audio, "mended", False):
+        pipeline.mel.image_to_audio = _seeded_image_to_audio(pipeline.mel)
 
 
 def snippet_lines(pipeline_class: str) -> list[str]:
     """The lines that mend a freshly loaded `pipe` of `pipeline_class` in a script, as `mend` does."""
-    return _CLAP_FEATURES.splitlines() if pipeline_class == "MusicLDMPipeline" else []
+    lines = {"MusicLDMPipeline": _CLAP_FEATURES, "AudioDiffusionPipeline": _SEEDED_PHASES}.get(pipeline_class, "")
+    return lines.splitlines()
 
 
 def _generating_language_model(model_index: dict[str, Any], pipeline_class: str) -> bool:

@@ -116,6 +116,9 @@ MOVED_LIBRARIES = {
     "alt_diffusion": "diffusers.pipelines.deprecated.alt_diffusion",  # BAAI/AltDiffusion's text encoder
     "versatile_diffusion": "diffusers.pipelines.deprecated.versatile_diffusion",  # its text UNet
     "blip_diffusion": "diffusers.pipelines.deprecated.blip_diffusion",  # Salesforce/blipdiffusion's encoders
+    "audio_diffusion": "diffusers.pipelines.deprecated.audio_diffusion",  # teticio/audio-diffusion-*'s Mel
+    # google/music-spectrogram-diffusion's encoders and decoder (diffusers issue 6463)
+    "spectrogram_diffusion": "diffusers.pipelines.deprecated.spectrogram_diffusion",
 }
 
 

@@ -28,7 +28,8 @@ class Param:
     """One input of a task, in its API's order: the API parameter (also the GenerationRequest field), how the page
     shows it, and its defaults. The page's tab and the endpoint are built from these (ui.task_tab).
 
-    `kind` says which control: `prompt` and `negative` (text boxes), `text` (a line of text), `check` (a
+    `kind` says which control: `prompt` and `negative` (text boxes), `text` (a line of text), `lines` (text of
+    several lines), `midi` (a MIDI file upload), `check` (a
     checkbox), `image`, `mask` (painted over the image in the page, a file in the API), `control` (an image with
     its preprocessor's map beside it), `boxes` (drawn on a canvas in the page, one colour each; text in the API),
     `slider`, `choice` (radio buttons), `seed`, `count` (images per run),

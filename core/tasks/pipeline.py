@@ -2,7 +2,8 @@
 conditional DiT, Dance Diffusion audio, Marigold depth, ...). Its controls are read from the pipeline's `__call__`
 signature (core.signature): the tab shows those the pipeline takes, with the pipeline's own defaults, offers its
 other scalar parameters as typed JSON, and says which it could not offer. The output is shown by what it is:
-images, audio (a WAV), frames (GIF and MP4) or a depth-like array (a grey image).
+images, audio (a WAV, with the spectrograms it was made from where the pipeline returns them), frames (GIF and MP4)
+or a depth-like array (a grey image).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from core.tasks.base import (
     Param,
     Serving,
     TaskSpec,
+    checker_overrides,
     guidance,
     size,
     steps,
@@ -119,6 +121,23 @@ class AnyPipeline(TaskSpec):
 
         cls = getattr(diffusers, base_class, None)
         return {self.name: cls} if isinstance(cls, type) and issubclass(cls, DiffusionPipeline) else {}
+
+    def view(
+        self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
+    ) -> DiffusionPipeline:
+        """The loaded pipeline's own class over its modules. `from_pipe` drops a model whose class its annotation
+        doesn't name, and then fails for want of it; the loaded pipeline was made with it, so each goes over as it is
+        (teticio/audio-diffusion-ddim-256's UNet2DModel, which diffusers 0.42 annotates UNet2DConditionModel though
+        the pipeline runs both)."""
+        from diffusers import ModelMixin
+
+        expected = type(pool.base)._get_signature_types()
+        unnamed = {
+            name: module
+            for name, module in pool.components.items()
+            if isinstance(module, ModelMixin) and name in expected and type(module) not in expected[name]
+        }
+        return pool.view_as(self.name, scheduler=scheduler, **checker_overrides(pool, run_checker), **unnamed)
 
     # -- the signature of the pipeline that runs ------------------------------------------------------
 
@@ -242,8 +261,10 @@ class AnyPipeline(TaskSpec):
         self, output: Any, arguments: dict[str, Any], pipe: DiffusionPipeline
     ) -> tuple[list[Image.Image], dict[str, Any]]:
         audios = getattr(output, "audios", None)
-        if audios is not None:
-            return [], {"audio": {"rate": sample_rate(pipe), "clips": [np.asarray(a) for a in audios]}}
+        if audios is not None:  # what is heard; pictures beside it are what it was made from (Audio Diffusion's mels)
+            images = getattr(output, "images", None)
+            shown = to_pil(images) if images is not None else []
+            return shown, {"audio": {"rate": sample_rate(pipe), "clips": [np.asarray(a) for a in audios]}}
         frames = getattr(output, "frames", None)
         if frames is not None:
             videos = [to_pil(video) for video in frames]

@@ -91,9 +91,9 @@ class Pix2PixZero(TaskSpec):
     params = (
         image("Image to edit (optional: without one, the prompt's image is edited)", optional=True),
         *(dataclasses.replace(p, api_default="") for p in TEXT),
-        Param("source_concept", "text", "Change", "", api_default="", row="concepts",
+        Param("source_concept", "lines", "Change", "", api_default="", row="concepts",
               info="sentences about it, one per line: a cat"),
-        Param("target_concept", "text", "Into", "", api_default="", row="concepts",
+        Param("target_concept", "lines", "Into", "", api_default="", row="concepts",
               info="the same sentences about the new one: a dog"),
         Param("cross_attention_guidance", "slider", "Keep the layout", 0.1, api_default=0.1, minimum=0.0,
               maximum=1.0, step=0.01, info="the step size of the guidance that holds the image's attention maps"),
