@@ -123,16 +123,24 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             # Gradio 6.31 ignores `visible` updates of a Tab (its button stays); a disabled one is hidden by
             # assets/style.css, and in the overflow menu (whose buttons carry no disabled state) by the page
             # script, which reads the labels from `unserved`.
-            # A pipeline only the Pipeline tab serves (DDPM, DiT, ...) has none of the AutoPipeline tasks either.
-            no_auto = info.get("signature") is not None
+            # A pipeline that serves none of the AutoPipeline tasks (DDPM and DiT in the Pipeline tab; Versatile
+            # Diffusion, BLIP Diffusion, Spectrogram Diffusion in tabs of their own) has them all off, and opens on
+            # its own first tab (the Pipeline tab selects itself).
+            no_auto = not any(name in info["tasks"] for name in auto_tabs)
             off = [name for name in own_tabs if name not in info["tasks"]]
             off += [name for name in auto_tabs if no_auto and name not in info["tasks"]]
             labels = [TASKS[name].tab_label or TASKS[name].label for name in off]
             tabs_now = (gr.Tab(interactive=name not in off) for name in (*own_tabs, *auto_tabs))
-            return (*updates, *tabs_now, "|".join(labels))
+            served = [name for name in TASKS if name in info["tasks"]]
+            own_first = no_auto and info.get("signature") is None and served
+            selected = gr.Tabs(selected=served[0]) if own_first else gr.update()
+            return (*updates, *tabs_now, "|".join(labels), selected)
 
         family_outputs = (
-            [control for control, _ in followers] + list(own_tabs.values()) + list(auto_tabs.values()) + [unserved]
+            [control for control, _ in followers]
+            + list(own_tabs.values())
+            + list(auto_tabs.values())
+            + [unserved, tabs]
         )
         for event in panel.model_loads:
             event.success(follow_family, None, family_outputs, api_visibility="private")

@@ -122,3 +122,32 @@ def test_a_3d_pipeline_shows_its_mesh_in_a_viewer(page: Page):
         shot(page, "pipeline-mesh")
     finally:
         back_to_the_demo(page)
+
+
+def test_a_checkpoint_with_a_tab_of_its_own_opens_on_it_and_plays_an_uploaded_midi(page: Page, tmp_path):
+    """Spectrogram Diffusion serves none of the AutoPipeline tasks: the page opens its MIDI to audio tab, the others
+    are off, and a .mid file uploaded in the page plays as audio."""
+    from core.demo.music_twins import demo_midi
+
+    song = tmp_path / "song.mid"
+    song.write_bytes(demo_midi())
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    try:
+        load(page, "demo-spectrogram-diffusion", "SpectrogramDiffusionPipeline")
+        expect(page.locator("#midi_audio-generate")).to_be_visible(timeout=30_000)  # the tab opened by itself
+        assert not tab_offered(page, "Text to image") and not tab_offered(page, "Pipeline")
+        page.locator("#midi_audio-midi input[type=file]").set_input_files(str(song))
+        expect(page.locator("#midi_audio-midi")).to_contain_text("song.mid")
+        set_slider(page, "midi_audio", "Steps", 2)
+        page.locator("#midi_audio-generate").click()
+        expect(page.locator("#midi_audio-notice")).to_contain_text("Seeds", timeout=90_000)
+        waveform = page.locator("#tab-midi_audio").get_by_test_id("waveform-Audio").locator("audio")
+        expect(waveform).to_have_attribute("src", re.compile("blob:"))
+        duration = waveform.evaluate(
+            """async (a) => { if (a.readyState < 1)
+            await new Promise(r => a.addEventListener('loadedmetadata', r, {once: true})); return a.duration; }"""
+        )
+        assert abs(duration - 5.12) < 0.01, "one 5.12 s part of the file"
+        shot(page, "midi-audio")
+    finally:
+        back_to_the_demo(page)
