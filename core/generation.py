@@ -135,6 +135,8 @@ class GenerationRequest:
                     f"The {label} is {len(text):,} characters; this app takes at most {limits.max_prompt_chars:,} "
                     "(the text encoder reads only its first few hundred tokens). Shorten it."
                 )
+        if not isinstance(self.scheduler, str):
+            raise InvalidRequest("scheduler must be a scheduler's name, e.g. 'default' or 'Euler a'.")
         for param in task.params:  # a spec's other text fields: the same bounds as the prompt's
             if param.kind in ("text", "lines"):
                 text = getattr(self, param.name)

@@ -80,7 +80,16 @@ class MidiAudio(TaskSpec):
     # -- checking a request -----------------------------------------------------------------------------
 
     def check(self, request: GenerationRequest, limits: Limits) -> None:
-        chunks = len(midi_tokens(midi_bytes(request.midi)))
+        midi = midi_bytes(request.midi)
+        # Its length first, from the notes alone: diffusers' MidiProcessor allocates 16,000 frames per second of the
+        # file before anything is cut, and a 42-byte file can hold one note hours long (gigabytes).
+        played = midi_seconds(midi)
+        if played > limits.max_audio_seconds:
+            raise InvalidRequest(
+                f"The MIDI file plays {played:g} s; this app synthesizes at most {limits.max_audio_seconds:g} s per "
+                "run. Cut it shorter."
+            )
+        chunks = len(midi_tokens(midi))
         seconds = chunks * CHUNK_SECONDS
         if seconds > limits.max_audio_seconds:
             raise InvalidRequest(
@@ -179,6 +188,19 @@ def midi_bytes(value: Any) -> bytes:
             raise InvalidRequest(f"The MIDI file is {len(value):,} bytes; this app reads at most {MAX_MIDI_BYTES:,}.")
         return bytes(value)
     raise InvalidRequest(f"midi must be a MIDI file (a path or its bytes), got {type(value).__name__}.")
+
+
+@functools.lru_cache(maxsize=16)
+def midi_seconds(midi: bytes) -> float:
+    """How long the MIDI file plays (its last note's end), read without rendering it."""
+    try:
+        import note_seq
+    except ImportError as e:
+        raise InvalidRequest(f"Reading MIDI needs note_seq ({e}): pip install note_seq.") from None
+    try:
+        return float(note_seq.midi_to_note_sequence(midi).total_time)
+    except Exception as e:  # note_seq's and mido's parse errors: any of them means "not a MIDI file we can read"
+        raise InvalidRequest(f"The file could not be read as MIDI ({type(e).__name__}); upload a .mid file.") from e
 
 
 @functools.lru_cache(maxsize=4)

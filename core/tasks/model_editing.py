@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import diffusers
+import diffusers.pipelines.deprecated.stable_diffusion_variants.pipeline_stable_diffusion_model_editing as editing
 from diffusers import DiffusionPipeline
 
 from core.checkpoints import compat
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
     from core.snippet import Snippet
 
 _KEPT = "_studio_projections"  # on the view: (layer, its to_v, its to_k) as the pool had them
+# What diffusers' edit_model puts before both phrases, besides them alone (its `with_augs` default).
+AUGMENTATIONS = tuple(editing.AUGS_CONST)
+
+
+def _lowered(text: str) -> str:
+    """The phrase as edit_model puts it after an augmentation: a leading "A" lowered."""
+    return "a" + text[1:] if text[:1] == "A" else text
 
 
 class ModelEditing(TaskSpec):
@@ -70,28 +78,34 @@ class ModelEditing(TaskSpec):
                 "mean (destination_prompt, e.g. 'A pack of blue roses')."
             )
 
-    def check_pool(self, pool: Pool, request: GenerationRequest, serving: Serving) -> None:
-        super().check_pool(pool, request, serving)
-        if not request.source_prompt.strip() or not request.destination_prompt.strip():
-            return  # `check` says what is missing
-        # The edit pairs each source token with the same token later in the destination (diffusers' loop runs off
-        # the end, an IndexError, when one is missing): the destination must repeat the source's words in order.
+    def check_options(self, pool: Pool, request: GenerationRequest) -> None:
+        """The phrases as the edit reads them (after validation: they are text of a bounded length). The edit also
+        pairs the phrases with "A photo of ", "An image of " and "A picture of " before them; each pair must fit the
+        text encoder and the destination must repeat the source's words in order (else diffusers' loop indexes past
+        the end: an IndexError, on a GPU a device-side assert)."""
         tokenizer = pool.components["tokenizer"]
-        a, b = (self._tokens(tokenizer, text) for text in (request.source_prompt, request.destination_prompt))
-        if max(len(a), len(b)) > tokenizer.model_max_length:
-            raise InvalidRequest(
-                f"The phrases are {max(len(a), len(b))} tokens; the text encoder reads {tokenizer.model_max_length}. "
-                "Shorten them: a few words each (the edit is about one concept)."
-            )
-        rest = iter(b)
-        specials = set(tokenizer.all_special_ids)
-        missing = [tokenizer.decode([t]) for t in a if not any(t == u for u in rest) and t not in specials][:6]
-        if missing:
-            raise InvalidRequest(
-                f"The destination must keep the source's words in their order and add to them (e.g. 'A pack of "
-                f"roses' → 'A pack of blue roses'); {', '.join(repr(w.strip()) for w in missing)} is not where "
-                "the source has it."
-            )
+        for prefix in ("", *AUGMENTATIONS):
+            source, destination = (prefix + _lowered(text) if prefix else text for text in self._phrases(request))
+            a, b = self._tokens(tokenizer, source), self._tokens(tokenizer, destination)
+            if max(len(a), len(b)) > tokenizer.model_max_length:
+                before = f" with the edit's {prefix.strip()!r} before them" if prefix else ""
+                raise InvalidRequest(
+                    f"The phrases are {max(len(a), len(b))} tokens{before}; the text encoder reads "
+                    f"{tokenizer.model_max_length}. Shorten them: a few words each (the edit is about one concept)."
+                )
+            rest = iter(b)
+            specials = set(tokenizer.all_special_ids)
+            missing = [tokenizer.decode([t]) for t in a if not any(t == u for u in rest) and t not in specials][:6]
+            if missing:
+                raise InvalidRequest(
+                    f"The destination must keep the source's words in their order and add to them (e.g. 'A pack of "
+                    f"roses' → 'A pack of blue roses'); {', '.join(repr(w.strip()) for w in missing)} is not where "
+                    "the source has it."
+                )
+
+    @staticmethod
+    def _phrases(request: GenerationRequest) -> tuple[str, str]:
+        return request.source_prompt, request.destination_prompt
 
     @staticmethod
     def _tokens(tokenizer: Any, text: str) -> list[int]:

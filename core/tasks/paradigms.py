@@ -76,6 +76,15 @@ class Paradigms(TaskSpec):
                 f"{request.parallel * request.num_images} latents per round; this app runs at most "
                 f"{limits.max_frames}. Lower the steps at once or the image count."
             )
+        # A round may move its window on by one step only: at worst `parallel` UNet calls per step. Within the
+        # largest single generation's work, as a compare grid is.
+        work = request.steps * request.parallel * request.num_images * request.width * request.height
+        if work > limits.max_work:
+            raise InvalidRequest(
+                f"At worst {request.steps} steps x {request.parallel} at once x {request.num_images} images at "
+                f"{request.width}x{request.height} is {work / limits.max_work:.1f}x the largest single generation "
+                "this app makes. Lower the steps at once, the steps, the size or the image count."
+            )
 
     def views_over(self, base_class: str, family: str | None) -> dict[str, type]:
         if base_class != "StableDiffusionPipeline":

@@ -71,6 +71,9 @@ def test_a_stopped_parallel_run_keeps_the_studio_serving(studio):
     assert len(again.images) == 1
     with pytest.raises(InvalidRequest, match="a batch of 40 latents per round; this app runs at most 32"):
         studio.generate(GenerationRequest(task="paradigms", prompt="a", steps=4, parallel=10, num_images=4, **SIZE))
+    with pytest.raises(InvalidRequest, match=r"At worst 150 steps x 32 at once x 1 images at 2048x2048 is 4\.0x"):
+        big = dict(width=2048, height=2048)
+        studio.generate(GenerationRequest(task="paradigms", prompt="a", steps=150, parallel=32, **big))
 
 
 def test_cycle_edit_runs_like_the_plain_call_on_ddim(studio, demo_dir, tmp_path, monkeypatch):

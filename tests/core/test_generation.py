@@ -257,6 +257,7 @@ INVALID = [
     (dict(task="inpaint", image=gray(), mask=Image.new("L", (32, 64))), "The mask is 32x64 but the image is 64x64"),
     (dict(task="paint_by_numbers"), "Unknown task 'paint_by_numbers'"),
     (dict(prompt=None), "must be text"),
+    (dict(scheduler=[]), "scheduler must be a scheduler's name"),
 ]
 
 

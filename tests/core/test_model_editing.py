@@ -85,6 +85,17 @@ def test_a_destination_that_drops_the_source_words_is_refused(studio):
     with pytest.raises(InvalidRequest, match="Shorten them"):
         long = "roses " * 80
         studio.generate(GenerationRequest(task="model_editing", source_prompt=long, destination_prompt=long, **BASE))
+    # A destination that fits the encoder alone but not after the edit's "A picture of " (diffusers' loop indexed
+    # past the end: an IndexError; a device-side assert on a GPU).
+    tokenizer = studio.pool.components["tokenizer"]
+    fits = next(d for n in range(200, 0, -1) if len(tokenizer(d := "x" * n + " rose").input_ids) <= 77)
+    assert len(tokenizer("A picture of " + fits).input_ids) > 77
+    state = unet_state(studio)
+    with pytest.raises(InvalidRequest, match="with the edit's 'A photo of' before them"):
+        studio.generate(GenerationRequest(task="model_editing", source_prompt="rose", destination_prompt=fits, **BASE))
+    assert same_unet(studio, state)
+    with pytest.raises(InvalidRequest, match="destination_prompt must be text"):
+        studio.generate(GenerationRequest(task="model_editing", source_prompt="rose", destination_prompt=None, **BASE))
 
 
 def test_bfloat16_edits_in_float32_and_its_snippet_makes_it_again(tmp_path_factory, tmp_path, monkeypatch):

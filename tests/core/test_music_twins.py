@@ -7,10 +7,13 @@ No `from __future__ import annotations` here: diffusers' `from_pipe` matches com
 """
 
 import importlib
+import io
 import runpy
+import time
 import wave
 
 import diffusers
+import mido
 import numpy as np
 import pytest
 import torch
@@ -143,8 +146,25 @@ def test_midi_to_audio_says_what_is_wrong_with_the_file_before_any_work(tmp_path
     with pytest.raises(InvalidRequest, match="could not be read as MIDI"):
         spec.check(GenerationRequest(task="midi_audio", midi=b"MThd not really"), limits)
     long = tmp_path / "long.mid"
-    long.write_bytes(demo_midi((60,) * 44))  # 11 s: three parts of 5.12 s
-    with pytest.raises(InvalidRequest, match=r"plays 15.36 s \(3 parts of 5.12 s\); .* at most 10 s"):
+    long.write_bytes(demo_midi((60,) * 44))  # 11 s
+    with pytest.raises(InvalidRequest, match=r"plays 11 s; .* at most 10 s"):
         spec.check(GenerationRequest(task="midi_audio", midi=str(long)), limits)
+    long.write_bytes(demo_midi((60,) * 36))  # 9 s: two parts of 5.12 s
+    with pytest.raises(InvalidRequest, match=r"plays 10.24 s \(2 parts of 5.12 s\); .* at most 10 s"):
+        spec.check(GenerationRequest(task="midi_audio", midi=str(long)), limits)
+    # A few dozen bytes, one note a hundred hours long: refused from its notes, before anything is rendered (diffusers'
+    # MidiProcessor would allocate 16,000 frames per second of it: tens of gigabytes).
+    hours = mido.MidiFile(ticks_per_beat=1)
+    track = mido.MidiTrack(
+        [mido.MetaMessage("set_tempo", tempo=1_000_000), mido.Message("note_on", note=60, velocity=100),
+         mido.Message("note_off", note=60, velocity=0, time=360_000)]
+    )  # fmt: skip
+    hours.tracks.append(track)
+    tiny = io.BytesIO()
+    hours.save(file=tiny)
+    started = time.perf_counter()
+    with pytest.raises(InvalidRequest, match=r"plays 360000 s; .* at most 10 s"):
+        spec.check(GenerationRequest(task="midi_audio", midi=tiny.getvalue()), limits)
+    assert len(tiny.getvalue()) < 100 and time.perf_counter() - started < 5
     with pytest.raises(InvalidRequest, match="at most 1,000,000"):
         spec.check(GenerationRequest(task="midi_audio", midi=b"\0" * 1_000_001), limits)
