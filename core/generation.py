@@ -99,6 +99,7 @@ class GenerationRequest:
     dual_strength: float = 0.5  # versatile: between the image (0) and the prompt (1) in a dual-guided run
     versatile_mode: str = "text to image"  # versatile: text to image | image variation | dual guided
     midi: str | bytes | None = None  # midi_audio: the MIDI file (the path of an upload, or its bytes)
+    video: Any = None  # video2video: the path of an uploaded clip (its frames, once the run is prepared)
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
     prior_steps: int = 25  # unclip_text2img: the prior's steps (prompt to image embedding)

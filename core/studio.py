@@ -45,9 +45,9 @@ COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
 
 
 def signature_only(pipeline_class: str) -> bool:
-    """Whether only the Pipeline tab (built from the signature) serves a checkpoint of this class."""
-    views = views_over(pipeline_class)
-    return bool(views) and all(get_task(view).kind == "signature" for view in views)
+    """Whether the Pipeline tab (built from the signature) serves a checkpoint of this class: no spec vouches for its
+    own call (a task beside the tab may run over it, as video to video over text to video)."""
+    return any(get_task(view).kind == "signature" for view in views_over(pipeline_class))
 
 
 def _check_pipeline_class(source: str, name: str) -> None:
@@ -605,6 +605,7 @@ class Studio:
             cache_dir=self.options.cache_dir,
             public=self.options.public,
             max_images=self.options.limits.max_images,
+            limits=self.options.limits,
         )
 
     def _pool_for(self, task: Task, request: GenerationRequest, serving: Serving) -> Pool:

@@ -132,8 +132,9 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             labels = [TASKS[name].tab_label or TASKS[name].label for name in off]
             tabs_now = (gr.Tab(interactive=name not in off) for name in (*own_tabs, *auto_tabs))
             served = [name for name in TASKS if name in info["tasks"]]
-            own_first = no_auto and info.get("signature") is None and served
-            selected = gr.Tabs(selected=served[0]) if own_first else gr.update()
+            if info.get("signature") is not None:  # the Pipeline tab first: the checkpoint's own call
+                served = sorted(served, key=lambda name: TASKS[name].kind != "signature")
+            selected = gr.Tabs(selected=served[0]) if no_auto and served else gr.update()
             return (*updates, *tabs_now, "|".join(labels), selected)
 
         family_outputs = (

@@ -239,7 +239,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
 
 
 NO_MESH_YET = Path(__file__).resolve().parent.parent / "assets" / "no-mesh-yet.glb"
-OWN_KINDS = ("slider", "choice", "text", "lines", "check", "midi")  # the task's own controls, laid out in rows
+OWN_KINDS = ("slider", "choice", "text", "lines", "check", "midi", "video")  # the task's own controls, laid out in rows
 ABOVE_PROMPT = "above-prompt"  # a Param's row that puts it above the prompt
 
 
@@ -258,6 +258,8 @@ def _own_controls(params: list[Param], c: dict[str, Any], slider: Any, tab: Task
                 if p.kind in ("text", "lines"):  # a line, or several (one sentence per line)
                     lines = 1 if p.kind == "text" else 3
                     c[p.name] = gr.Textbox(value=p.default, label=p.label, info=p.info, lines=lines, elem_id=elem_id)
+                elif p.kind == "video":  # a path: its frames are read (and checked) when the run is prepared
+                    c[p.name] = gr.Video(label=p.label, sources=["upload"], elem_id=elem_id, height=240)
                 elif p.kind == "midi":
                     c[p.name] = gr.File(label=p.label, file_types=[".mid", ".midi"], type="filepath", elem_id=elem_id)
                 elif p.kind == "check":

@@ -69,7 +69,7 @@ def views_over(base_class: str) -> dict[str, type]:
     for task in TASKS.values():
         if task.kind != "signature":
             views.update(task.views_over(base_class, family))
-    if not views:  # no spec of its own: the tab built from the pipeline's signature
+    if all(TASKS[name].beside_signature_tab for name in views):  # no spec of its own: the signature's tab
         for task in TASKS.values():
             if task.kind == "signature":
                 views.update(task.views_over(base_class, family))

@@ -83,6 +83,7 @@ class Serving:
     cache_dir: Path | None = None  # where the offline twins live (the snippet names their folders)
     public: bool = False  # a public server: what a visitor may pass is narrower
     max_images: int = 8  # the limit on images per run (Limits.max_images)
+    limits: Limits | None = None  # all of them, for inputs read only when the run is prepared (a video's frames)
 
 
 class TaskSpec:
@@ -105,6 +106,9 @@ class TaskSpec:
     description: ClassVar[str] = ""  # what the endpoint does, for the API page
     note: ClassVar[str] = ""  # a line above the tab's controls (Markdown)
     companion_note: ClassVar[str] = ""  # what its companion checkpoint is, beside the box that loads it
+    # A task over a checkpoint whose own call the Pipeline tab serves (video to video over text to video): the
+    # Pipeline tab stays beside it.
+    beside_signature_tab: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = ()  # the endpoint's inputs, in order
     groups: ClassVar[Mapping[str, Group]] = {}
     outputs: ClassVar[tuple[Output, ...]] = ()

@@ -29,7 +29,7 @@ class Param:
     shows it, and its defaults. The page's tab and the endpoint are built from these (ui.task_tab).
 
     `kind` says which control: `prompt` and `negative` (text boxes), `text` (a line of text), `lines` (text of
-    several lines), `midi` (a MIDI file upload), `check` (a
+    several lines), `midi` (a MIDI file upload), `video` (a video upload), `check` (a
     checkbox), `image`, `mask` (painted over the image in the page, a file in the API), `control` (an image with
     its preprocessor's map beside it), `boxes` (drawn on a canvas in the page, one colour each; text in the API),
     `slider`, `choice` (radio buttons), `seed`, `count` (images per run),
