@@ -83,7 +83,7 @@ class Serving:
     cache_dir: Path | None = None  # where the offline twins live (the snippet names their folders)
     public: bool = False  # a public server: what a visitor may pass is narrower
     max_images: int = 8  # the limit on images per run (Limits.max_images)
-    limits: Limits | None = None  # all of them, for inputs read only when the run is prepared (a video's frames)
+    limits: Limits | None = None  # the studio's, for inputs read only when the run is prepared (a video's frames)
 
 
 class TaskSpec:

@@ -133,9 +133,7 @@ class VideoToVideo(TaskSpec):
 
     def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """The clip's frames read (checked first), for the run, its info and its snippet."""
-        from core.generation import Limits
-
-        frames, fps = video_frames(request.video, serving.limits or Limits())
+        frames, fps = video_frames(request.video, serving.limits)
         return dataclasses.replace(request, video=Clip(frames, fps), num_images=1)
 
     def progress_bars(self, request: GenerationRequest) -> int:

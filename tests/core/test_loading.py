@@ -51,8 +51,8 @@ def test_load_reports_what_was_loaded(studio):
     assert info["pipeline"] == "StableDiffusionPipeline"
     assert info["variant"] == "default" and info["dtype"] == "float32" and info["device"] == "cpu"
     assert info["tasks"] == [
-        "text2img", "img2img", "inpaint", "controlnet", "safe_text2img", "attend_excite", "semantic", "panorama",
-        "diffedit", "animate",
+        "text2img", "img2img", "inpaint", "controlnet", "safe_text2img", "paradigms", "attend_excite", "semantic",
+        "panorama", "diffedit", "cycle", "pix2pix_zero", "model_editing", "animate", "video_zero",
     ]  # fmt: skip
     assert info["task_pipelines"]["inpaint"] == "StableDiffusionInpaintPipeline"
     assert info["is_demo"] is True and info["load_seconds"] > 0

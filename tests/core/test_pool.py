@@ -63,7 +63,8 @@ def test_pool_and_naive_bytes(studio):
     checker = next(row["bytes"] for row in pool.component_rows() if row["name"] == "safety_checker")
     views = [
         "text2img", "img2img", "inpaint", "sag", "pag", "controlnet", "controlnet_img2img", "controlnet_inpaint",
-        "t2i_adapter", "controlnet_xs", "safe_text2img", "attend_excite", "semantic", "panorama", "diffedit", "animate",
+        "t2i_adapter", "controlnet_xs", "safe_text2img", "paradigms", "attend_excite", "semantic", "panorama",
+        "diffedit", "cycle", "pix2pix_zero", "model_editing", "animate", "video_zero",
     ]  # fmt: skip
     assert pool.naive_bytes() == (len(views) - 1) * one_pipeline + (one_pipeline - checker)
     unet = next(row for row in pool.component_rows() if row["name"] == "unet")
