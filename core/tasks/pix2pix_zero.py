@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from core.snippet import Snippet
 
 MAX_SENTENCES = 64  # per concept: each is a text-encoder pass before the run
+UNET_CALLS_PER_STEP = 5  # its first pass 1, its guided pass 2 forward and a backward (about 2); inversion 1 more
 _KEPT = "_studio_requires_grad"  # on the view: the shared UNet's requires_grad flags before the run
 
 
@@ -124,14 +125,27 @@ class Pix2PixZero(TaskSpec):
         if not request.prompt.strip():
             raise InvalidRequest("Pix2Pix Zero needs a prompt: what the image shows (or, without one, what to draw).")
         picture = request.image
-        if picture is None:
-            return
-        if not isinstance(picture, Image.Image):
-            raise InvalidRequest("The input image could not be read as an image; upload a PNG, JPEG or WebP.")
-        width, height = picture.size
-        if width * height > limits.max_image_pixels:
-            raise InvalidRequest(f"The input image is {width}x{height}, larger than this app accepts; resize it.")
-        self.check_input_size(request, limits)
+        if picture is not None:
+            if not isinstance(picture, Image.Image):
+                raise InvalidRequest("The input image could not be read as an image; upload a PNG, JPEG or WebP.")
+            width, height = picture.size
+            if width * height > limits.max_image_pixels:
+                raise InvalidRequest(f"The input image is {width}x{height}, larger than this app accepts; resize it.")
+            self.check_input_size(request, limits)
+        self._check_work(request, limits)
+
+    def _check_work(self, request: GenerationRequest, limits: Limits) -> None:
+        # Per step: the first pass's UNet call, the guided pass's two and the gradient through one (about two
+        # more), and with an image the inversion's. Within the largest single generation's work, as a grid is.
+        calls = UNET_CALLS_PER_STEP + (request.image is not None)
+        width, height = request.image.size if request.image is not None else (request.width, request.height)
+        work = calls * request.steps * width * height
+        if work > limits.max_work:
+            raise InvalidRequest(
+                f"Pix2Pix Zero does about {calls} UNet passes per step: {request.steps} steps at "
+                f"{width}x{height} is {work / limits.max_work:.1f}x the largest single generation "
+                "this app makes. Lower the steps or the size."
+            )
 
     def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """DDIM whatever was asked: the inversion is DDIM's inverse, and the edit must walk back the same way."""

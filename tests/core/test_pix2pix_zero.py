@@ -4,6 +4,7 @@ same image; progress climbs once over its passes; the shared UNet's gradients ar
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import threading
 
@@ -13,8 +14,9 @@ import torch
 from PIL import Image
 
 from core.errors import InvalidRequest
-from core.generation import GenerationRequest
+from core.generation import GenerationRequest, Limits
 from core.studio import Studio, StudioOptions
+from core.tasks.pix2pix_zero import Pix2PixZero
 
 BASE = dict(prompt="a cat", steps=4, width=64, height=64, seed=3)
 CAT_TO_DOG = dict(source_concept="a cat\na photo of a cat", target_concept="a dog\na photo of a dog")
@@ -98,4 +100,13 @@ def test_both_concepts_are_needed(studio):
     with pytest.raises(InvalidRequest, match="at most 64 sentences"):
         many = "\n".join(["a cat"] * 65)
         studio.generate(GenerationRequest(task="pix2pix_zero", source_concept=many, target_concept="a dog", **BASE))
+    public = dict(max_steps=50, max_side=1024, max_images=4)  # spaces_config.yaml's public limits
+    with pytest.raises(InvalidRequest, match=r"about 6 UNet passes per step: 50 steps at 1024x1024 is 1\.5x"):
+        picture = Image.new("RGB", (1024, 1024))  # its size is the run's
+        big = GenerationRequest(task="pix2pix_zero", image=picture, **CAT_TO_DOG, prompt="a cat", steps=50)
+        Pix2PixZero().check(big, Limits(**public))
+    text_only = GenerationRequest(task="pix2pix_zero", **CAT_TO_DOG, prompt="a cat", steps=50, width=1024, height=1024)
+    with pytest.raises(InvalidRequest, match=r"about 5 UNet passes per step: 50 steps at 1024x1024 is 1\.2x"):
+        Pix2PixZero().check(text_only, Limits(**public))
+    Pix2PixZero().check(dataclasses.replace(text_only, width=768, height=768), Limits(**public))
     assert torch.is_grad_enabled()
