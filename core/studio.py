@@ -36,7 +36,7 @@ from core.outputs import OutputStore
 from core.pool import Pool
 from core.runs import StepCallback
 from core.settings import StudioOptions  # where the options live; here too for the engine's callers
-from core.tasks import COMPANION_PIPELINES, Serving, Task, family_of, get_task, views_over
+from core.tasks import COMPANION_PIPELINES, TASKS, Serving, Task, family_of, get_task, views_over
 
 logger = logging.getLogger(__name__)
 # Companions that are modules joining the main pool rather than checkpoints of their own.
@@ -47,7 +47,7 @@ COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
 def signature_only(pipeline_class: str) -> bool:
     """Whether the Pipeline tab (built from the signature) serves a checkpoint of this class: no spec vouches for its
     own call (a task beside the tab may run over it, as video to video over text to video)."""
-    return any(get_task(view).kind == "signature" for view in views_over(pipeline_class))
+    return any(view in TASKS and TASKS[view].kind == "signature" for view in views_over(pipeline_class))
 
 
 def _check_pipeline_class(source: str, name: str) -> None:

@@ -69,7 +69,8 @@ def views_over(base_class: str) -> dict[str, type]:
     for task in TASKS.values():
         if task.kind != "signature":
             views.update(task.views_over(base_class, family))
-    if all(TASKS[name].beside_signature_tab for name in views):  # no spec of its own: the signature's tab
+    # No spec serves the class's own call (views of option names, e.g. "sag", are never beside it): its signature's
+    if all(name in TASKS and TASKS[name].beside_signature_tab for name in views):
         for task in TASKS.values():
             if task.kind == "signature":
                 views.update(task.views_over(base_class, family))
