@@ -98,7 +98,7 @@ class GenerationRequest:
     target_subject: str = ""  # blip_diffusion: what to draw in its likeness (e.g. dog)
     dual_strength: float = 0.5  # versatile: between the image (0) and the prompt (1) in a dual-guided run
     versatile_mode: str = "text to image"  # versatile: text to image | image variation | dual guided
-    midi: str | bytes | None = None  # midi_audio: the MIDI file (the path of an upload, or its bytes)
+    midi: Any = None  # midi_audio: the MIDI file (the path of an upload, or its bytes; its tokens once prepared)
     video: Any = None  # video2video: the path of an uploaded clip (its frames, once the run is prepared)
     example_image: Image.Image | None = None  # paint_by_example: what to paint into the mask
     unclip_noise_level: int = 0  # unclip, unclip_text2img: noise added to the image embedding
@@ -158,7 +158,7 @@ class GenerationRequest:
         check_int("seed", self.seed)
         if not (self.seed == -1 or 0 <= self.seed <= MAX_SEED - self.num_images):
             raise InvalidRequest(f"seed must be -1 (random) or between 0 and {MAX_SEED - self.num_images}.")
-        if task.needs_image:
+        if task.needs_image or (self.image is not None and task.takes_image):  # an optional one too
             self._check_images(task, limits)
         if self.ip_adapter_image is not None:
             if not isinstance(self.ip_adapter_image, Image.Image):

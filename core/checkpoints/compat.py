@@ -58,6 +58,120 @@ def _seeded_image_to_audio(mel: Any) -> Any:
     return image_to_audio
 
 
+# What `_mend_blip` does, for the snippet (diffusers and torch alone).
+_BLIP_LINES = """\
+# diffusers 0.42's BLIP Diffusion modules call transformers 4's APIs; under transformers 5 they are mended so:
+def _invert_attention_mask(mask):  # a helper transformers 5 removed
+    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
+    return (1.0 - mask.to(pipe.qformer.dtype)) * torch.finfo(pipe.qformer.dtype).min
+pipe.qformer.invert_attention_mask = _invert_attention_mask
+pipe.qformer.get_head_mask = lambda head_mask, layers: [None] * layers  # removed too; the pipeline passes none
+def _attention_as_before(attention):  # transformers 4's arguments and return value
+    forward = type(attention).forward.__get__(attention)
+    def call(hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
+             encoder_attention_mask=None, past_key_value=None, output_attentions=False):
+        return forward(hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask), None
+    return call
+for layer in pipe.qformer.encoder.layer:
+    layer.attention.forward = _attention_as_before(layer.attention)
+    if layer.has_cross_attention:
+        layer.crossattention.forward = _attention_as_before(layer.crossattention)
+_encoder = pipe.text_encoder.text_model.encoder
+_encode = type(_encoder).forward.__get__(_encoder)
+def _causal_encode(inputs_embeds, attention_mask=None, causal_attention_mask=None, **kwargs):
+    # transformers 5's CLIP encoder takes no causal mask and silently drops it: fold it into the attention mask
+    mask = causal_attention_mask if attention_mask is None else causal_attention_mask + attention_mask
+    return _encode(inputs_embeds, attention_mask=mask)
+_encoder.forward = _causal_encode"""
+
+
+def _invert_attention_mask(module: torch.nn.Module) -> Any:
+    def invert(mask: torch.Tensor) -> torch.Tensor:
+        mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
+        return (1.0 - mask.to(module.dtype)) * torch.finfo(module.dtype).min
+
+    return invert
+
+
+def _attention_as_before(attention: torch.nn.Module) -> Any:
+    # The class's own forward, not the attribute: mending twice must not wrap the wrapper.
+    forward = type(attention).forward.__get__(attention)
+
+    def call(
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        head_mask: Any = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_value: Any = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, None]:
+        return forward(hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask), None
+
+    return call
+
+
+def _causal_encode(encoder: torch.nn.Module) -> Any:
+    encode = type(encoder).forward.__get__(encoder)
+
+    def call(inputs_embeds: torch.Tensor, attention_mask: Any = None, causal_attention_mask: Any = None, **_: Any):
+        mask = causal_attention_mask if attention_mask is None else causal_attention_mask + attention_mask
+        return encode(inputs_embeds, attention_mask=mask)
+
+    return call
+
+
+def _mend_blip(pipe: Any) -> None:
+    """Mend the modules of a BLIP Diffusion pipeline (shared by its views) for transformers 5, as _BLIP_LINES does.
+
+    Measured against the same twin under transformers 4.49: the mended run is bit-identical. Unmended:
+    - the Q-Former calls `invert_attention_mask` and `get_head_mask`, which transformers 5 removed (AttributeError);
+    - it calls transformers' `Blip2QFormerAttention` with transformers 4's positional arguments (its head mask lands
+      where the encoder's states now go) and reads a tuple where a tensor now comes back (IndexError);
+    - the text encoder hands `CLIPEncoder` a causal mask it no longer takes: dropped silently, the prompt is read
+      with attention both ways, unlike the trained model.
+    """
+    qformer = pipe.qformer
+    qformer.invert_attention_mask = _invert_attention_mask(qformer)
+    qformer.get_head_mask = lambda head_mask, layers: [None] * layers
+    for layer in qformer.encoder.layer:
+        layer.attention.forward = _attention_as_before(layer.attention)
+        if layer.has_cross_attention:
+            layer.crossattention.forward = _attention_as_before(layer.crossattention)
+    encoder = pipe.text_encoder.text_model.encoder
+    encoder.forward = _causal_encode(encoder)
+
+
+# transformers 5 dropped `ModuleUtilsMixin.get_extended_attention_mask`, which diffusers 0.42's note and context
+# encoders call ("'SpectrogramNotesEncoder' object has no attribute 'get_extended_attention_mask'"): the pipeline
+# fails on its first chunk. Each encoder gets transformers 4's additive mask for a 2D padding mask back.
+_ENCODERS = ("notes_encoder", "continuous_encoder")
+_SPECTROGRAM_LINES = """\
+def _additive_mask(encoder):  # transformers 5 dropped get_extended_attention_mask, which both encoders call
+    def mask(attention_mask, input_shape, device=None, dtype=None):
+        dtype = dtype or encoder.dtype
+        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+    return mask
+for encoder in (pipe.notes_encoder, pipe.continuous_encoder):
+    encoder.get_extended_attention_mask = _additive_mask(encoder)"""
+
+
+def _mend_spectrogram(pipe: Any) -> None:
+    """The note and context encoders get the attention mask transformers 5 no longer makes (_SPECTROGRAM_LINES)."""
+    for name in _ENCODERS:
+        encoder = getattr(pipe, name, None)
+        if encoder is not None and not hasattr(encoder, "get_extended_attention_mask"):
+            encoder.get_extended_attention_mask = _additive_mask(encoder)
+
+
+def _additive_mask(encoder: torch.nn.Module) -> Any:
+    def mask(attention_mask: torch.Tensor, input_shape: Any, device: Any = None, dtype: Any = None) -> torch.Tensor:
+        dtype = dtype or encoder.dtype
+        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+    return mask
+
+
 def mend(pipeline: Any) -> None:
     """Mend `pipeline`'s modules where the pinned libraries broke it (once: the modules are shared by its views)."""
     name = type(pipeline).__name__
@@ -65,6 +179,10 @@ def mend(pipeline: Any) -> None:
         encoder = pipeline.text_encoder
         if not getattr(encoder.get_text_features, "mended", False):
             encoder.get_text_features = _tensor_features(encoder.get_text_features)
+    if name == "BlipDiffusionPipeline":
+        _mend_blip(pipeline)
+    if name == "SpectrogramDiffusionPipeline":
+        _mend_spectrogram(pipeline)
     mel = getattr(pipeline, "mel", None) if name == "AudioDiffusionPipeline" else None
     if mel is not None and not getattr(mel.image_to_audio, "mended", False):
         pipeline.mel.image_to_audio = _seeded_image_to_audio(pipeline.mel)
@@ -72,7 +190,12 @@ def mend(pipeline: Any) -> None:
 
 def snippet_lines(pipeline_class: str) -> list[str]:
     """The lines that mend a freshly loaded `pipe` of `pipeline_class` in a script, as `mend` does."""
-    lines = {"MusicLDMPipeline": _CLAP_FEATURES, "AudioDiffusionPipeline": _SEEDED_PHASES}.get(pipeline_class, "")
+    lines = {
+        "MusicLDMPipeline": _CLAP_FEATURES,
+        "AudioDiffusionPipeline": _SEEDED_PHASES,
+        "BlipDiffusionPipeline": _BLIP_LINES,
+        "SpectrogramDiffusionPipeline": _SPECTROGRAM_LINES,
+    }.get(pipeline_class, "")
     return lines.splitlines()
 
 

@@ -130,8 +130,13 @@ class TaskSpec:
         return any(p.name == name for p in self.params)
 
     @property
-    def needs_image(self) -> bool:
+    def takes_image(self) -> bool:
+        """An input image, required or optional (checked alike when given)."""
         return self._takes("image")
+
+    @property
+    def needs_image(self) -> bool:
+        return self.takes_image
 
     @property
     def needs_mask(self) -> bool:

@@ -38,89 +38,6 @@ if TYPE_CHECKING:
     from core.pool import Pool
     from core.snippet import Snippet
 
-# What `mend` does, for the snippet (diffusers and torch alone).
-MEND_LINES = """\
-# diffusers 0.42's BLIP Diffusion modules call transformers 4's APIs; under transformers 5 they are mended so:
-def _invert_attention_mask(mask):  # a helper transformers 5 removed
-    mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
-    return (1.0 - mask.to(pipe.qformer.dtype)) * torch.finfo(pipe.qformer.dtype).min
-pipe.qformer.invert_attention_mask = _invert_attention_mask
-pipe.qformer.get_head_mask = lambda head_mask, layers: [None] * layers  # removed too; the pipeline passes none
-def _attention_as_before(attention):  # transformers 4's arguments and return value
-    forward = type(attention).forward.__get__(attention)
-    def call(hidden_states, attention_mask=None, head_mask=None, encoder_hidden_states=None,
-             encoder_attention_mask=None, past_key_value=None, output_attentions=False):
-        return forward(hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask), None
-    return call
-for layer in pipe.qformer.encoder.layer:
-    layer.attention.forward = _attention_as_before(layer.attention)
-    if layer.has_cross_attention:
-        layer.crossattention.forward = _attention_as_before(layer.crossattention)
-_encoder = pipe.text_encoder.text_model.encoder
-_encode = type(_encoder).forward.__get__(_encoder)
-def _causal_encode(inputs_embeds, attention_mask=None, causal_attention_mask=None, **kwargs):
-    # transformers 5's CLIP encoder takes no causal mask and silently drops it: fold it into the attention mask
-    mask = causal_attention_mask if attention_mask is None else causal_attention_mask + attention_mask
-    return _encode(inputs_embeds, attention_mask=mask)
-_encoder.forward = _causal_encode"""
-
-
-def _invert_attention_mask(module: torch.nn.Module) -> Any:
-    def invert(mask: torch.Tensor) -> torch.Tensor:
-        mask = mask[:, None, None, :] if mask.dim() == 2 else mask[:, None, :, :]
-        return (1.0 - mask.to(module.dtype)) * torch.finfo(module.dtype).min
-
-    return invert
-
-
-def _attention_as_before(attention: torch.nn.Module) -> Any:
-    # The class's own forward, not the attribute: mending twice must not wrap the wrapper.
-    forward = type(attention).forward.__get__(attention)
-
-    def call(
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        head_mask: Any = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        past_key_value: Any = None,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, None]:
-        return forward(hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask), None
-
-    return call
-
-
-def _causal_encode(encoder: torch.nn.Module) -> Any:
-    encode = type(encoder).forward.__get__(encoder)
-
-    def call(inputs_embeds: torch.Tensor, attention_mask: Any = None, causal_attention_mask: Any = None, **_: Any):
-        mask = causal_attention_mask if attention_mask is None else causal_attention_mask + attention_mask
-        return encode(inputs_embeds, attention_mask=mask)
-
-    return call
-
-
-def mend(pipe: DiffusionPipeline) -> None:
-    """Mend the modules of a BLIP Diffusion pipeline (shared by its views) for transformers 5, as MEND_LINES does.
-
-    Measured against the same twin under transformers 4.49: the mended run is bit-identical. Unmended:
-    - the Q-Former calls `invert_attention_mask` and `get_head_mask`, which transformers 5 removed (AttributeError);
-    - it calls transformers' `Blip2QFormerAttention` with transformers 4's positional arguments (its head mask lands
-      where the encoder's states now go) and reads a tuple where a tensor now comes back (IndexError);
-    - the text encoder hands `CLIPEncoder` a causal mask it no longer takes: dropped silently, the prompt is read
-      with attention both ways, unlike the trained model.
-    """
-    qformer = pipe.qformer
-    qformer.invert_attention_mask = _invert_attention_mask(qformer)
-    qformer.get_head_mask = lambda head_mask, layers: [None] * layers
-    for layer in qformer.encoder.layer:
-        layer.attention.forward = _attention_as_before(layer.attention)
-        if layer.has_cross_attention:
-            layer.crossattention.forward = _attention_as_before(layer.crossattention)
-    encoder = pipe.text_encoder.text_model.encoder
-    encoder.forward = _causal_encode(encoder)
-
 
 @functools.lru_cache
 def draws_unseeded_noise(class_name: str, overrides: tuple[tuple[str, Any], ...] = ()) -> bool:
@@ -213,12 +130,6 @@ class BlipDiffusion(TaskSpec):
                 f"{positions - 2}. Name the subject's category in a word or two (e.g. dog)."
             )
 
-    def view(
-        self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
-    ) -> DiffusionPipeline:
-        mend(pool.base)  # its modules are the views' modules
-        return super().view(pool, request, scheduler, run_checker, serving)
-
     def arguments(self, request: GenerationRequest, pipe: DiffusionPipeline, args: dict[str, Any]) -> dict[str, Any]:
         # Its batch is its prompts' list (no count argument): one prompt and subject pair per image, each image
         # with its own generator; the reference image is read once for all.
@@ -238,7 +149,6 @@ class BlipDiffusion(TaskSpec):
     def add_to_snippet(
         self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
     ) -> None:
-        snippet.after_load += MEND_LINES.splitlines()
         snippet.input_files["reference_image"] = "input.png"
         snippet.input_notes["reference_image"] = "the subject's picture you gave the app"
 

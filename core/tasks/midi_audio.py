@@ -36,19 +36,6 @@ MIDI = Param(
     info="a .mid file; each 5.12 s of it is one run of the steps below",
 )  # fmt: skip
 
-# transformers 5 dropped `ModuleUtilsMixin.get_extended_attention_mask`, which diffusers 0.42's note and context
-# encoders call ("'SpectrogramNotesEncoder' object has no attribute 'get_extended_attention_mask'"): the pipeline
-# fails on its first chunk. Each encoder gets transformers 4's additive mask for a 2D padding mask back.
-_ENCODERS = ("notes_encoder", "continuous_encoder")
-_MASK_LINES = """\
-def _additive_mask(encoder):  # transformers 5 dropped get_extended_attention_mask, which both encoders call
-    def mask(attention_mask, input_shape, device=None, dtype=None):
-        dtype = dtype or encoder.dtype
-        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-    return mask
-for encoder in (pipe.notes_encoder, pipe.continuous_encoder):
-    encoder.get_extended_attention_mask = _additive_mask(encoder)"""
-
 
 class MidiAudio(TaskSpec):
     name, label, kind, order = "midi_audio", "MIDI to audio", "feature", 95
@@ -98,27 +85,27 @@ class MidiAudio(TaskSpec):
             )
 
     def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
-        """The checkpoint's own scheduler whatever was asked (see `fixed`)."""
-        return dataclasses.replace(request, scheduler="default")
+        """The checkpoint's own scheduler whatever was asked (see `fixed`); the file read once, as its tokens, for
+        the run, its progress and its info."""
+        return dataclasses.replace(request, scheduler="default", midi=midi_tokens(midi_bytes(request.midi)))
 
     # -- the run ----------------------------------------------------------------------------------------
 
     def view(
         self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving
     ) -> DiffusionPipeline:
-        mend_encoders(pool.base)  # the pool's modules, once: every view shares them
         return pool.view_as(self.name, scheduler=scheduler)
 
     def progress_bars(self, request: GenerationRequest) -> int:
         """One bar over the steps per 5.12 s: its `callback(i, mel)` is called per part, not per step (and with
         two arguments, where the run's legacy callback takes three)."""
-        return len(midi_tokens(midi_bytes(request.midi)))
+        return len(request.midi)
 
     def call_arguments(
         self, request: GenerationRequest, pipe: DiffusionPipeline, seeds: list[int], multiple: int = 8
     ) -> dict[str, Any]:
         return {
-            "input_tokens": [list(chunk) for chunk in midi_tokens(midi_bytes(request.midi))],
+            "input_tokens": [list(chunk) for chunk in request.midi],
             "num_inference_steps": request.steps,
             "generator": torch.Generator("cpu").manual_seed(seeds[0]),
         }
@@ -136,7 +123,7 @@ class MidiAudio(TaskSpec):
     # -- describing a run -------------------------------------------------------------------------------
 
     def info_fields(self, request: GenerationRequest, serving: Serving) -> dict[str, Any]:
-        chunks = len(midi_tokens(midi_bytes(request.midi)))
+        chunks = len(request.midi)
         # No picture, no size; the pipeline takes no guidance.
         return {"output": "audio", "width": None, "height": None, "guidance_scale": None,
                 "audio_seconds": chunks * CHUNK_SECONDS}  # fmt: skip
@@ -144,30 +131,13 @@ class MidiAudio(TaskSpec):
     def add_to_snippet(
         self, snippet: Snippet, request: GenerationRequest, seeds: list[int], serving: Serving, load: dict[str, Any]
     ) -> None:
-        """The script reads the MIDI file itself (its tokens are thousands of numbers), and mends the encoders."""
-        snippet.after_load += _MASK_LINES.splitlines()
+        """The script reads the MIDI file itself (its tokens are thousands of numbers)."""
         snippet.after_load += [
             "from diffusers.pipelines.deprecated.spectrogram_diffusion import MidiProcessor  # needs note_seq",
             "",
             f"input_tokens = MidiProcessor()({MIDI_FILE!r})  # the MIDI file you gave the app",
         ]
         snippet.call_arguments["input_tokens"] = Code("input_tokens")
-
-
-def mend_encoders(pipe: DiffusionPipeline) -> None:
-    """Give `pipe`'s note and context encoders the attention mask transformers 5 no longer makes (see _MASK_LINES)."""
-    for name in _ENCODERS:
-        encoder = getattr(pipe, name, None)
-        if encoder is not None and not hasattr(encoder, "get_extended_attention_mask"):
-            encoder.get_extended_attention_mask = _additive_mask(encoder)
-
-
-def _additive_mask(encoder: torch.nn.Module) -> Any:
-    def mask(attention_mask: torch.Tensor, input_shape: Any, device: Any = None, dtype: Any = None) -> torch.Tensor:
-        dtype = dtype or encoder.dtype
-        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-    return mask
 
 
 def midi_bytes(value: Any) -> bytes:

@@ -124,21 +124,14 @@ class Pix2PixZero(TaskSpec):
             raise InvalidRequest(f"Give at most {MAX_SENTENCES} sentences per concept.")
         if not request.prompt.strip():
             raise InvalidRequest("Pix2Pix Zero needs a prompt: what the image shows (or, without one, what to draw).")
-        picture = request.image
-        if picture is not None:
-            if not isinstance(picture, Image.Image):
-                raise InvalidRequest("The input image could not be read as an image; upload a PNG, JPEG or WebP.")
-            width, height = picture.size
-            if width * height > limits.max_image_pixels:
-                raise InvalidRequest(f"The input image is {width}x{height}, larger than this app accepts; resize it.")
-            self.check_input_size(request, limits)
         self._check_work(request, limits)
 
     def _check_work(self, request: GenerationRequest, limits: Limits) -> None:
         # Per step: the first pass's UNet call, the guided pass's two and the gradient through one (about two
         # more), and with an image the inversion's. Within the largest single generation's work, as a grid is.
-        calls = UNET_CALLS_PER_STEP + (request.image is not None)
-        width, height = request.image.size if request.image is not None else (request.width, request.height)
+        picture = request.image if isinstance(request.image, Image.Image) else None  # checked after this
+        calls = UNET_CALLS_PER_STEP + (picture is not None)
+        width, height = picture.size if picture is not None else (request.width, request.height)
         work = calls * request.steps * width * height
         if work > limits.max_work:
             raise InvalidRequest(

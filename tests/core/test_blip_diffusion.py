@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from core.checkpoints.compat import mend
 from core.demo.companions import companion_path
 from core.errors import InvalidRequest
 from core.generation import GenerationRequest
 from core.studio import Studio, StudioOptions
-from core.tasks.blip_diffusion import mend
 
 PICTURE = Image.new("RGB", (64, 64), (120, 40, 200))
 PICTURE.paste((250, 220, 30), (16, 16, 48, 48))

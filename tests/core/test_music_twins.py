@@ -46,9 +46,7 @@ def plain(kind: str, cls: type, monkeypatch):
         monkeypatch.setattr(diffusers.pipelines, library, importlib.import_module(module), raising=False)
     pipe = cls.from_pretrained(companion_path(kind), torch_dtype=torch.float32, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
-    if kind == "spectrogram_diffusion":
-        midi_audio.mend_encoders(pipe)  # transformers 5: the snippet carries the same lines
-    compat.mend(pipe)  # Audio Diffusion: Griffin-Lim from seeded phases, as in the studio and the snippet
+    compat.mend(pipe)  # as the studio and the snippet do (transformers 5; Griffin-Lim's phases)
     return pipe
 
 

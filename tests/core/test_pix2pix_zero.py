@@ -100,6 +100,10 @@ def test_both_concepts_are_needed(studio):
     with pytest.raises(InvalidRequest, match="at most 64 sentences"):
         many = "\n".join(["a cat"] * 65)
         studio.generate(GenerationRequest(task="pix2pix_zero", source_concept=many, target_concept="a dog", **BASE))
+    with pytest.raises(InvalidRequest, match="could not be read as an image"):  # an optional image, checked alike
+        studio.generate(GenerationRequest(task="pix2pix_zero", image="/etc/passwd", **CAT_TO_DOG, **BASE))
+    with pytest.raises(InvalidRequest, match="it must be at least 64 px on each side"):
+        studio.generate(GenerationRequest(task="pix2pix_zero", image=Image.new("RGB", (8, 8)), **CAT_TO_DOG, **BASE))
     public = dict(max_steps=50, max_side=1024, max_images=4)  # spaces_config.yaml's public limits
     with pytest.raises(InvalidRequest, match=r"about 6 UNet passes per step: 50 steps at 1024x1024 is 1\.5x"):
         picture = Image.new("RGB", (1024, 1024))  # its size is the run's
