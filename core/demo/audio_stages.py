@@ -9,52 +9,15 @@ downloads.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
+
+from core.demo.tokenizers import roberta_tokenizer, t5_tokenizer
 
 AUDIO_STAGES = {
     "musicldm": "text to music (AudioLDM's latents with a CLAP text-audio encoder), like ucsd-reach/musicldm",
     "audioldm2": "text to audio (CLAP and T5 encoders, a GPT-2 that writes the UNet's conditioning), like "
     "cvssp/audioldm2",
 }
-# Words the twins' RoBERTa tokenizer has merges for (a word start is `Ġ`, as in RoBERTa's vocabulary): any other
-# text falls back to its bytes, as the real tokenizer's does for words it has no merges for.
-_WORDS = ("a", "the", "of", "and", "on", "in", "with", "rain", "roof", "dog", "music", "piano", "drum", "beat", "jazz")
-
-
-def roberta_tokenizer():
-    """A RoBERTa byte-level BPE tokenizer: the 256 byte symbols, merges that spell a few words whole, and RoBERTa's
-    special tokens at RoBERTa's ids (<s> 0, <pad> 1, </s> 2, <unk> 3, <mask> last); a prompt reads `<s> … </s>`.
-    CLAP's text encoder is a RoBERTa model and reads its ids."""
-    from transformers import RobertaTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    vocab = {token: i for i, token in enumerate(["<s>", "<pad>", "</s>", "<unk>"])}
-    for symbol in bytes_to_unicode().values():
-        vocab[symbol] = len(vocab)
-    merges: list[tuple[str, str]] = []
-    for word in (*(f"Ġ{w}" for w in _WORDS), *_WORDS):  # after a space, then at a text's start
-        # Merge the word's first two pieces under the merges so far until it is one token: a later merge never
-        # touches an earlier word (already whole), so each listed word stays one token.
-        while len(pieces := _bpe(word, merges)) > 1:
-            merges.append((pieces[0], pieces[1]))
-            vocab.setdefault(pieces[0] + pieces[1], len(vocab))
-    vocab["<mask>"] = len(vocab)
-    # The class builds RoBERTa's byte-level pre-tokenizer, decoder and post-processor round the vocabulary.
-    return RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=77)
-
-
-def _bpe(word: str, merges: list[tuple[str, str]]) -> list[str]:
-    """`word`'s pieces under BPE `merges` (the lowest-ranked adjacent pair merged first, as `tokenizers` does)."""
-    pieces, rank = list(word), {pair: i for i, pair in enumerate(merges)}
-    while len(pieces) > 1:
-        pairs = [(rank.get(pair, len(rank)), i) for i, pair in enumerate(itertools.pairwise(pieces))]
-        best, i = min(pairs)
-        if best == len(rank):
-            break
-        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
-    return pieces
 
 
 def _clap(tokenizer, seed: int, width: int, projection: int):
@@ -122,7 +85,7 @@ def _audioldm2():
     from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from core.demo.image_families import T5_WIDTH, _t5_encoder, t5_tokenizer
+    from core.demo.image_families import T5_WIDTH, _t5_encoder
     from core.demo.pipelines import _audioldm
 
     audioldm = _audioldm()

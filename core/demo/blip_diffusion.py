@@ -12,7 +12,7 @@ Two things of the pipeline's shape the twin must keep that a smaller one would n
   in SD 1.5 (4 levels, 8x); the twin's UNet has four levels too, so an image comes out at the size asked.
 - The Q-Former loads its BERT tokenizer itself, in `__init__`, from the name in its config (`tokenizer`; none means
   `bert-base-uncased` from the Hub: the real checkpoint needs that download too). The twin's config names a BERT
-  WordPiece tokenizer built offline (core.demo.stages.bert_tokenizer), written once into the demo cache folder
+  WordPiece tokenizer built offline (core.demo.tokenizers.bert_tokenizer), written once into the demo cache folder
   ($DIFFUSION_STUDIO_CACHE, else ~/.cache/diffusion-studio), by its absolute path: a path inside the twin would go
   stale when the twin's folder is renamed into place, and a relative one is read from the working directory.
 """
@@ -44,7 +44,7 @@ QFORMER_TOKENIZER_VERSION = 1
 
 def qformer_tokenizer_path() -> Path:
     """The folder of the twin's Q-Former tokenizer (BERT WordPiece, built offline), written on first use."""
-    from core.demo.stages import bert_tokenizer
+    from core.demo.tokenizers import bert_tokenizer
 
     target = demo.default_cache_dir() / f"demo-qformer-tokenizer-v{QFORMER_TOKENIZER_VERSION}"
     return demo.write_once(target, lambda folder: bert_tokenizer().save_pretrained(folder))

@@ -13,12 +13,11 @@ transformers' `T5TokenizerFast`, so it saves and loads as the real one does (`to
 
 from __future__ import annotations
 
-import string
-
 import torch
 
 from core.demo import checkpoint as demo
 from core.demo.families import clip_text
+from core.demo.tokenizers import t5_tokenizer, xlm_roberta_tokenizer
 
 IMAGE_FAMILIES = {
     "kandinsky21": "Kandinsky 2.1 (a CLIP prior, then a MoVQ decoder that also reads the prompt through a "
@@ -37,51 +36,6 @@ IMAGE_FAMILIES = {
     "auraflow": "AuraFlow (a UMT5 encoder, a flow-matching MMDiT), like fal/AuraFlow",
 }
 T5_WIDTH = 32  # the twins' T5 encoders' width (d_model)
-
-
-def _unigram(specials: list[str], unk: str, single: str, pair: str, **special_tokens: str):
-    """A SentencePiece-style Unigram over single characters (and `▁` for a word start), the special tokens first,
-    built with `tokenizers`; `single`/`pair` are its templates."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-
-    pieces = ["▁", *string.ascii_letters, *string.digits, *string.punctuation]
-    vocab = [(token, 0.0) for token in specials] + [(piece, -1.0) for piece in pieces]
-    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=specials.index(unk)))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    used = {token for token in specials if token in single or token in pair}
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=single, pair=pair, special_tokens=[(token, specials.index(token)) for token in sorted(used)]
-    )
-    return tokenizer
-
-
-def t5_tokenizer():
-    """A T5 tokenizer whose pieces are single characters (and `▁` for a word start), ids as in T5: pad 0, eos 1,
-    unk 2; every prompt ends with `</s>`, as the real one's do."""
-    from transformers import T5TokenizerFast
-
-    tokenizer = _unigram(["<pad>", "</s>", "<unk>"], "<unk>", single="$A </s>", pair="$A </s> $B </s>")
-    return T5TokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_ids=0,
-        model_max_length=512,
-    )
-
-
-def xlm_roberta_tokenizer():
-    """An XLM-RoBERTa tokenizer over single characters, ids as in XLM-R (<s> 0, <pad> 1, </s> 2, <unk> 3, <mask>
-    last); a prompt reads `<s> … </s>`. Kandinsky 2.1's and AltDiffusion's text encoders are XLM-R models."""
-    from transformers import XLMRobertaTokenizerFast
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    tokenizer = _unigram(specials, "<unk>", single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>")
-    tokenizer.add_special_tokens(["<mask>"])
-    return XLMRobertaTokenizerFast(tokenizer_object=tokenizer, model_max_length=77)
 
 
 def _t5_encoder(tokenizer, seed: int, umt5: bool = False):

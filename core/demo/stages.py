@@ -9,11 +9,10 @@ follow diffusers' own tests, kept tiny.
 
 from __future__ import annotations
 
-import string
-
 import torch
 
 from core.demo import checkpoint as demo
+from core.demo.tokenizers import bert_tokenizer, gpt2_tokenizer, t5_tokenizer, xlm_roberta_tokenizer
 
 STAGES = {
     "ldm_text2img": "latent diffusion text to image (an LDM-BERT encoder), like CompVis/ldm-text2im-large-256",
@@ -33,27 +32,6 @@ STAGES = {
     "karlo_variation": "unCLIP image variation (a CLIP image encoder instead of the prior), like "
     "kakaobrain/karlo-v1-alpha-image-variations",
 }
-
-
-def bert_tokenizer():
-    """A BERT WordPiece tokenizer over single characters, with BERT's special tokens, built with `tokenizers` (the
-    real vocabulary is a Hub download)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    pieces = [*string.ascii_lowercase, *string.digits, *string.punctuation]
-    vocab = {token: i for i, token in enumerate([*specials, *pieces, *(f"##{p}" for p in pieces)])}
-    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    return BertTokenizerFast(tokenizer_object=tokenizer, model_max_length=77)
 
 
 def _vq(seed: int, latent_channels: int, levels: int = 2):
@@ -145,7 +123,7 @@ def _if_superres():
     from diffusers import DDPMScheduler, IFSuperResolutionPipeline, UNet2DConditionModel
     from diffusers.pipelines.deepfloyd_if import IFWatermarker
 
-    from core.demo.image_families import _t5_encoder, t5_tokenizer
+    from core.demo.image_families import _t5_encoder
 
     tokenizer = t5_tokenizer()
     torch.manual_seed(141)
@@ -338,8 +316,6 @@ def _alt_diffusion():
         RobertaSeriesModelWithTransformation,
     )
 
-    from core.demo.image_families import xlm_roberta_tokenizer
-
     tokenizer = xlm_roberta_tokenizer()
     torch.manual_seed(168)
     text_encoder = RobertaSeriesModelWithTransformation(
@@ -357,23 +333,6 @@ def _alt_diffusion():
         safety_checker=demo._safety_checker(False),
         feature_extractor=demo._feature_extractor(),
         requires_safety_checker=True,
-    )
-
-
-def gpt2_tokenizer():
-    """A GPT-2 tokenizer: byte-level BPE over the 256 byte symbols with no merges (the real vocabulary and merges are
-    a Hub download), `<|endoftext|>` as its one special token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2TokenizerFast
-
-    special = "<|endoftext|>"
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab[special] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return GPT2TokenizerFast(
-        tokenizer_object=tokenizer, bos_token=special, eos_token=special, unk_token=special, model_max_length=77
     )
 
 
