@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, few_step, schedulers
+from core import checkpoints, devices, few_step, infotext, schedulers
 from core.checkpoints import compat, loading
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
@@ -69,6 +69,8 @@ def run_info(
 ) -> dict[str, Any]:
     """The `info` of a finished run (without timings and code, which the caller adds)."""
     width, height = images[0].size if images else (request.width, request.height)
+    # What AUTOMATIC1111 calls the scheduler that ran (for `default` too): its infotext's two fields.
+    sampler, schedule_type = infotext.sampler_and_schedule(pipe.components.get("scheduler"))
     info: dict[str, Any] = {
         "task": request.task,
         "pipeline": diffusers_class(pipe),
@@ -80,6 +82,8 @@ def run_info(
         "vae": pool.vae_source,
         "scheduler": request.scheduler,
         "scheduler_class": type(pipe.scheduler).__name__ if "scheduler" in pipe.components else None,
+        "sampler": sampler,
+        "schedule_type": schedule_type,
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "seeds": seeds,
@@ -93,7 +97,20 @@ def run_info(
         + black_image_warnings(pool, images, nsfw)
         + (few_step.warnings(studio.few_step(), request.steps, request.guidance_scale) if pool is studio.pool else []),
     }
-    info.update(get_task(request.task).info_fields(request, serving))
+    task = get_task(request.task)
+    info.update(task.info_fields(request, serving))
+    info["model_hash"] = infotext.model_hash(pool.files.single_file)
+    if pool is studio.pool and task.lora_applies and studio.loras.loras:
+        info["loras"] = [
+            {
+                "name": infotext.lora_name(lora),
+                "adapter": lora.name,
+                "source": lora.source,
+                "weight": lora.weight,
+                "hash": infotext.lora_hash(lora),
+            }
+            for lora in studio.loras.loras.values()
+        ]
     if studio.memory.modes.active:
         info["memory_modes"] = studio.memory.modes.as_dict()
     return info

@@ -15,24 +15,13 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from core import infotext
+
 
 def parameters_text(info: dict[str, Any], index: int = 0) -> str:
-    """The plain-text `parameters` block other Stable Diffusion tools write and read, for image `index`."""
-    lines = [info.get("prompt", "")]
-    if info.get("negative_prompt"):
-        lines.append(f"Negative prompt: {info['negative_prompt']}")
-    fields = {
-        "Steps": info.get("steps"),
-        "Sampler": info.get("scheduler"),
-        "CFG scale": info.get("guidance_scale"),
-        "Seed": info["seeds"][index] if info.get("seeds") else None,
-        "Size": f"{info.get('width')}x{info.get('height')}",
-        "Model": info.get("model"),
-        "Denoising strength": info.get("strength"),  # only the tasks that start from an image have one
-        "Version": "diffusion-studio",
-    }
-    lines.append(", ".join(f"{k}: {v}" for k, v in fields.items() if v is not None))
-    return "\n".join(lines)
+    """The plain-text `parameters` block other Stable Diffusion tools write and read (AUTOMATIC1111's infotext,
+    core.infotext), for image `index`."""
+    return infotext.infotext(info, index)
 
 
 def png_metadata(info: dict[str, Any], index: int = 0) -> PngImagePlugin.PngInfo:

@@ -79,7 +79,10 @@ def test_images_are_saved_with_their_parameters(studio):
     text = saved.text["parameters"]
     assert text.splitlines()[0] == "a boat"
     assert text.splitlines()[1] == "Negative prompt: rain"
-    assert "Steps: 2, Sampler: Euler a, CFG scale: 7.5, Seed: 12, Size: 64x64" in text
+    assert text.splitlines()[2] == (
+        "Steps: 2, Sampler: Euler a, Schedule type: Uniform, CFG scale: 7.5, Seed: 12, Size: 64x64, Model: demo, "
+        "RNG: CPU, Version: diffusion-studio"
+    )
     meta = json.loads(saved.text["diffusion_studio"])
     assert meta["seeds"] == [11, 12] and meta["image_index"] == 1
     folder = studio.outputs.root
