@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import weakref
 
+import torch
+
 from core.studio import Studio, StudioOptions
 
 
@@ -54,9 +56,12 @@ def test_switching_to_a_fine_tune_keeps_the_identical_parts():
 def test_another_dtype_is_another_module():
     studio = fresh()
     text_encoder = studio.pool.components["text_encoder"]
+    assert {p.dtype for p in text_encoder.parameters()} == {torch.float32}
     studio.load("demo", variant="default", dtype="bfloat16")
-    assert studio.pool.components["text_encoder"] is not text_encoder
-    assert next(studio.pool.components["text_encoder"].parameters()).dtype.is_floating_point
+    again = studio.pool.components["text_encoder"]
+    assert again is not text_encoder, "the float32 module is not handed to a bfloat16 load"
+    assert {p.dtype for p in again.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in text_encoder.parameters()} == {torch.float32}, "nor cast in place"
 
 
 def test_shared_with_names_only_checkpoints_still_loaded():

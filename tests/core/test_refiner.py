@@ -82,6 +82,12 @@ def test_stop_in_the_first_stage_still_gives_an_image(sdxl):
     import threading
 
     sdxl.load_companion("refiner", "demo-refiner")
+    calls = {"base": 0, "refiner": 0}
+    unets = {"base": sdxl.pool.components["unet"], "refiner": sdxl._companions["refiner"].components["unet"]}
+    hooks = [
+        unet.register_forward_hook(lambda *_, _stage=stage: calls.__setitem__(_stage, calls[_stage] + 1))
+        for stage, unet in unets.items()
+    ]
     try:
         cancel = threading.Event()
 
@@ -91,5 +97,10 @@ def test_stop_in_the_first_stage_still_gives_an_image(sdxl):
 
         result = sdxl.generate(GenerationRequest(**T2I, refiner_switch=0.5), on_step=stop_early, cancel=cancel)
         assert result.info["interrupted"] is True and len(result.images) == 1
+        # Of 6 steps (3 + 3): the base's first, then the refiner's first, which a Stop leaves to decode the image.
+        assert calls == {"base": 1, "refiner": 1}
+        assert result.info["stopped_at_step"] == 1, "where the Stop came"
     finally:
+        for hook in hooks:
+            hook.remove()
         sdxl.unload_companion("refiner")

@@ -61,8 +61,15 @@ def test_swap_changes_every_task_and_default_restores(studio, other_vae, subfold
 
 def test_swap_from_a_hub_id_in_the_cache(studio, other_vae, hub_cache):
     hub_cache(other_vae / "vae", "studio-tests/other-vae")
+    before = studio.generate(GenerationRequest(**TINY)).images[0].tobytes()
     info = studio.set_vae("studio-tests/other-vae")
     assert info["vae"] == "studio-tests/other-vae"
+    expected = AutoencoderKL.from_pretrained(other_vae / "vae").state_dict()
+    in_use = studio.pool.components["vae"].state_dict()
+    assert expected.keys() == in_use.keys()
+    assert all(torch.equal(in_use[k], expected[k]) for k in expected), "the cached VAE's weights are the ones in use"
+    after = studio.generate(GenerationRequest(**TINY))
+    assert after.images[0].tobytes() != before and after.info["vae"] == "studio-tests/other-vae"
 
 
 def test_a_failed_swap_keeps_the_current_vae(studio, tmp_path):

@@ -41,16 +41,16 @@ def test_jobs_run_one_at_a_time_on_one_thread_and_errors_come_back():
 def test_a_claimed_thread_serves_and_jobs_see_the_callers_context():
     worker, stop = Worker(), threading.Event()
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-    results: dict[str, str] = {}
+    claimed = threading.Event()
 
     def serve() -> None:
         worker.claim()
-        results["server"] = threading.current_thread().name
+        claimed.set()  # from here a job waits for this thread, even before it serves
         worker.serve(stop)
 
     server = threading.Thread(target=serve, name="main-like")
     server.start()
-    time.sleep(0.05)
+    assert claimed.wait(timeout=5)
     var.set("caller's")
     assert worker.call(lambda: (threading.current_thread().name, var.get())) == ("main-like", "caller's")
     assert worker.call(lambda: worker.call(lambda: "nested")) == "nested", "a job may hand on work without a deadlock"
