@@ -87,11 +87,8 @@ def load_pipeline(
         if unet is not None and devices.prefers_channels_last(device):
             unet.to(memory_format=torch.channels_last)
         return base
-    except torch.OutOfMemoryError as e:
-        raise LoadError(
-            f"Not enough {device.type} memory to load {files.source!r} in {devices.dtype_name(dtype)}. "
-            "Try a half-precision dtype, the fp16 variant, or a smaller checkpoint."
-        ) from e
+    except torch.OutOfMemoryError:
+        pass  # raised below, outside the except block: its traceback's frames hold the half-loaded modules
     except StudioError:
         raise
     except Exception as e:  # any library failure here means "this checkpoint can't be loaded"
@@ -99,6 +96,10 @@ def load_pipeline(
             f"Loading {files.source!r} ({variant} weights) failed: {type(e).__name__}: {e}. "
             "If a weight file is damaged, delete it (or its cache entry) and load again."
         ) from e
+    raise LoadError(
+        f"Not enough {device.type} memory to load {files.source!r} in {devices.dtype_name(dtype)}. "
+        "Try a half-precision dtype, the fp16 variant, or a smaller checkpoint."
+    )
 
 
 # Pipeline modules that diffusers has moved under `pipelines.deprecated` while published checkpoints still name

@@ -69,13 +69,20 @@ def test_a_load_out_of_memory_leaves_the_previous_model_serving(studio, monkeypa
     from diffusers import DiffusionPipeline
 
     before, pool = first_image(studio), studio.pool
+    held: list[weakref.ref] = []
+    real = DiffusionPipeline.from_pretrained.__func__
 
-    def exhausted(*args, **kwargs):
+    def exhausted(cls, *args, **kwargs):
+        half_done = real(cls, *args, **kwargs)  # every module loaded, then the move to the device runs out
+        held.append(weakref.ref(half_done.unet))
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
 
-    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", exhausted)
-    with pytest.raises(LoadError, match=r"Not enough cpu memory to load 'demo-sdxl'.*half-precision dtype"):
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", classmethod(exhausted))
+    with pytest.raises(LoadError, match=r"Not enough cpu memory to load 'demo-sdxl'.*half-precision dtype") as caught:
         studio.load("demo-sdxl", dtype="float32")
+    assert caught.value.__context__ is None and caught.value.__cause__ is None, "no traceback keeps the modules"
+    gc.collect()
+    assert held and held[0]() is None, "the half-loaded checkpoint is freed"
     assert studio.pool is pool and first_image(studio) == before
 
 
