@@ -99,31 +99,82 @@ def test_attention_slicing_and_an_ip_adapter_exclude_each_other_clearly(studio):
         studio.set_memory_modes(attention_slicing=True)
 
 
-class FakeView:
-    """Stands in for a task view on a GPU machine: records which offload diffusers was asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def enable_model_cpu_offload(self, device) -> None:
-        self.calls.append(("model", str(device)))
-
-    def enable_sequential_cpu_offload(self, device) -> None:
-        self.calls.append(("sequential", str(device)))
+def hooks_of(view) -> dict[str, str]:
+    """The accelerate hook on each of a view's models (NoneType: none)."""
+    names = ("text_encoder", "unet", "vae")
+    return {name: type(getattr(view.components[name], "_hf_hook", None)).__name__ for name in names}
 
 
-@pytest.mark.parametrize("offload", ["model", "sequential"])
-def test_offloading_is_applied_to_every_new_view_on_a_gpu(offload):
+def test_model_offload_is_applied_to_every_new_view_and_undone_exactly(studio, monkeypatch):
+    """accelerate's real hooks, put on by diffusers for every view a run builds, with the CPU as their execution
+    device. What only a GPU shows: the weights moving between devices, and the memory saved."""
+    offload = "model"
+    before = {task: run(studio, **fields) for task, fields in TASKS.items()}
+    hooks: list[dict[str, str]] = []
+    prepare = studio.memory.prepare_view
+
+    def spy(view, device):
+        prepare(view, device)
+        hooks.append(hooks_of(view))
+
+    monkeypatch.setattr(studio.memory, "prepare_view", spy)
+    # What set_memory_modes leaves on a GPU machine; a CPU one refuses it (the test below).
+    studio.memory.modes = MemoryModes(offload=offload)
+    during = {task: run(studio, **fields) for task, fields in TASKS.items()}
+    assert hooks == [dict.fromkeys(("text_encoder", "unet", "vae"), "CpuOffload")] * len(TASKS), "every view"
+    assert all(np.array_equal(a, b) for task in TASKS for a, b in zip(during[task], before[task], strict=True))
+
+    studio.memory.apply([studio.pool.base], MemoryModes(), studio.device)
+    for name in ("text_encoder", "unet", "vae"):
+        module = studio.pool.components[name]
+        assert not any(hasattr(m, "_hf_hook") for m in module.modules()), name
+        assert {p.device.type for p in module.parameters()} == {"cpu"}, name
+    hooks.clear()
+    after = {task: run(studio, **fields) for task, fields in TASKS.items()}
+    assert hooks == [dict.fromkeys(("text_encoder", "unet", "vae"), "NoneType")] * len(TASKS), "off: no hooks"
+    assert all(np.array_equal(a, b) for task in TASKS for a, b in zip(after[task], before[task], strict=True))
+
+
+def test_sequential_offload_hooks_every_new_view_and_is_undone_exactly(studio):
+    """Sequential offload's real hooks on each task's view: weights kept aside, on `meta`. Running a view so
+    hooked with the CPU as the execution device fails inside accelerate 1.15 under torch 2.13 (a plain diffusers
+    pipeline too: a tied-weights map hands back a Tensor where a Parameter was), so the run itself is GPU-only."""
+    before = {task: run(studio, **fields) for task, fields in TASKS.items()}
+    studio.memory.modes = MemoryModes(offload="sequential")  # what set_memory_modes leaves on a GPU machine
+    pool = studio.pool
+    from core.tasks import get_task
+
+    for task in TASKS:
+        scheduler = pool.base.scheduler.__class__.from_config(pool.base.scheduler.config)
+        view = pool.view(get_task(task), scheduler=scheduler, safety_checker=False)
+        studio.memory.prepare_view(view, studio.device)
+        assert hooks_of(view) == dict.fromkeys(("text_encoder", "unet", "vae"), "AlignDevicesHook"), task
+        assert pool.components["unet"].conv_in.weight.device.type == "meta", "weights kept aside"
+    studio.memory.apply([pool.base], MemoryModes(), studio.device)
+    for name in ("text_encoder", "unet", "vae"):
+        module = pool.components[name]
+        assert not any(hasattr(m, "_hf_hook") for m in module.modules()), name
+        assert {p.device.type for p in module.parameters()} == {"cpu"}, name
+    after = {task: run(studio, **fields) for task, fields in TASKS.items()}
+    assert all(np.array_equal(a, b) for task in TASKS for a, b in zip(after[task], before[task], strict=True))
+
+
+def test_the_offload_decision_follows_the_modes_in_force():
+    """Which of diffusers' two offloads each view is asked for (the call itself runs in the test above)."""
+    calls = []
+
+    class View:
+        def enable_model_cpu_offload(self, device) -> None:
+            calls.append(("model", str(device)))
+
+        def enable_sequential_cpu_offload(self, device) -> None:
+            calls.append(("sequential", str(device)))
+
     state, cuda = ModeState(), torch.device("cuda")
-    state.apply([], MemoryModes(offload=offload), cuda)
-    views = [FakeView(), FakeView()]
-    for view in views:
-        state.prepare_view(view, cuda)
-    assert [view.calls for view in views] == [[(offload, "cuda")], [(offload, "cuda")]]
-    state.apply([], MemoryModes(), cuda)
-    later = FakeView()
-    state.prepare_view(later, cuda)
-    assert later.calls == []
+    for offload in ("model", "sequential", "none"):
+        state.apply([], MemoryModes(offload=offload), cuda)
+        state.prepare_view(View(), cuda)
+    assert calls == [("model", "cuda"), ("sequential", "cuda")]
 
 
 def test_undoing_offload_puts_whole_weights_back(studio):
