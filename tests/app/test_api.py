@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -174,6 +176,7 @@ def test_documented_endpoints_and_parameter_names(client):
 
 
 def test_text2img_returns_png_images_and_info(client, running_app):
+    before = set(running_app.outputs.rglob("*.png"))
     gallery, info = client.predict(**T2I, api_name="/text2img")
     files = image_files(gallery)
     assert len(files) == 2
@@ -183,8 +186,11 @@ def test_text2img_returns_png_images_and_info(client, running_app):
     assert info["seeds"] == [5, 6] and info["scheduler"] == "Euler a" and info["task"] == "text2img"
     assert info["nsfw"] == [False, False]
     assert "from diffusers import" in info["code"]
-    saved = list(running_app.outputs.rglob("*.png"))
-    assert len(saved) >= 2, "images are saved to the outputs folder"
+    saved = sorted(set(running_app.outputs.rglob("*.png")) - before)
+    assert len(saved) == 2, "this request's two images are saved to the outputs folder"
+    shown = sorted(Image.open(f).tobytes() for f in files)
+    assert sorted(Image.open(f).tobytes() for f in saved) == shown, "the saved files are the images returned"
+    assert sorted(json.loads(Image.open(f).text["diffusion_studio"])["image_index"] for f in saved) == [0, 1]
 
 
 def test_same_seed_same_image_through_the_api(client):

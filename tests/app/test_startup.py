@@ -31,15 +31,34 @@ def test_unreachable_model_falls_back_to_the_demo_and_says_why(tmp_path):
         blocks.close()
 
 
-def test_status_line_says_loading_until_the_model_is_there(tmp_path):
+def test_status_line_says_loading_until_the_model_is_there(tmp_path, monkeypatch):
+    """The start-up load, in its thread as the app runs it, held at diffusers' from_pretrained until the status
+    line has been read."""
+    import threading
+
+    from diffusers import DiffusionPipeline
+
     settings = settings_module.from_args(["--model", "demo", "--outputs", str(tmp_path)], env={})
     studio, ctx, blocks = app_module.build_app(settings)
+    reached, release = threading.Event(), threading.Event()
+    real = DiffusionPipeline.from_pretrained.__func__
+
+    def slow(cls, *args, **kwargs):
+        reached.set()
+        assert release.wait(timeout=60)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", classmethod(slow))
     try:
-        studio.loading = "demo"
-        assert "Loading **demo**" in status_markdown(ctx)
-        app_module.load_initial_model(ctx, settings, background=False)
+        thread = app_module.load_initial_model(ctx, settings, background=True)
+        assert reached.wait(timeout=60), "the load reached diffusers"
+        assert status_markdown(ctx) == "⏳ Loading **demo**…"
+        assert not studio.is_loaded
+        release.set()
+        thread.join(timeout=60)
         assert status_markdown(ctx).startswith("✅ **StableDiffusionPipeline**")
     finally:
+        release.set()
         blocks.close()
 
 
