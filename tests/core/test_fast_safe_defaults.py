@@ -23,9 +23,32 @@ def studio() -> Studio:
     return studio
 
 
-def test_every_attention_layer_uses_sdpa(studio):
-    kinds = {type(p).__name__ for p in studio.pool.base.unet.attn_processors.values()}
-    assert kinds == {"AttnProcessor2_0"}, "torch's scaled_dot_product_attention, the fastest backend it offers"
+def test_fused_attention_comes_back_after_everything_that_swaps_it(studio):
+    """diffusers starts every layer on torch's fused attention (SDPA); attention slicing, SAG and a Stop in a
+    PAG run swap processors on the shared UNet, and the studio must put SDPA back after each."""
+    import threading
+
+    unet = studio.pool.base.unet
+
+    def kinds() -> set[str]:
+        return {type(p).__name__ for p in unet.attn_processors.values()}
+
+    assert kinds() == {"AttnProcessor2_0"}
+    studio.set_memory_modes(attention_slicing=True)
+    assert kinds() == {"SlicedAttnProcessor"}
+    studio.set_memory_modes(attention_slicing=False)
+    assert kinds() == {"AttnProcessor2_0"}
+    studio.generate(GenerationRequest(**T2I, sag_scale=0.75))
+    assert kinds() == {"AttnProcessor2_0"}
+    cancel, swapped = threading.Event(), []
+
+    def stop(done: int, _total: int) -> None:
+        swapped.append(kinds())
+        cancel.set()
+
+    result = studio.generate(GenerationRequest(**{**T2I, "steps": 4}, pag_scale=2.0), on_step=stop, cancel=cancel)
+    assert result.info["interrupted"] and swapped[0] != {"AttnProcessor2_0"}, "PAG ran on its own processors"
+    assert kinds() == {"AttnProcessor2_0"}
 
 
 def test_an_all_black_image_gets_a_warning_that_says_what_to_do(studio, monkeypatch):
@@ -52,9 +75,19 @@ def test_in_float16_the_warning_names_the_fp16_fixed_vae():
     assert black_image_warnings(half, [black], nsfw=[True]) == [], "the safety checker's black-out says so itself"
 
 
-def test_channels_last_only_where_it_was_measured_to_help(studio):
-    from core.devices import prefers_channels_last
+def test_channels_last_is_set_at_load_where_the_device_prefers_it(studio, monkeypatch):
+    """Where the device prefers it (CUDA), the loaded UNet's convolutions are channels_last; here (a CPU, where it
+    was measured not to help) they are not. The layout changes no image."""
+    from core import devices
 
-    assert prefers_channels_last(torch.device("cuda")) and not prefers_channels_last(torch.device("cpu"))
     conv = studio.pool.base.unet.conv_in.weight
     assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    plain = studio.generate(GenerationRequest(**T2I)).images[0]
+    monkeypatch.setattr(devices, "prefers_channels_last", lambda device: True)
+    other = Studio(StudioOptions(device="cpu", offline=True))
+    other.load("demo", variant="default", dtype="float32")
+    conv = other.pool.base.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    laid_out = other.generate(GenerationRequest(**T2I)).images[0]
+    diff = max(abs(a - b) for a, b in zip(plain.tobytes(), laid_out.tobytes(), strict=True))
+    assert diff <= 1, "the same image, up to rounding"
