@@ -1,17 +1,19 @@
-"""Reading generation parameters back from a PNG: this studio's own (`diffusion_studio` JSON beside the plain
-`parameters` text) and the plain-text `parameters` chunk the common Stable Diffusion web UIs write:
+"""Reading generation parameters back from an image: this studio's own (`diffusion_studio` JSON beside the plain
+`parameters` text), the plain-text infotext AUTOMATIC1111's web UI and its kin write (in a PNG chunk, or in a JPEG's
+or WebP's EXIF comment), and the other tools' formats (core.metadata_formats):
 
-    a lighthouse at dusk, oil painting
+    a lighthouse at dusk, oil painting <lora:ink:0.8>
     Negative prompt: blurry
     Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: v1-5
 
-No library reads that format (it is a convention, not a spec), so it is parsed here, in one linear pass: the
-text comes from anyone who can upload a file.
+No library reads that format in full (it is a convention, not a spec; sd-parsers splits it on every comma and loses
+quoted values), so it is parsed here, in one linear pass: the text comes from anyone who can upload a file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -20,7 +22,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from core import schedulers
+from core import metadata_formats, schedulers
 from core.errors import InvalidRequest
 from core.tasks import TASKS
 
@@ -33,28 +35,61 @@ _PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def read_png_info(source: Image.Image | str | os.PathLike) -> dict[str, Any]:
-    """The parameters stored in an image (an opened one, or a file, whose pixels are never decoded): `found`
-    (`diffusion-studio`, `web-ui` or None), the raw `text`, the `fields` our tabs take (prompt, negative_prompt,
-    steps, guidance_scale, seed, width, height, scheduler, strength), the `task` to send them to, and `other`
-    settings we show but don't use (model hash, clip skip...)."""
+    """The parameters stored in an image (an opened one, or a file, whose pixels are never decoded):
+
+    - `found`: `diffusion-studio`, `web-ui` (A1111's infotext), one of core.metadata_formats' tools, or None;
+      `tool`: who made it, in words; `text`: the raw metadata;
+    - `fields`: what our tabs take (prompt, negative_prompt, steps, guidance_scale, seed, width, height, scheduler,
+      strength), `task`: the tab to send them to, `loras`: the LoRAs it used (name, weight, hash, source if known);
+    - `other`: the settings shown but not used (model hash, clip skip...), `unmapped`: what could not be mapped,
+      said plainly (an unknown sampler is named), `problems`: damaged or oversized chunks that were skipped.
+
+    A damaged chunk never hides a good one beside it."""
     chunks = text_chunks(source)
-    for key in _READ:
-        if len(chunks.get(key, "")) > MAX_TEXT_BYTES:
-            raise InvalidRequest(
+    problems = []
+    for key in list(chunks):
+        if len(chunks[key]) > MAX_TEXT_BYTES:
+            problems.append(
                 f"The image's {key} text is over {MAX_TEXT_BYTES // 1024} KB, far longer than any generation's "
                 "parameters; it was not read."
             )
+            del chunks[key]
     text = chunks.get("parameters", "")
     ours = chunks.get("diffusion_studio")
     if ours:
         try:
             info = json.loads(ours)
-        except ValueError as e:
-            raise InvalidRequest(f"The image's diffusion_studio data is damaged ({e}).") from e
-        return {"found": "diffusion-studio", "text": text, **_from_our_info(info)}
-    if not text:
-        return {"found": None, "text": "", "fields": {}, "task": None, "other": {}}
-    return {"found": "web-ui", "text": text, **parse_parameters(text)}
+            if not isinstance(info, dict):
+                raise ValueError("not an object")
+            return {"found": "diffusion-studio", "tool": "Diffusion Studio", "text": text, "problems": problems,
+                    **_from_our_info(info)}  # fmt: skip
+        except (ValueError, TypeError, AttributeError) as e:
+            problems.append(
+                f"The image's diffusion_studio data is damaged ({e}); its parameters text was read instead."
+            )
+    foreign, foreign_problems = metadata_formats.read_foreign(chunks)
+    problems += foreign_problems
+    if foreign is not None:
+        return {"loras": [], "unmapped": [], "other": {}, **foreign, "problems": problems}
+    if not text or text.lstrip().startswith("{"):  # JSON in `parameters` is a foreign tool's, read above or damaged
+        if problems:  # nothing readable was left: what was wrong with it is the answer
+            raise InvalidRequest(" ".join(problems))
+        return {**_NOTHING, "problems": problems}
+    return {"found": "web-ui", "tool": _a1111_tool(text), "text": text, "problems": problems, **parse_parameters(text)}
+
+
+_NOTHING = {"found": None, "tool": None, "text": "", "fields": {}, "task": None, "other": {}, "loras": [],
+            "unmapped": []}  # fmt: skip
+
+
+def _a1111_tool(text: str) -> str:
+    """AUTOMATIC1111's web UI or a kin that writes its format and names itself in `Version` (Forge: `f2.0.1...`)."""
+    version = dict(_pairs(text.strip().splitlines()[-1])).get("Version", "") if text.strip() else ""
+    if version.startswith("f"):
+        return f"Stable Diffusion WebUI Forge ({version})"
+    if version == "diffusion-studio":
+        return "Diffusion Studio (its text only)"
+    return "AUTOMATIC1111's web UI" + (f" ({version})" if version else "") + " or a tool writing its format"
 
 
 def _from_our_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +108,18 @@ def _from_our_info(info: dict[str, Any]) -> dict[str, Any]:
     }
     other = {k: info[k] for k in ("model", "variant", "dtype", "pipeline", "vae") if info.get(k) is not None}
     task = info.get("task")
-    found = {"fields": {k: v for k, v in fields.items() if v is not None}, "task": task, "other": other}
+    loras = [
+        {"name": str(lora.get("name")), "weight": lora.get("weight"), "hash": lora.get("hash"),
+         "source": lora.get("source")}
+        for lora in (info.get("loras") or [])[:32] if isinstance(lora, dict)
+    ]  # fmt: skip
+    found = {
+        "fields": {k: v for k, v in fields.items() if v is not None},
+        "task": task,
+        "other": other,
+        "loras": loras,
+        "unmapped": [],
+    }
     if len(seeds) > 1 and _whole(seeds[0]):
         # Made alone from its own seed, an image of a batch comes out near-identical, not byte-identical (see
         # core.generation.ALONE_TOLERANCE); the batch made again gives its exact pixels.
@@ -96,7 +142,7 @@ def _whole(value: Any) -> bool:
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
-    """The web UIs' plain-text block -> fields, task and other settings."""
+    """A1111's infotext -> fields, task, LoRAs, other settings and what could not be mapped."""
     lines = text.strip().splitlines()
     settings_at = next((i for i in range(len(lines) - 1, -1, -1) if _is_settings_line(lines[i])), None)
     settings = dict(_pairs(lines[settings_at])) if settings_at is not None else {}
@@ -106,11 +152,9 @@ def parse_parameters(text: str) -> dict[str, Any]:
         if line.startswith(_NEGATIVE):
             in_negative, line = True, line[len(_NEGATIVE) :].strip()
         (negative_lines if in_negative else prompt_lines).append(line)
-    fields: dict[str, Any] = {
-        "prompt": "\n".join(prompt_lines).strip(),
-        "negative_prompt": "\n".join(negative_lines).strip(),
-    }
-    used = set()
+    prompt, loras, unmapped = _networks("\n".join(prompt_lines).strip(), settings.get("Lora hashes", ""))
+    fields: dict[str, Any] = {"prompt": prompt, "negative_prompt": "\n".join(negative_lines).strip()}
+    used = {"Lora hashes"} if loras else set()
     for key, name, convert in (
         ("Steps", "steps", int),
         ("CFG scale", "guidance_scale", float),
@@ -127,13 +171,79 @@ def parse_parameters(text: str) -> dict[str, Any]:
     if size:
         fields["width"], fields["height"] = int(size[1]), int(size[2])
         used.add("Size")
-    scheduler = _scheduler(settings.get("Sampler", ""), settings.get("Schedule type", ""))
-    if scheduler:
-        fields["scheduler"] = scheduler
-        used.update({"Sampler", "Schedule type"})
+    sampler = settings.get("Sampler", "").strip()
+    if sampler:
+        scheduler, schedule = schedulers.from_a1111(sampler, settings.get("Schedule type"))
+        if scheduler:
+            fields["scheduler"] = scheduler
+            used.update({"Sampler", "Schedule type"})
+            if "Schedule type" not in settings and sampler in schedulers.A1111_AUTOMATIC:
+                unmapped.append(
+                    f"No schedule type is written (A1111 before 1.9): read as {scheduler}, as those versions ran "
+                    "it; A1111 1.9 and later would run it with its automatic schedule "
+                    f"({schedulers.A1111_AUTOMATIC[sampler]})."
+                )
+        else:
+            unmapped.append(
+                f"Sampler {sampler!r} with schedule {schedule!r} has no match among this studio's schedulers; the "
+                "scheduler was left as it is."
+            )
     task = "img2img" if "strength" in fields else "text2img"
+    hires = [key for key in settings if key.startswith("Hires ")]
+    if hires:  # a text-to-image run, upscaled and denoised again: the strength is the second pass's
+        task = "text2img"
+        if "strength" in fields:
+            fields.pop("strength")
+            used.discard("Denoising strength")
+        unmapped.append(
+            "Hires fix (" + ", ".join(f"{key[6:].lower()} {settings[key]}" for key in hires) + ") has no match here: "
+            "the settings make its first pass, at the size written."
+        )
+    elif any(key in settings for key in _INPAINT_KEYS):
+        task = "inpaint"
+        unmapped.append(
+            "It was inpainted: send it with its original image and paint the mask again (no mask is stored)."
+        )
     other = {k: v for k, v in settings.items() if k not in used}
-    return {"fields": fields, "task": task, "other": other}
+    return {"fields": fields, "task": task, "other": other, "loras": loras, "unmapped": unmapped}
+
+
+_INPAINT_KEYS = ("Mask blur", "Inpaint area", "Masked content", "Mask mode", "Inpaint padding", "Mask area padding")
+_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^<>]{1,256})>")
+
+
+def _networks(prompt: str, hashes_text: str) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """A1111 prompt's network tags out of the prompt: (the prompt without them, its LoRAs with their weights and,
+    from `Lora hashes`, hashes; what else it named). `<lora:name>` is weight 1, as A1111 reads it."""
+    hashes = {}
+    for part in hashes_text.split(",")[:64]:  # `name: hash, name: hash`
+        name, _, value = part.partition(":")
+        if value.strip():
+            hashes[name.strip()] = value.strip()
+    loras, unmapped = [], []
+    for kind, body in _NETWORK.findall(prompt)[:64]:
+        name, *args = body.split(":")
+        if kind == "hypernet":
+            unmapped.append(f"Hypernetwork {name!r} has no match here; it was left out.")
+            continue
+        weight = 1.0
+        if args:
+            try:
+                weight = float(args[0].strip().removeprefix("te="))
+                if not math.isfinite(weight):
+                    raise ValueError(args[0])
+            except ValueError:
+                weight = 1.0
+                unmapped.append(f"LoRA {name!r}: its weight {args[0]!r} is not a number; weight 1 was assumed.")
+        lora = {"name": name.strip(), "weight": weight}
+        if hashes.get(name.strip()):
+            lora["hash"] = hashes[name.strip()]
+        loras.append(lora)
+    if not _NETWORK.search(prompt):
+        return prompt, loras, unmapped
+    lines = _NETWORK.sub("", prompt).split("\n")
+    cleaned = "\n".join(re.sub(" {2,}", " ", line).strip().rstrip(",").rstrip() for line in lines).strip()
+    return cleaned, loras, unmapped
 
 
 def _is_settings_line(line: str) -> bool:
@@ -199,9 +309,15 @@ def text_chunks(source: Image.Image | str | os.PathLike) -> dict[str, str]:
             if fp.read(8) == _PNG:
                 return _png_text(fp)
         with Image.open(source) as image:  # the header and metadata segments only; no pixels
-            return {k: v[: MAX_TEXT_BYTES + 1] for k, v in image.info.items() if isinstance(v, str)}
+            found = {k: v[: MAX_TEXT_BYTES + 1] for k, v in image.info.items() if isinstance(v, str)}
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InvalidRequest("That file is not an image this studio can read; upload a PNG.") from e
+        raise InvalidRequest("That file is not an image this studio can read; upload a PNG, JPEG or WebP.") from e
+    if "parameters" not in found:
+        # A JPEG's or WebP's parameters sit in its EXIF comment (A1111's infotext; Fooocus' and SwarmUI's JSON).
+        comment = metadata_formats.exif_user_comment(source)
+        if comment:
+            found["parameters"] = comment
+    return found
 
 
 def _png_text(fp: BinaryIO) -> dict[str, str]:
@@ -248,15 +364,6 @@ def _text_chunk(kind: bytes, data: bytes) -> tuple[str, str]:
 def _inflate(data: bytes) -> bytes:
     """At most MAX_TEXT_BYTES + 1 bytes of a zlib stream: a 185-byte chunk can unpack to megabytes."""
     return zlib.decompressobj().decompress(data, MAX_TEXT_BYTES + 1)
-
-
-def _scheduler(sampler: str, schedule: str) -> str | None:
-    """A web UI sampler name -> this studio's scheduler name (the catalog uses the same names), or None."""
-    names = {c.name.lower(): c.name for c in schedulers.CATALOG}
-    sampler = sampler.strip()
-    if schedule.strip().lower() == "karras" and f"{sampler} karras".lower() in names:
-        return names[f"{sampler} karras".lower()]
-    return names.get(sampler.lower())
 
 
 def sends_image(task: str | None) -> bool:

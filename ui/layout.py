@@ -56,7 +56,7 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
             with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
                 build_compare_tab(ctx, panel)
             with gr.Tab("PNG info", id="png_info", elem_id="tab-png_info"):
-                png_info = build_png_info_tab(ctx, panel, tabs, task_inputs)
+                png_info = build_png_info_tab(ctx, panel, tabs, task_inputs, loras)
             if not ctx.settings.public:  # the server's cache and disk are the owner's business
                 with gr.Tab("Checkpoints", id="checkpoints", elem_id="tab-checkpoints") as checkpoints_tab:
                     build_checkpoints_tab(ctx, panel, checkpoints_tab)

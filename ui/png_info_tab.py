@@ -1,5 +1,6 @@
-"""The PNG info tab: drop a PNG made by this studio or a Stable Diffusion web UI, read its parameters, and send
-them (and, for image-to-image and inpainting, the image itself) to a task tab."""
+"""The PNG info tab: drop an image made by this studio or another tool (AUTOMATIC1111 and Forge, ComfyUI, InvokeAI,
+NovelAI, Fooocus, SwarmUI), read its parameters, send them (and, for image-to-image and inpainting, the image itself)
+to a task tab, and load the LoRAs it used."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import gradio as gr
 
 from core.errors import InvalidRequest
 from core.png_info import read_png_info, request_fields
-from ui.common import AppContext, user_errors
+from ui.common import GPU_QUEUE, AppContext, change_shared, user_errors
 from ui.model_panel import ModelPanel
 
 TARGETS = (("text2img", "Text to image"), ("img2img", "Image to image"), ("inpaint", "Inpaint"))
@@ -31,18 +32,46 @@ def batch_note(found: dict[str, Any]) -> str:
 
 
 def summary_markdown(found: dict[str, Any]) -> str:
+    problems = [f"- {problem}" for problem in found.get("problems") or []]
     if not found.get("found"):
-        return "This image carries no generation parameters (no `parameters` text chunk)."
-    source = "this studio" if found["found"] == "diffusion-studio" else "a Stable Diffusion web UI"
+        lines = ["This image carries no generation parameters this studio can read (no text chunk or EXIF comment "
+                 "in a format it knows)."]  # fmt: skip
+        return "\n\n".join(lines + (["Skipped:\n" + "\n".join(problems)] if problems else []))
     f = found["fields"]
-    parts = [f"Made by **{source}**" + (f" ({found['task']})" if found.get("task") else "") + "."]
+    tool = found.get("tool") or ("this studio" if found["found"] == "diffusion-studio" else "another tool")
+    parts = [f"Made by **{tool}**" + (f" ({found['task']})" if found.get("task") else "") + "."]
     if f.get("prompt"):
         parts.append(f"Prompt: *{f['prompt']}*")
     keys = ("steps", "guidance_scale", "seed", "scheduler", "width", "height", "strength")
     parts.append(" · ".join(f"{k} **{f[k]}**" for k in keys if k in f))
+    if found.get("loras"):
+        parts.append("LoRAs: " + ", ".join(f"**{lora['name']}** at {lora['weight']:g}" for lora in found["loras"]))
     if found.get("batch"):
         parts.append(batch_note(found))
+    if found.get("unmapped"):
+        parts.append("Not carried over:\n" + "\n".join(f"- {line}" for line in found["unmapped"]))
+    if problems:
+        parts.append("Skipped:\n" + "\n".join(problems))
     return "\n\n".join(parts)
+
+
+def lora_loads(found: dict[str, Any] | None, loaded: dict[str, Any]) -> tuple[list[tuple[str, float]], list[str]]:
+    """What "Load its LoRAs" does with an image's LoRAs: the (source, weight) pairs to load, and a sentence for
+    each it can't (one loaded already; an A1111 image names only a file, which may be anywhere)."""
+    todo, notes = [], []
+    loaded_sources = {lora["source"] for lora in loaded.values()}
+    for lora in (found or {}).get("loras") or []:
+        source = lora.get("source")
+        if not source:
+            notes.append(
+                f"{lora['name']}: the image names only its file; load it from LoRA adapters with its path or Hub id "
+                f"(weight {lora['weight']:g})."
+            )
+        elif source in loaded_sources:
+            notes.append(f"{lora['name']} is loaded already.")
+        else:
+            todo.append((source, float(lora["weight"])))
+    return todo, notes
 
 
 @dataclass
@@ -56,11 +85,16 @@ class PngInfoTab:
     send_to_its_tab: Callable[[str], tuple]
 
 
-def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict]) -> PngInfoTab:
-    """`inputs`: each generate tab's input components by name (ui.task_tab.TaskTab.inputs)."""
+def build_png_info_tab(
+    ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs: dict[str, dict], loras: gr.JSON
+) -> PngInfoTab:
+    """`inputs`: each generate tab's input components by name (ui.task_tab.TaskTab.inputs); `loras`: the LoRA
+    panel's answer (the loaded LoRAs), which loading an image's LoRAs updates."""
     with gr.Row():
         with gr.Column(scale=1):
-            upload = gr.File(label="A PNG with parameters", file_types=["image"], elem_id="png-info-upload")
+            upload = gr.File(
+                label="An image with parameters (PNG, JPEG or WebP)", file_types=["image"], elem_id="png-info-upload"
+            )
             preview = gr.Image(label="Image", interactive=False, height=260)
         with gr.Column(scale=1):
             summary = gr.Markdown(elem_id="png-info-summary")
@@ -73,6 +107,9 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
                 send_buttons = {
                     task: gr.Button(f"Send to {label}", elem_id=f"png-info-to-{task}") for task, label in TARGETS
                 }
+            # LoRAs change what every visitor gets: a public server's owner loads them from the LoRA panel.
+            load_loras = gr.Button("Load its LoRAs", visible=False, elem_id="png-info-load-loras")
+            lora_note = gr.Markdown(elem_id="png-info-lora-note")
 
     @user_errors
     def png_info(image: str | None) -> dict[str, Any]:
@@ -85,12 +122,26 @@ def build_png_info_tab(ctx: AppContext, panel: ModelPanel, tabs: gr.Tabs, inputs
         # The tab the image was made in gets the primary button.
         buttons = [gr.update(variant="primary" if task == result.get("task") else "secondary") for task in send_buttons]
         batch = gr.update(visible=bool(result.get("batch")), value=False)
-        return path, summary_markdown(result), result.get("text", ""), batch, *buttons
+        offer = gr.update(visible=bool(result.get("loras")) and not ctx.settings.public)
+        return path, summary_markdown(result), result.get("text", ""), batch, offer, "", *buttons
 
-    shown_outputs = [preview, summary, text, whole_batch, *send_buttons.values()]
+    shown_outputs = [preview, summary, text, whole_batch, load_loras, lora_note, *send_buttons.values()]
     upload.upload(png_info, upload, found, api_name="png_info").success(
         shown, [upload, found], shown_outputs, api_visibility="private"
     )
+
+    @user_errors
+    def load_its_loras(result: dict | None, request: gr.Request = None) -> tuple:
+        """Load the LoRAs the image names with a source (this studio's images record it) at their weights."""
+        loaded = ctx.studio.loras.info(ctx.studio.pool)["loras"] if ctx.studio.is_loaded else {}
+        todo, notes = lora_loads(result, loaded)
+        answer = None
+        for source, weight in todo:
+            answer = change_shared(ctx, request, "Loading a LoRA", ctx.studio.load_lora, source, weight)
+            notes.append(f"Loaded {source} at {weight:g}.")
+        return (gr.update(value=answer) if answer is not None else gr.update()), "\n\n".join(notes)
+
+    load_loras.click(load_its_loras, found, [loras, lora_note], api_visibility="private", concurrency_id=GPU_QUEUE)
 
     def send_values(task: str, result: dict | None, path: str | None, whole: bool) -> tuple:
         """The values of `task`'s fields (then the scheduler and, for image tasks, the image) from a PNG's info."""

@@ -75,6 +75,31 @@ def test_png_info_of_a_batch_image_offers_the_whole_batch_for_exact_pixels(page:
     expect(page.locator("#text2img-num-images input[type=number]")).to_have_value("2")
 
 
+def test_png_info_names_an_images_loras_and_loads_them(page: Page, tmp_path, browser_app):
+    from core.outputs import png_metadata
+
+    info = {
+        "task": "text2img", "prompt": "a kite", "seeds": [8], "steps": 3, "width": 64, "height": 64,
+        "sampler": "Euler", "schedule_type": "Uniform", "model": "demo",
+        "loras": [{"name": "demo-lora", "adapter": "demo_lora", "source": "demo-lora", "weight": 0.6, "hash": None}],
+    }  # fmt: skip
+    png = tmp_path / "lora.png"
+    Image.new("RGB", (64, 64), (20, 40, 60)).save(png, pnginfo=png_metadata(info, 0))
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    open_tab(page, "PNG info")
+    page.locator("#png-info-upload input[type=file]").set_input_files(str(png))
+    expect(page.locator("#png-info-summary")).to_contain_text("LoRAs: demo-lora at 0.6", timeout=30_000)
+    try:
+        page.locator("#png-info-load-loras").click()
+        expect(page.locator("#png-info-lora-note")).to_contain_text("Loaded demo-lora at 0.6", timeout=60_000)
+        expect(page.locator("#lora-status")).to_contain_text("1 LoRA loaded")
+        assert {n: lora.weight for n, lora in browser_app.studio.loras.loras.items()} == {"demo_lora": 0.6}
+        shot(page, "png-info-loras")
+    finally:
+        if browser_app.studio.loras.loras:  # the page is shared: the next test gets the bare checkpoint
+            browser_app.studio.unload_lora("demo_lora")
+
+
 def test_checkpoints_tab_lists_loads_and_asks_before_deleting(page: Page, hub_cache, demo_dir, browser_app):
     hub_cache(demo_dir, "browsertest/cached")
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
