@@ -128,8 +128,9 @@ def public_blocked_paths(settings: Settings) -> list[str]:
     return sorted(set(blocked))
 
 
-def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
-    """Start the server with the settings' address, sharing, login and public-mode rules."""
+def launch(settings: Settings, app, *, ctx=None, prevent_thread_lock: bool = False):
+    """Start the server with the settings' address, sharing, login and public-mode rules; with the UI's `ctx`, the
+    AUTOMATIC1111-compatible API (`/sdapi/v1/...`, ui.sdapi) beside the page."""
     from ui.layout import css, page_script, theme
 
     warning = outputs_warning(settings)
@@ -137,6 +138,13 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         logger.warning("%s", warning)
 
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
+    app_kwargs: dict = {"middleware": visitor_limits(settings, app)} if settings.public else {}
+    if ctx is not None:
+        from ui.sdapi import sdapi_routes
+
+        # Routes given to FastAPI() come first in its router, before every route Gradio adds (none of which matches
+        # /sdapi/ anyway), and serve wherever the page does, a share link too.
+        app_kwargs["routes"] = sdapi_routes(ctx)
     return app.launch(
         server_name=settings.host,
         server_port=settings.port,
@@ -156,7 +164,11 @@ def launch(settings: Settings, app, *, prevent_thread_lock: bool = False):
         theme=theme(),
         footer_links=["api", "gradio"],
         quiet=not settings.verbose,  # Gradio's own lines ("set `share=True` in `launch()`": our flag is --share)
-        app_kwargs={"middleware": visitor_limits(settings, app)} if settings.public else None,
+        app_kwargs=app_kwargs or None,
+        # Server-side rendering puts Gradio's Node proxy in front, which forwards only Gradio's own paths
+        # (gradio/templates/node/build/proxy_routes.js): /sdapi/ would get the page's 404. Off is Gradio's default,
+        # which GRADIO_SSR_MODE=true (as a Space may set) would change.
+        ssr_mode=False,
     )
 
 
@@ -185,7 +197,7 @@ def main(argv: Sequence[str] | None = None, *, open_browser: bool = False) -> in
     ctx.worker.claim()  # generations run on this (the main) thread, which would otherwise only wait
     if ui.zerogpu.ON_ZERO_GPU:  # models are loaded (onto the emulated CUDA device) before the GPU workers fork
         load_initial_model(ctx, settings, background=False)
-    _server, local_url, share_url = launch(settings, app, prevent_thread_lock=True)
+    _server, local_url, share_url = launch(settings, app, ctx=ctx, prevent_thread_lock=True)
     if not ui.zerogpu.ON_ZERO_GPU:
         # The page answers within seconds; a large checkpoint loads beside it and the status line follows.
         load_initial_model(ctx, settings, background=True)

@@ -38,6 +38,6 @@ def start_app(outputs: Path, *extra: str) -> RunningApp:
     ]
     settings = settings_module.from_args(argv, env={})
     studio, ctx, blocks = app_module.build_app(settings)
-    app_module.launch(settings, blocks, prevent_thread_lock=True)
+    app_module.launch(settings, blocks, ctx=ctx, prevent_thread_lock=True)
     app_module.load_initial_model(ctx, settings, background=False)
     return RunningApp(f"http://127.0.0.1:{port}/", outputs, studio, ctx, blocks)
