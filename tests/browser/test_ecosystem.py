@@ -92,7 +92,6 @@ def test_png_info_names_an_images_loras_and_loads_them(page: Page, tmp_path, bro
     try:
         page.locator("#png-info-load-loras").click()
         expect(page.locator("#png-info-lora-note")).to_contain_text("Loaded demo-lora at 0.6", timeout=60_000)
-        expect(page.locator("#lora-status")).to_contain_text("1 LoRA loaded")
         assert {n: lora.weight for n, lora in browser_app.studio.loras.loras.items()} == {"demo_lora": 0.6}
         shot(page, "png-info-loras")
     finally:

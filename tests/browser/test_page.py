@@ -146,7 +146,7 @@ TABS = [  # (tab label, tab id, what the tab shows a person)
     ("Compare", "compare", "same prompt and seed"),
     ("Inspect", "inspect", "model_index.json"),
     ("History", "history", "before it is shown"),
-    ("PNG info", "png_info", "A PNG with parameters"),
+    ("PNG info", "png_info", "An image with parameters"),
     ("Checkpoints", "checkpoints", "In the local Hugging Face cache"),
 ]
 

@@ -146,7 +146,7 @@ def test_every_scheduler_offered_for_sana_draws_an_image(studio):
     studio.load("demo-sana", variant="default", dtype="float32")
     names = studio.scheduler_names()
     # A flow-prediction DPM-Solver: DDIM, DDPM, PNDM and LCM failed inside the run, Karras sigmas gave black images.
-    assert names == ["default", "DPM++ 2M", "DPM++ 2M SDE", "UniPC", "DEIS"]
+    assert names == ["default", "DPM++ 2M", "DPM++ 2M SDE", "DPM++ 3M SDE", "UniPC", "DEIS"]
     for refused in ("DDIM", "DPM++ 2M Karras"):
         with pytest.raises(InvalidRequest, match=f"Scheduler '{re.escape(refused)}' does not work with"):
             studio.generate(request(scheduler=refused))
