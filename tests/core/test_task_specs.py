@@ -38,9 +38,7 @@ def test_neither_the_engine_nor_the_page_branches_on_a_task_name():
     # core/metadata_formats.py translates other tools' own labels ("img2img" in InvokeAI's metadata, ComfyUI's
     # graphs) into task names: a table of their formats, not the engine choosing what to run.
     files = [
-        p
-        for p in CORE.rglob("*.py")
-        if "tasks" not in p.relative_to(CORE).parts and p.name != "metadata_formats.py"
+        p for p in CORE.rglob("*.py") if "tasks" not in p.relative_to(CORE).parts and p.name != "metadata_formats.py"
     ]
     files += [*(CORE.parent / "ui").glob("*.py"), CORE.parent / "app.py"]
     assert len(files) > 40
