@@ -58,7 +58,11 @@ def build_app(settings: Settings):
     studio = Studio(settings.studio_options())
     ui.zerogpu.bind(studio)
     ctx = AppContext(
-        studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker(), owners=Owners(settings.admin)
+        studio=studio,
+        settings=settings,
+        cancel_flags=CancelFlags(),
+        worker=Worker(),
+        owners=Owners(settings.admin),
     )
     return studio, ctx, build_ui(ctx)
 
@@ -150,7 +154,7 @@ def launch(settings: Settings, app, *, ctx=None, prevent_thread_lock: bool = Fal
         server_port=settings.port,
         share=settings.share,
         # A callable, so wrong passwords are throttled (Gradio's own check has no limit).
-        auth=PasswordCheck(dict([settings.auth])) if settings.auth else None,
+        auth=visitor_check(settings, ctx),
         show_error=not settings.public,  # public visitors see messages, never tracebacks
         # Public visitors get their images through Gradio's cache (content-hashed copies); the outputs folder itself
         # is not served, so no one fetches another visitor's file by its path.
@@ -170,6 +174,13 @@ def launch(settings: Settings, app, *, ctx=None, prevent_thread_lock: bool = Fal
         # which GRADIO_SSR_MODE=true (as a Space may set) would change.
         ssr_mode=False,
     )
+
+
+def visitor_check(settings: Settings, ctx) -> PasswordCheck | None:
+    """`--auth`'s password check: the context's, which the HTTP API shares (one throttle on guesses for both)."""
+    if ctx is not None and ctx.visitors is not None:
+        return ctx.visitors
+    return PasswordCheck(dict([settings.auth])) if settings.auth else None
 
 
 def visitor_limits(settings: Settings, app) -> list:

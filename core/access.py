@@ -113,6 +113,15 @@ class Owners:
             self._sessions.add(session)
         return True
 
+    def check(self, user: str, password: str) -> bool:
+        """Whether these are the owner's credentials, for callers without a page session (the HTTP API), counted
+        on the same throttle as the page's owner login: the API is not a second set of guesses."""
+        return self.enabled and self._check(user, password)
+
+    def wait_s(self, user: str) -> float:
+        """Seconds until `user` may try the owner's login again."""
+        return self._check.throttle.wait_s(str(user)[:256])
+
     def is_owner(self, session: str) -> bool:
         with self._lock:
             return session in self._sessions

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from core.access import Owners
+from core.access import Owners, PasswordCheck
 from core.errors import StudioError
 from core.jobs import CancelFlags, ShownResults, Worker
 from core.settings import Settings
@@ -40,6 +40,11 @@ class AppContext:
     on_page_open: list[tuple[Callable[[], Any], list[Any]]] = field(default_factory=list)
     shown: ShownResults = field(default_factory=ShownResults)  # what each visitor's galleries show
     owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
+    # `--auth`'s check, one for the page's login and the HTTP API (ui.sdapi): one throttle on guesses for both.
+    visitors: PasswordCheck | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.visitors = PasswordCheck(dict([self.settings.auth])) if self.settings.auth else None
 
 
 # What a button that acts on a gallery's clicked image says when none is (a user's mistake: no traceback logged).

@@ -36,7 +36,6 @@ from fastapi.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from core import infotext
-from core.access import PasswordCheck
 from core.errors import StudioError
 from core.outputs import png_metadata
 from core.png_info import parse_parameters, read_png_info, text_chunks
@@ -155,8 +154,7 @@ class SdApi:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         settings = ctx.settings
-        self.visitors = PasswordCheck(dict([settings.auth])) if settings.auth else None
-        self.owners = PasswordCheck(dict([settings.admin])) if settings.admin else None
+        self.visitors = ctx.visitors  # the page's own check: both count the same guesses
         self.jobs = ApiJobs(
             PUBLIC_WAITING_PER_CALLER if settings.public else None,
             (settings.queue_size or 20) if settings.public else None,
@@ -212,14 +210,15 @@ class SdApi:
         otherwise. Unchecked credentials (a server with no logins) are ignored, as A1111 does."""
         credentials = basic_credentials(request.headers.get("authorization"))
         public = self.ctx.settings.public
-        if credentials is not None and (self.visitors or self.owners):
+        owners = self.ctx.owners
+        if credentials is not None and (self.visitors or owners.enabled):
             user, password = credentials
             admin = self.ctx.settings.admin
-            if self.owners is not None and admin is not None and user == admin[0] and self.owners(user, password):
+            if admin is not None and user == admin[0] and owners.check(user, password):
                 return Caller(f"sdapi:user:{user}", owner=True)
             if self.visitors is not None and self.visitors(user, password):
                 return Caller(f"sdapi:user:{user}", owner=not public)
-            waits = [check.throttle.wait_s(user) for check in (self.visitors, self.owners) if check is not None]
+            waits = [owners.wait_s(user)] + ([self.visitors.throttle.wait_s(user)] if self.visitors else [])
             why = f"Too many failed logins as {user!r}; try again in {max(waits):.0f} s." if max(waits) > 0 else ""
             raise ApiError(401, why or "Wrong user name or password.", {"WWW-Authenticate": REALM})
         if self.visitors is not None:

@@ -396,3 +396,17 @@ def test_a1111_resize_modes_and_the_only_masked_region():
     x1, y1, x2, y2 = crop_region(mask, 4, 64, 32)
     assert (x2 - x1, y2 - y1) == (56, 28) and x1 <= 16 and y1 <= 16 and x2 >= 44 and y2 >= 44
     assert crop_region(Image.new("L", (64, 64), 0), 4, 64, 64) is None
+
+
+def test_the_page_and_the_api_share_one_visitor_check(tmp_path):
+    import app as app_module
+    from core import settings as settings_module
+    from ui.sdapi import SdApi
+
+    settings = settings_module.from_args(["--auth", "alice:pw", "--outputs", str(tmp_path)], env={})
+    _studio, ctx, blocks = app_module.build_app(settings)
+    try:
+        assert ctx.visitors is not None and SdApi(ctx).visitors is ctx.visitors
+        assert app_module.visitor_check(settings, ctx) is ctx.visitors, "what Gradio's login is given"
+    finally:
+        blocks.close()

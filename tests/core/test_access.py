@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from core.access import LockedOut, Owners, PasswordCheck, Throttle
 
 
@@ -45,6 +47,16 @@ def test_owner_sessions_and_their_lockout():
     assert not owners.is_owner("s1")
     assert not owners.login("local", "owner", "pw"), "a call without a session is never the owner"
     assert Owners(None).login("s2", "", "") is False and not Owners(None).enabled
+
+
+def test_api_guesses_at_the_owner_login_count_with_the_pages():
+    owners = Owners(("root", "right"))
+    for _ in range(5):
+        assert not owners.check("root", "wrong")  # the HTTP API's Basic login
+    assert owners.wait_s("root") > 0
+    with pytest.raises(LockedOut):
+        owners.login("page-session", "root", "right")  # the page's login is locked out as well
+    assert not Owners(None).check("root", "right"), "no owner login configured: nobody is the owner"
 
 
 def test_the_memory_report_does_not_wait_for_a_change_to_the_modules(demo_dir):
