@@ -25,6 +25,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,19 @@ def model_name(source: str | None) -> str | None:
     if path.is_absolute() or source.startswith((".", "~")) or path.exists():
         return path.stem if path.suffix in (".safetensors", ".ckpt") else path.name
     return source
+
+
+NETWORK_TAG = re.compile(r"<(\w+):([^<>]{1,256})>")  # A1111's extra-network tags: `<lora:name:weight>`
+
+
+def network_tags(prompt: str) -> tuple[str, list[tuple[str, str, list[str]]]]:
+    """A1111's extra-network tags out of a prompt (at most 64): the prompt without them (spaces and a comma left
+    by a tag tidied), and each as (the tag as written, its kind in lower case, its `:`-separated arguments)."""
+    tags = [(m[0], m[1].lower(), m[2].split(":")) for m in NETWORK_TAG.finditer(prompt)][:64]
+    if not tags:
+        return prompt, []
+    lines = NETWORK_TAG.sub("", prompt).split("\n")
+    return "\n".join(re.sub(" {2,}", " ", line).strip().rstrip(",").rstrip() for line in lines).strip(), tags
 
 
 def lora_name(lora: Any) -> str:

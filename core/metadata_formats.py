@@ -25,8 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from core import schedulers
 from core.errors import InvalidRequest
 
-# The same cap as core.png_info.MAX_TEXT_BYTES (a test holds them equal). png_info imports this module, so it can't
-# import png_info back: tests/core/test_import_graph.py refuses the circle.
+# A metadata text is a few KB; anything longer is refused before it is parsed (core.png_info reads this cap).
 MAX_TEXT_BYTES = 64 * 1024
 SHOWN_CHARS = 8 * 1024  # of the raw metadata shown beside the fields
 MAX_OTHER, MAX_VALUE_CHARS, MAX_NOTES, MAX_LORAS = 50, 500, 50, 50

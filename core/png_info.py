@@ -22,11 +22,11 @@ from typing import Any, BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from core import metadata_formats, schedulers
+from core import infotext, metadata_formats, schedulers
 from core.errors import InvalidRequest
 from core.tasks import TASKS
 
-MAX_TEXT_BYTES = 64 * 1024  # a parameters block is a few KB; anything longer is refused before it is parsed
+MAX_TEXT_BYTES = metadata_formats.MAX_TEXT_BYTES  # one cap for every chunk, ours and the other tools'
 _KEY = re.compile(r"[A-Za-z][\w \-/()]*")
 _KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ -/()")
 _NEGATIVE = "Negative prompt:"
@@ -209,7 +209,6 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 
 _INPAINT_KEYS = ("Mask blur", "Inpaint area", "Masked content", "Mask mode", "Inpaint padding", "Mask area padding")
-_NETWORK = re.compile(r"<(lora|lyco|hypernet):([^<>]{1,256})>")
 
 
 def _networks(prompt: str, hashes_text: str) -> tuple[str, list[dict[str, Any]], list[str]]:
@@ -220,11 +219,11 @@ def _networks(prompt: str, hashes_text: str) -> tuple[str, list[dict[str, Any]],
         name, _, value = part.partition(":")
         if value.strip():
             hashes[name.strip()] = value.strip()
+    cleaned, tags = infotext.network_tags(prompt)
     loras, unmapped = [], []
-    for kind, body in _NETWORK.findall(prompt)[:64]:
-        name, *args = body.split(":")
-        if kind == "hypernet":
-            unmapped.append(f"Hypernetwork {name!r} has no match here; it was left out.")
+    for _tag, kind, (name, *args) in tags:
+        if kind not in ("lora", "lyco"):
+            unmapped.append(f"{kind.capitalize()} {name!r} has no match here; it was left out.")
             continue
         weight = 1.0
         if args:
@@ -239,10 +238,6 @@ def _networks(prompt: str, hashes_text: str) -> tuple[str, list[dict[str, Any]],
         if hashes.get(name.strip()):
             lora["hash"] = hashes[name.strip()]
         loras.append(lora)
-    if not _NETWORK.search(prompt):
-        return prompt, loras, unmapped
-    lines = _NETWORK.sub("", prompt).split("\n")
-    cleaned = "\n".join(re.sub(" {2,}", " ", line).strip().rstrip(",").rstrip() for line in lines).strip()
     return cleaned, loras, unmapped
 
 

@@ -466,7 +466,8 @@ class SdApi:
             found = read_png_info(path)
             items = {key: value for key, value in text_chunks(path).items() if key != "parameters"}
         text = found.get("text") or ""
-        parsed = parse_parameters(text) if text and found.get("found") in ("web-ui", "diffusion-studio") else found
+        # Our own images' fields come from their JSON; A1111's `parameters` names are their text's.
+        parsed = parse_parameters(text) if text and found.get("found") == "diffusion-studio" else found
         return {"info": text, "items": items, "parameters": fields.png_info_parameters(parsed)}
 
 

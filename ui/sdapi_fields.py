@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -83,7 +82,6 @@ FIXED_OPTIONS: dict[str, Any] = {
     "s_noise": 1.0,
     "s_min_uncond": 0.0,
 }
-_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]*)>")  # A1111's extra-network tags, `<lora:name:weight>`
 _A1111_SCHEDULE_NAMES = ("Automatic", *schedulers.A1111_SCHEDULES)
 
 
@@ -296,16 +294,16 @@ def strip_lora_tags(prompt: str, studio: Studio, disabled: bool) -> str:
             f"{', '.join(infotext.lora_name(lora) for lora in loaded)} loaded for everyone; leave it out."
         )
     problems = []
-    for match in _EXTRA_NETWORK.finditer(prompt):
-        kind, args = match[1].lower(), match[2].split(":")
+    cleaned, tags = infotext.network_tags(prompt)
+    for tag, kind, args in tags:
         if kind not in ("lora", "lyco"):
-            problems.append(f"{match[0]}: {kind} extra networks are not supported")
+            problems.append(f"{tag}: {kind} extra networks are not supported")
             continue
         lora = names.get(args[0].strip().lower())
         if lora is None:
             offered = ", ".join(infotext.lora_name(lora) for lora in loaded) or "none"
             problems.append(
-                f"{match[0]}: no LoRA named {args[0].strip()!r} is loaded (loaded: {offered}); LoRAs are shared by "
+                f"{tag}: no LoRA named {args[0].strip()!r} is loaded (loaded: {offered}); LoRAs are shared by "
                 "everyone on this server: load it first (the page's LoRA panel, its owner's on a public server)"
             )
             continue
@@ -314,15 +312,15 @@ def strip_lora_tags(prompt: str, studio: Studio, disabled: bool) -> str:
         except ValueError:
             weight = None
         if len(args) > 2 or weight is None:
-            problems.append(f"{match[0]}: write a LoRA tag as <lora:name:weight>")
+            problems.append(f"{tag}: write a LoRA tag as <lora:name:weight>")
         elif abs(weight - lora.weight) > 1e-6:
             problems.append(
-                f"{match[0]}: {args[0].strip()} is loaded at weight {lora.weight:g} for everyone; a request can't "
+                f"{tag}: {args[0].strip()} is loaded at weight {lora.weight:g} for everyone; a request can't "
                 f"change it: write <lora:{args[0].strip()}:{lora.weight:g}>, or leave the tag out"
             )
     if problems:
         raise refuse("; ".join(problems) + ".")
-    return re.sub(r"\s{2,}", " ", _EXTRA_NETWORK.sub("", prompt)).strip()
+    return cleaned
 
 
 # -- images ------------------------------------------------------------------------------------------------------
