@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from core import checkpoints
+from core import checkpoints, infotext
 from core.errors import InvalidRequest, LoadError
 
 if TYPE_CHECKING:
@@ -323,7 +323,8 @@ class Adapters:
         self._check_allowed(source)
         with self._lock:
             pool = self._pool()
-            self.loras.load(pool, source.strip(), float(weight), self.options)
+            lora = self.loras.load(pool, source.strip(), float(weight), self.options)
+            infotext.lora_hash(lora)  # hashed once, here, for every run's infotext (core.infotext caches it)
             return self.loras.info(pool)
 
     def set_lora_weight(self, name: str, weight: float) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from core import (
     describe,
     devices,
     few_step,
+    infotext,
     memory_modes,
     previews,
     runs,
@@ -154,6 +155,9 @@ class Studio:
                     )
                 self.memory.apply([pool.base], self.memory.modes, self.device)
                 self._pool = pool
+                # A1111's model hash is in every run's infotext: a multi-GB file is hashed here, once, not in the
+                # first run's time (core.infotext caches it).
+                infotext.model_hash(files.single_file)
             finally:
                 self.loading = None
             self.adapters.reset()  # they lived on the old pool's modules
