@@ -41,7 +41,8 @@ def api(local_app):
 
 
 @pytest.fixture(scope="module")
-def public_app(tmp_path_factory):
+def login_app(tmp_path_factory):
+    """A public server with a visitor login and an owner (not conftest's `public_app`, which has neither)."""
     login, owner = ":".join(VISITOR), ":".join(OWNER)
     app = start_app(tmp_path_factory.mktemp("sdapi-public"), "--public", "--auth", login, "--admin", owner)
     yield app
@@ -256,18 +257,18 @@ def test_a_local_server_can_skip_the_safety_checker(local_app):
 # -- a public server with a login and an owner ------------------------------------------------------------------
 
 
-def test_every_call_needs_the_login(public_app):
+def test_every_call_needs_the_login(login_app):
     for login in (None, ("alice", "wrong"), ("mallory", "s3cret-visitor")):
-        answer = requests.get(url(public_app, "options"), auth=login, timeout=60)
+        answer = requests.get(url(login_app, "options"), auth=login, timeout=60)
         assert answer.status_code == 401
         assert answer.headers["WWW-Authenticate"].startswith("Basic") and answer.json()["error"] == "Unauthorized"
-    assert requests.post(url(public_app, "txt2img"), json=SMALL, timeout=60).status_code == 401
-    assert requests.get(url(public_app, "options"), auth=VISITOR, timeout=60).status_code == 200
-    assert requests.get(url(public_app, "options"), auth=OWNER, timeout=60).status_code == 200  # the owner's passes
+    assert requests.post(url(login_app, "txt2img"), json=SMALL, timeout=60).status_code == 401
+    assert requests.get(url(login_app, "options"), auth=VISITOR, timeout=60).status_code == 200
+    assert requests.get(url(login_app, "options"), auth=OWNER, timeout=60).status_code == 200  # the owner's passes
 
 
-def test_only_the_owner_switches_the_model(public_app):
-    options = url(public_app, "options")
+def test_only_the_owner_switches_the_model(login_app):
+    options = url(login_app, "options")
     hub_model = {"sd_model_checkpoint": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
     refused = requests.post(options, json=hub_model, auth=VISITOR, timeout=60)
     assert refused.status_code == 403 and "owner" in refused.json()["detail"]
@@ -277,8 +278,8 @@ def test_only_the_owner_switches_the_model(public_app):
     assert tried.status_code == 422 and tried.json()["error"] == "LoadError"
     not_curated = requests.post(options, json={"sd_model_checkpoint": "demo-xs-base"}, auth=OWNER, timeout=60)
     assert not_curated.status_code == 422 and "only loads" in not_curated.json()["detail"]
-    assert public_app.studio.model_info()["model"] == "demo"
-    assert [m["title"] for m in requests.get(url(public_app, "sd-models"), auth=VISITOR, timeout=60).json()] == [
+    assert login_app.studio.model_info()["model"] == "demo"
+    assert [m["title"] for m in requests.get(url(login_app, "sd-models"), auth=VISITOR, timeout=60).json()] == [
         "demo",
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
         "stabilityai/stable-diffusion-2-1-base",
@@ -286,16 +287,16 @@ def test_only_the_owner_switches_the_model(public_app):
     ]
 
 
-def test_a_public_server_always_runs_the_safety_checker(public_app):
-    refused = requests.post(url(public_app, "txt2img"), json={**SMALL, "safety_checker": False}, auth=VISITOR)
+def test_a_public_server_always_runs_the_safety_checker(login_app):
+    refused = requests.post(url(login_app, "txt2img"), json={**SMALL, "safety_checker": False}, auth=VISITOR)
     assert refused.status_code == 422 and "safety checker" in refused.json()["detail"]
-    ran = requests.post(url(public_app, "txt2img"), json=SMALL, auth=VISITOR, timeout=60)
+    ran = requests.post(url(login_app, "txt2img"), json=SMALL, auth=VISITOR, timeout=60)
     assert ran.status_code == 200
     assert json.loads(ran.json()["info"])["diffusion_studio"]["nsfw"] == [False]
 
 
-def test_a_public_server_checks_its_limits_before_any_work(public_app):
-    txt2img, img2img = url(public_app, "txt2img"), url(public_app, "img2img")
+def test_a_public_server_checks_its_limits_before_any_work(login_app):
+    txt2img, img2img = url(login_app, "txt2img"), url(login_app, "img2img")
     too_big = requests.post(
         txt2img, data=b" " * (40 * 2**20), auth=VISITOR, headers={"Content-Type": "application/json"}
     )
@@ -309,8 +310,8 @@ def test_a_public_server_checks_its_limits_before_any_work(public_app):
         assert refused.status_code == 422 and says in refused.json()["detail"]
 
 
-def test_progress_and_interrupt_touch_only_the_callers_own_run(public_app):
-    visitor, owner = client(public_app, VISITOR), client(public_app, OWNER)
+def test_progress_and_interrupt_touch_only_the_callers_own_run(login_app):
+    visitor, owner = client(login_app, VISITOR), client(login_app, OWNER)
     answer: dict[str, Any] = {}
 
     def run() -> None:
