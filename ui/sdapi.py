@@ -39,6 +39,7 @@ from core import infotext
 from core.errors import StudioError
 from core.outputs import png_metadata
 from core.png_info import parse_parameters, read_png_info, text_chunks
+from ui import sdapi_answers as answers
 from ui import sdapi_fields as fields
 from ui.common import AppContext
 from ui.results import run_request
@@ -279,7 +280,7 @@ class SdApi:
         with self.jobs.turn(caller.key, "scripts_img2img" if from_image else "scripts_txt2img") as job:
             result = run_request(ctx, translation.request, caller.key, job, owner=caller.key)
         inpainting_unet = translation.request.mask is not None and studio.companion("inpaint") is not None
-        info = fields.a1111_info(translation, result.info, studio, inpainting_unet=inpainting_unet)
+        info = answers.a1111_info(translation, result.info, studio, inpainting_unet=inpainting_unet)
         images = []
         if translation.send_images:
             for i, image in enumerate(result.images):
@@ -430,11 +431,11 @@ class SdApi:
 
     async def samplers(self, request: Request) -> list:
         self.caller(request)
-        return fields.samplers(self.ctx.studio)
+        return answers.samplers(self.ctx.studio)
 
     async def schedulers(self, request: Request) -> list:
         self.caller(request)
-        return fields.schedule_types()
+        return answers.schedule_types()
 
     async def loras(self, request: Request) -> list:
         """The LoRAs loaded for everyone (the page's LoRA panel): what a prompt's `<lora:name:weight>` may name."""
@@ -468,7 +469,7 @@ class SdApi:
         text = found.get("text") or ""
         # Our own images' fields come from their JSON; A1111's `parameters` names are their text's.
         parsed = parse_parameters(text) if text and found.get("found") == "diffusion-studio" else found
-        return {"info": text, "items": items, "parameters": fields.png_info_parameters(parsed)}
+        return {"info": text, "items": items, "parameters": answers.png_info_parameters(parsed)}
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
