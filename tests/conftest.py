@@ -16,6 +16,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = str(_SESSION_DIR / "hf-cache")
 os.environ["DIFFUSION_STUDIO_CACHE"] = str(_SESSION_DIR / "studio-cache")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One torch (OpenMP) thread per test process: the suite runs in as many processes as there are cores, and each
+# one's torch taking every core made them fight over the CPUs (four threads on two cores; the browser tests' Chromium
+# starved and clicks timed out). Measured on a 2-core AMD EPYC: four of the heaviest engine files in 219 s with the
+# default threads, 131 s with one. Set in the environment so the apps tests start as subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
