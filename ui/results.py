@@ -16,7 +16,8 @@ from core.generation import GenerationRequest, GenerationResult
 from ui import zerogpu
 from ui.common import AppContext
 
-PROGRESS_EVERY_S = 0.1  # the page's progress bar is updated at most this often (and at the last step)
+PROGRESS_EVERY_S = 0.5  # the page's progress bar is updated at most this often (and at the last step)
+PREVIEW_EVERY_S = 1.0  # and shows a new live preview at most this often (the newest one)
 
 
 @dataclass
@@ -143,13 +144,27 @@ def stream_request(
 
     reported = _LastProgress(progress)
     future = _submit(ctx, request, session, reported, offer, owner)
+    shown_at = 0.0
     while not future.done():
+        # At most PREVIEW_EVERY_S apart: each one re-renders the page's gallery, and a fast model's previews every
+        # 2 steps kept Chromium busy for 20 s after the run had ended (the page answered nothing meanwhile).
+        wait = shown_at + PREVIEW_EVERY_S - time.monotonic()
+        if wait > 0:
+            future_done_or(wait, future)
+            continue
         with contextlib.suppress(queue.Empty):
             yield newest.get(timeout=0.1)
+            shown_at = time.monotonic()
             # Gradio's page clears the bar at each yielded output until the next step reports (seconds on a CPU):
             # report the last step again at once.
             reported.again()
     yield future.result()
+
+
+def future_done_or(seconds: float, future: Future) -> None:
+    """Wait `seconds`, or less if the future finishes first."""
+    with contextlib.suppress(TimeoutError):
+        future.exception(timeout=seconds)
 
 
 class _LastProgress:

@@ -82,9 +82,11 @@ def test_a_toast_shows_code_as_quotes_and_never_the_visitors_html():
     assert "<img" not in message and "&lt;img" in message
 
 
-def test_the_progress_comes_back_right_after_each_live_preview():
+def test_the_progress_comes_back_right_after_each_live_preview(monkeypatch):
     """Gradio's page cleared the bar at each preview until the next step reported (about 2 s on a CPU)."""
     import types
+
+    monkeypatch.setattr("ui.results.PREVIEW_EVERY_S", 0.1)
 
     from core.generation import GenerationRequest, GenerationResult
     from core.jobs import CancelFlags, ShownResults, Worker
@@ -105,3 +107,31 @@ def test_the_progress_comes_back_right_after_each_live_preview():
     assert [i for i in items if not isinstance(i, GenerationResult)] == [["preview 1"], ["preview 2"]]
     steps = [r[0] for r in reports if r and isinstance(r[0], tuple)]
     assert steps == [(1, 2), (1, 2), (2, 2), (2, 2)], "each step's report is repeated after its preview"
+
+
+def test_fast_previews_reach_the_page_spaced_out_and_the_newest_one_each_time(monkeypatch):
+    """A fast model's preview every 2 steps re-rendered the page's gallery ten times a second: Chromium was still
+    busy 20 s after the run ended and the page answered nothing meanwhile."""
+    import types
+
+    from core.generation import GenerationRequest, GenerationResult
+    from core.jobs import CancelFlags, ShownResults, Worker
+    from ui.results import stream_request
+
+    monkeypatch.setattr("ui.results.PREVIEW_EVERY_S", 0.2)
+
+    class Studio:
+        def generate(self, request, *, session, on_step, cancel, on_preview):
+            for step in range(1, 41):  # 40 previews in about 0.8 s
+                on_preview([step])
+                time.sleep(0.02)
+            return GenerationResult(images=[], info={"task": "text2img"})
+
+    ctx = types.SimpleNamespace(cancel_flags=CancelFlags(), shown=ShownResults(), worker=Worker(), studio=Studio())
+    request = GenerationRequest(prompt="x", preview_every=1)
+    started = time.monotonic()
+    items = [i for i in stream_request(ctx, request, "visitor", lambda *a, **k: None)]
+    previews = [i[0] for i in items if not isinstance(i, GenerationResult)]
+    assert isinstance(items[-1], GenerationResult) and time.monotonic() - started < 2.0, "the run is not held back"
+    assert 2 <= len(previews) <= 6, previews
+    assert previews == sorted(previews) and previews[0] < 10 and previews[-1] > 25, "each one the newest at the time"
