@@ -55,13 +55,13 @@ def zero_gpu_app(tmp_path):
                 process.kill()
                 pytest.fail(f"the app did not start: {process.stderr.read().decode()[-2000:]}")
             time.sleep(0.5)
-    yield client, log
+    yield client, log, process, tmp_path / "out"
     process.terminate()
     process.wait(timeout=30)
 
 
 def test_on_zero_gpu_spaces_comes_first_models_load_before_launch_and_generations_take_a_gpu(zero_gpu_app):
-    client, log = zero_gpu_app
+    client, log, server, _outputs = zero_gpu_app
     events = _events(log)
     assert events[0] == {"event": "import", "torch_already_imported": False}
     assert {e["function"] for e in events if e["event"] == "decorate"} == {"_generate", "_compare"}
@@ -85,7 +85,24 @@ def test_on_zero_gpu_spaces_comes_first_models_load_before_launch_and_generation
     assert len(images) == 2 and info["seeds"] == [5, 6]
     calls = [e for e in _events(log) if e["event"] == "call"]
     request = GenerationRequest(task="text2img", steps=3, width=64, height=64, num_images=2)
-    assert calls == [{"event": "call", "function": "_generate", "duration": zerogpu.estimate_seconds(request)}]
+    assert [(e["function"], e["duration"]) for e in calls] == [("_generate", zerogpu.estimate_seconds(request))]
+    assert calls[0]["pid"] != server.pid, "the run happened in a forked GPU worker"
+
+
+def test_what_a_run_in_the_gpu_worker_leaves_behind_reaches_the_server(zero_gpu_app):
+    """The worker is a child that exits after each call: what a run changes in its memory is lost. The same
+    request twice in a row must still save both runs' images under their own names (the run's file stamps were
+    claimed in memory), and each run's images come back to the server for the page."""
+    client, log, server, outputs = zero_gpu_app
+    arguments = dict(prompt="a lighthouse", negative_prompt="", steps=2, guidance_scale=7.0, width=64, height=64)
+    arguments |= dict(seed=5, scheduler="default", num_images=1, safety_checker=True, api_name="/text2img")
+    first_images, _ = client.predict(**arguments)
+    second_images, second_info = client.predict(**arguments)
+    assert len(first_images) == len(second_images) == 1 and second_info["seeds"] == [5]
+    saved = sorted(p.name for p in outputs.rglob("*.png"))
+    assert len(saved) == 2, f"both runs' images are on disk under their own names: {saved}"
+    pids = {e["pid"] for e in _events(log) if e["event"] == "call"}
+    assert len(pids) == 2 and server.pid not in pids, "each call had a worker of its own"
 
 
 def test_off_spaces_nothing_of_spaces_is_needed_or_used(tmp_path):
