@@ -154,12 +154,57 @@ TABS = [  # (tab label, tab id, what the tab shows a person)
 ]
 
 
-def test_every_tab_opens_and_says_what_it_is_for(page: Page):
+# The tabs' main controls that other browser tests drive: Upscale (test_upscale_a_result_from_the_gallery), History
+# (test_history_survives_a_reload_and_sends_an_image_back), PNG info and Checkpoints (test_ecosystem.py).
+COMPANION_TABS = [  # (tab id, the companion it needs, what its Generate says before that is loaded)
+    ("depth2img", "depth", "Depth to image needs its own checkpoint (depth): load the companion offered in its tab"),
+    ("variation", "variation", "Variation needs its own checkpoint (variation): load the companion"),
+    ("rgbd", "ldm3d", "RGB + depth needs its own checkpoint (ldm3d): load the companion"),
+    ("animate", "motion_adapter", "Animate needs a motion adapter: load the one offered in its tab first"),
+]
+
+
+def test_every_tab_opens_says_what_it_is_for_and_its_main_control_answers(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     for label, tab_id, text in TABS:
         open_tab(page, label)
         expect(page.locator(f"#tab-{tab_id}")).to_contain_text(text)
     shot(page, "every-tab")
+
+    # Safe text to image runs on the loaded checkpoint, at the preset picked.
+    open_tab(page, "Safe text to image", shows="#safe_text2img-generate")
+    page.locator("#safe_text2img-safety-preset").get_by_text("max", exact=True).click()
+    set_slider(page, "safe_text2img", "Steps", 2)
+    set_slider(page, "safe_text2img", "Width", 64)
+    set_slider(page, "safe_text2img", "Height", 64)
+    page.locator("#safe_text2img-prompt textarea").fill("a quiet harbour")
+    generate_and_wait(page, "safe_text2img")
+    page.locator("#tab-safe_text2img").get_by_text("Info", exact=True).click()
+    expect(page.locator("#safe_text2img-info")).to_contain_text(re.compile(r"safety_preset.*max"))
+
+    # A tab that needs a companion offers its offline twin, and Generate before loading it says what to load.
+    for tab_id, kind, says in COMPANION_TABS:
+        label = next(label for label, tab, _text in TABS if tab == tab_id)
+        open_tab(page, label, shows=f"#{tab_id}-generate")
+        expect(page.locator(f"#companion-source-{kind} input")).to_have_value(re.compile(r"^demo-"))
+        page.locator(f"#{tab_id}-generate").click()
+        expect(page.locator(".toast-body").filter(has_text=says).first).to_be_visible(timeout=30_000)
+
+    # Compare makes its grid: 3 schedulers (the default rows) x 2 step counts, one tiny image each.
+    open_tab(page, "Compare", shows="#compare-generate")
+    page.locator("#compare-prompt textarea").fill("a red kite")
+    page.locator("#compare-values textarea").fill("1, 2")
+    set_slider(page, "compare", "Width", 64)
+    set_slider(page, "compare", "Height", 64)
+    page.locator("#compare-generate").click()
+    expect(page.locator("#compare-grid img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#compare-gallery img")).to_have_count(6, timeout=15_000)
+
+    # Inspect shows the loaded checkpoint's model_index.json and its components.
+    open_tab(page, "Inspect", shows="#inspect-model-index")
+    expect(page.locator("#inspect-model-index")).to_contain_text("StableDiffusionPipeline")
+    expect(page.locator("#inspect-components")).to_contain_text("unet")
+    expect(page.locator("#inspect-files")).to_contain_text("safetensors")
 
 
 def test_upscale_a_result_from_the_gallery(page: Page):
@@ -245,20 +290,24 @@ def test_live_previews_show_while_denoising(page: Page):
     set_slider(page, "text2img", "Width", 256)
     set_slider(page, "text2img", "Height", 256)
     set_slider(page, "text2img", "Live preview every N steps", 2)
-    page.locator("#text2img-generate").click()
-    first = page.locator("#text2img-gallery img").first
-    expect(first).to_be_visible(timeout=30_000)
-    # A preview is a picture of the latents, at 1/8 of the image's size; the final image is 256 pixels wide.
-    page.wait_for_function(
-        "() => { const i = document.querySelector('#text2img-gallery img'); return i && i.naturalWidth > 0; }"
+    # Each picture the gallery loads is written down in the page as it loads, with whether the run had ended by
+    # then: reading them from here afterwards races a fast run (150 steps of the twin take ~9 s on CI).
+    page.evaluate(
+        """() => { window.galleryLoads = [];
+        document.addEventListener('load', e => {
+            if (e.target.tagName !== 'IMG' || !e.target.closest('#text2img-gallery')) return;
+            const notice = document.querySelector('#text2img-notice').innerText;
+            window.galleryLoads.push({width: e.target.naturalWidth, ended: notice.includes('Seeds')});
+        }, true); }"""
     )
-    preview_width = first.evaluate("i => i.naturalWidth")
-    running = page.locator("#text2img-notice").inner_text()
-    shot(page, "live-preview")
-    assert "Seeds" not in running, "the first picture came while the run was going"
-    assert preview_width == 256 // 8, "the first picture was a latent preview, not the final image"
-    expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
+    page.locator("#text2img-generate").click()
+    expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=90_000)
     page.wait_for_function("() => document.querySelector('#text2img-gallery img').naturalWidth === 256")
+    shot(page, "live-preview")
+    loads = page.evaluate("window.galleryLoads")
+    # A preview is a picture of the latents, at 1/8 of the image's size; the final image is 256 pixels wide.
+    assert loads and loads[0] == {"width": 256 // 8, "ended": False}, f"a latent preview came first: {loads}"
+    assert loads[-1]["width"] == 256, f"the final image came last: {loads}"
 
 
 def test_closing_the_tab_ends_that_visitors_run(page: Page, browser_app):
