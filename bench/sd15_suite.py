@@ -8,6 +8,7 @@ one run, printed as a ratio, since absolute times on a shared machine mean littl
 - dtype:    the studio at dtype=auto vs. a plain float32 diffusers call at the same settings
 - previews: generation with a live preview every step vs. without
 - layout:   the UNet in channels_last memory format vs. the default one
+- cache:    step caching (DeepCache) every 2, 3, 4 steps vs. every step whole: time, and PSNR against the full image
 - app:      a generation through gradio_client end to end vs. the same plain diffusers call (the app's overhead)
 - cold:     `python app.py --model demo` started to a page that answers, and to the model being ready
 
@@ -171,6 +172,36 @@ def bench_previews(path: Path, args: argparse.Namespace) -> None:
     print(f"with {t_with:.3f} s, without {t_without:.3f} s: {overhead:+.2f}% ({len(shown)} previews in all)")
 
 
+def psnr(a, b) -> float:
+    """Peak signal-to-noise ratio of two 8-bit images, in dB (infinite when equal). Written here: one line of numpy,
+    where scikit-image would be a dependency for this alone."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def bench_cache(path: Path, args: argparse.Namespace) -> None:
+    studio = studio_for(path, "auto")
+    intervals = (1, 2, 3, 4)  # 1: every step whole (off)
+    times: dict[int, list[float]] = {n: [] for n in intervals}
+    images: dict[int, object] = {}
+    for n in intervals:  # a warm-up of each
+        images[n] = studio.generate(request(args, step_cache=n)).images[0]
+    for _ in range(args.rounds):
+        for n in intervals:
+            started = time.perf_counter()
+            studio.generate(request(args, step_cache=n))
+            times[n].append(time.perf_counter() - started)
+    full = statistics.median(times[1])
+    print(f"\n## cache: step caching (DeepCache) vs. every step whole ({studio.pool.dtype}, {args.size}x{args.size}, ")
+    print(f"{args.steps} steps, median of {args.rounds}; PSNR of the image against the full run's, same seed)")
+    print(f"every step whole: {full:.2f} s")
+    for n in intervals[1:]:
+        t = statistics.median(times[n])
+        print(f"whole every {n} steps: {t:.2f} s, {full / t:.2f}x faster; PSNR {psnr(images[n], images[1]):.1f} dB")
+
+
 def bench_layout(path: Path, args: argparse.Namespace) -> None:
     studio = studio_for(path, "auto")
     unet = studio.pool.base.unet
@@ -305,6 +336,7 @@ BENCHES = {
     "dtype": bench_dtype,
     "previews": bench_previews,
     "layout": bench_layout,
+    "cache": bench_cache,
     "app": bench_app,
     "cold": bench_cold,
 }
@@ -317,6 +349,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="alternating runs of each side")
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument(
+        "--checkpoint", help="an SD 1.5 folder (Hub layout) with real weights, instead of the random one"
+    )
     args = parser.parse_args()
     import diffusers
 
@@ -324,7 +359,7 @@ def main() -> int:
     print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads), diffusers {diffusers.__version__}")
     path = Path()
     if set(args.only.split(",")) - {"cold"}:  # the cold start runs on the demo twin: no 4 GB checkpoint for it
-        path = sd15_sized_path()
+        path = Path(args.checkpoint) if args.checkpoint else sd15_sized_path()
         unet_params = sum(p.numel() for p in __import__("safetensors.torch").torch.load_file(
             str(path / "unet" / "diffusion_pytorch_model.safetensors")).values())  # fmt: skip
         print(

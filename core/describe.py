@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from diffusers import DiffusionPipeline
 
-from core import checkpoints, devices, few_step, infotext, schedulers
+from core import checkpoints, devices, few_step, infotext, schedulers, step_cache
 from core.checkpoints import compat, loading
 from core.generation import GenerationRequest
 from core.pool import Pool, component_row
@@ -45,7 +45,8 @@ def model_info(studio: Studio) -> dict[str, Any]:
         "default_size": pool.default_size,
         "size_multiple": pool.size_multiple,
         "options": [name for name in ("sag", "pag") if pool.supports(name)]
-        + (["refiner"] if family_of(type(pool.base).__name__) == "stable-diffusion-xl" else []),
+        + (["refiner"] if family_of(type(pool.base).__name__) == "stable-diffusion-xl" else [])
+        + (["step_cache"] if step_cache.supports(pool.components.get("unet"), pool.family) else []),
         "is_demo": pool.files.source == checkpoints.DEMO,
         "few_step": fast.as_dict() if (fast := studio.few_step()) is not None else None,
         "adapters": {
@@ -99,6 +100,8 @@ def run_info(
     }
     task = get_task(request.task)
     info.update(task.info_fields(request, serving))
+    if request.step_cache > step_cache.OFF:
+        info["step_cache"] = request.step_cache
     info["model_hash"] = infotext.model_hash(pool.files.single_file)
     if pool is studio.pool and task.lora_applies and studio.loras.loras:
         info["loras"] = [
@@ -183,6 +186,7 @@ def run_snippet(
         if studio.ip_adapter is not None:
             snippet.after_load += studio.ip_adapter.snippet_lines()
     task.add_to_snippet(snippet, request, seeds, serving, load)
+    snippet.after_load += step_cache.snippet_lines(request.step_cache)
     return snippet
 
 

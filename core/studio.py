@@ -26,6 +26,7 @@ from core import (
     previews,
     runs,
     schedulers,
+    step_cache,
     uploads,
 )
 from core.adapters import IpAdapter, LoraSet, MotionAdapterState
@@ -554,6 +555,7 @@ class Studio:
         scheduler = schedulers.build(request.scheduler, pool.components.get("scheduler"), type(pool.base))
         pipe = task.view(pool, request, scheduler, run_checker, serving)
         try:
+            step_cache.check(request, pipe, pool.family)
             refiner = task.second_stage(pool, request, serving)
             for view in (pipe, refiner) if refiner is not None else (pipe,):
                 self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
@@ -579,16 +581,17 @@ class Studio:
                         if pictures:
                             on_preview(pictures)
 
-            output, stopped_at = runs.run_pipeline(
-                pipe,
-                arguments,
-                steps=request.steps,
-                on_step=first_stage,
-                cancel=cancel,
-                on_latents=on_latents,
-                extra_calls=task.extra_step_calls(request),
-                progress_bars=task.progress_bars(request),
-            )
+            with step_cache.caching(pipe, request.step_cache):  # the first stage's UNet; the refiner runs whole
+                output, stopped_at = runs.run_pipeline(
+                    pipe,
+                    arguments,
+                    steps=request.steps,
+                    on_step=first_stage,
+                    cancel=cancel,
+                    on_latents=on_latents,
+                    extra_calls=task.extra_step_calls(request),
+                    progress_bars=task.progress_bars(request),
+                )
             if refiner is not None and output is not None:
                 output, refiner_stopped_at = task.run_second_stage(
                     refiner, request, output, seeds, on_step=on_step, cancel=cancel, on_latents=on_latents

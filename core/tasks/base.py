@@ -45,6 +45,8 @@ from core.tasks.params import (  # noqa: F401
     SCHEDULER,
     SEED,
     SIZE,
+    SPEED,
+    STEP_CACHE,
     STEPS_GUIDANCE,
     TEXT,
     Group,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from diffusers import AutoPipelineForImage2Image
 from diffusers.pipelines.auto_pipeline import AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
@@ -11,8 +12,11 @@ from core.tasks.base import (
     IMAGE_PROMPT,
     PREVIEW,
     RUN,
+    SPEED,
+    STEP_CACHE,
     STEPS_GUIDANCE,
     TEXT,
+    Group,
     TaskSpec,
     extra_input_channels,
     image,
@@ -28,6 +32,7 @@ class Img2Img(TaskSpec):
     auto_class = AutoPipelineForImage2Image
     mapping = AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
     sizes_follow_image = True
+    groups: ClassVar[Mapping[str, Group]] = {"speed": SPEED}
     description = "Make images from an image and a prompt; strength is how much of the image is repainted."
     params = (
         image("Input image"),
@@ -37,6 +42,7 @@ class Img2Img(TaskSpec):
         *RUN,
         IMAGE_PROMPT,
         PREVIEW,
+        STEP_CACHE,
     )
 
     def unfit(self, pool: Pool) -> str | None:

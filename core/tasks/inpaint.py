@@ -10,7 +10,7 @@ from diffusers import AutoPipelineForInpainting, DiffusionPipeline
 from diffusers.pipelines.auto_pipeline import AUTO_INPAINT_PIPELINES_MAPPING
 
 from core.errors import InvalidRequest
-from core.tasks.base import IMAGE_PROMPT, PREVIEW, RUN, STEPS_GUIDANCE, TEXT, Param, image, strength
+from core.tasks.base import IMAGE_PROMPT, PREVIEW, RUN, STEP_CACHE, STEPS_GUIDANCE, TEXT, Param, image, strength
 from core.tasks.img2img import Img2Img
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class Inpaint(Img2Img):
         *RUN,
         IMAGE_PROMPT,
         PREVIEW,
+        STEP_CACHE,
     )
 
     def unfit(self, pool: Pool) -> str | None:

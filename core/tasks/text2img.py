@@ -21,6 +21,8 @@ from core.tasks.base import (
     PREVIEW,
     RUN,
     SIZE,
+    SPEED,
+    STEP_CACHE,
     STEPS_GUIDANCE,
     TEXT,
     Group,
@@ -69,6 +71,7 @@ class Text2Img(TaskSpec):
     )
     groups: ClassVar[Mapping[str, Group]] = {
         "guidance": Group("Guidance features (same memory, built with from_pipe)"),
+        "speed": SPEED,
         "refiner": Group(
             "SDXL refiner (second stage)",
             option="refiner",
@@ -125,6 +128,7 @@ class Text2Img(TaskSpec):
         ),
         IMAGE_PROMPT,
         PREVIEW,
+        STEP_CACHE,
     )
 
     def unfit(self, pool: Pool) -> str | None:

@@ -60,6 +60,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "refiner_switch",
             "ip_adapter_image",
             "preview_every",
+            "step_cache",
         ],
         "/img2img": [
             "image",
@@ -74,6 +75,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "safety_checker",
             "ip_adapter_image",
             "preview_every",
+            "step_cache",
         ],
         "/inpaint": [
             "image",
@@ -89,6 +91,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "safety_checker",
             "ip_adapter_image",
             "preview_every",
+            "step_cache",
         ],
         "/safe_text2img": [
             "prompt",
@@ -197,6 +200,17 @@ def test_same_seed_same_image_through_the_api(client):
     first, _ = client.predict(**{**T2I, "num_images": 1}, api_name="/text2img")
     second, _ = client.predict(**{**T2I, "num_images": 1}, api_name="/text2img")
     assert Image.open(image_files(first)[0]).tobytes() == Image.open(image_files(second)[0]).tobytes()
+
+
+def test_step_caching_through_the_api_is_another_image_and_says_so(client):
+    plain = {**T2I, "num_images": 1, "steps": 6}
+    full, full_info = client.predict(**plain, api_name="/text2img")
+    cached, info = client.predict(**plain, step_cache=3, api_name="/text2img")
+    assert info["step_cache"] == 3 and "step_cache" not in full_info
+    assert "helper.set_params(cache_interval=3" in info["code"]
+    assert Image.open(image_files(cached)[0]).tobytes() != Image.open(image_files(full)[0]).tobytes()
+    with pytest.raises(Exception, match="step_cache must be between 1 and 5"):
+        client.predict(**plain, step_cache=6, api_name="/text2img")
 
 
 def test_img2img_with_an_uploaded_image(client, input_png):
