@@ -25,7 +25,11 @@ def sdxl() -> Studio:
 def test_sdxl_serves_the_three_tasks_from_one_pool(sdxl):
     info = sdxl.model_info()
     assert info["pipeline"] == "StableDiffusionXLPipeline" and info["safety_checker"] is False
-    assert info["default_size"] == 1024 and info["size_multiple"] == 8 and info["options"] == ["pag", "refiner"]
+    assert (
+        info["default_size"] == 1024
+        and info["size_multiple"] == 8
+        and info["options"] == ["pag", "refiner", "step_cache"]
+    )
     modules = {k: v for k, v in sdxl.pool.components.items() if isinstance(v, torch.nn.Module)}
     assert {"text_encoder", "text_encoder_2", "unet", "vae"} <= set(modules)
     before = sdxl.pool.unique_bytes()
