@@ -8,6 +8,7 @@ one run, printed as a ratio, since absolute times on a shared machine mean littl
 - dtype:    the studio at dtype=auto vs. a plain float32 diffusers call at the same settings
 - previews: generation with a live preview every step vs. without
 - layout:   the UNet in channels_last memory format vs. the default one
+- tiny:     the final decode by a TAESD-sized tiny VAE vs. the checkpoint's VAE; previews as its pictures vs. colours
 - cache:    step caching (DeepCache) every 2, 3, 4 steps vs. every step whole: time, and PSNR against the full image
 - app:      a generation through gradio_client end to end vs. the same plain diffusers call (the app's overhead)
 - cold:     `python app.py --model demo` started to a page that answers, and to the model being ready
@@ -202,6 +203,32 @@ def bench_cache(path: Path, args: argparse.Namespace) -> None:
         print(f"whole every {n} steps: {t:.2f} s, {full / t:.2f}x faster; PSNR {psnr(images[n], images[1]):.1f} dB")
 
 
+def bench_tiny(path: Path, args: argparse.Namespace) -> None:
+    from diffusers import AutoencoderTiny
+
+    studio = studio_for(path, "auto")
+    folder = Path(tempfile.mkdtemp()) / "taesd-sized"
+    torch.manual_seed(0)
+    AutoencoderTiny().save_pretrained(folder)  # TAESD's architecture (its defaults), random weights: its compute
+    studio.load_companion("tiny_vae", str(folder))
+    t_tiny, t_vae = alternate(
+        lambda: studio.generate(request(args, tiny_decode=True)), lambda: studio.generate(request(args)), args.rounds
+    )
+    print(
+        f"\n## tiny: the final decode by a TAESD-sized AutoencoderTiny vs. the checkpoint's VAE ({studio.pool.dtype})"
+    )
+    print(f"{args.size}x{args.size}, {args.steps} steps: tiny {t_tiny:.2f} s, VAE {t_vae:.2f} s: {t_vae / t_tiny:.2f}x")
+    colours = studio_for(path, "auto")  # no tiny VAE: its previews are the latents' colours
+    shown: list = []
+    t_pictures, t_colours = alternate(
+        lambda: studio.generate(request(args, preview_every=1), on_preview=shown.append),
+        lambda: colours.generate(request(args, preview_every=1), on_preview=shown.append),
+        args.rounds,
+    )
+    print("\n## previews every step: TAESD-sized pictures vs. the latents' colours")
+    print(f"pictures {t_pictures:.2f} s, colours {t_colours:.2f} s: {(t_pictures / t_colours - 1) * 100:+.1f}%")
+
+
 def bench_layout(path: Path, args: argparse.Namespace) -> None:
     studio = studio_for(path, "auto")
     unet = studio.pool.base.unet
@@ -337,6 +364,7 @@ BENCHES = {
     "previews": bench_previews,
     "layout": bench_layout,
     "cache": bench_cache,
+    "tiny": bench_tiny,
     "app": bench_app,
     "cold": bench_cold,
 }

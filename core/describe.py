@@ -102,6 +102,8 @@ def run_info(
     info.update(task.info_fields(request, serving))
     if request.step_cache > step_cache.OFF:
         info["step_cache"] = request.step_cache
+    if request.tiny_decode and serving.tiny_vae is not None:
+        info["tiny_vae"] = serving.tiny_vae.source
     info["model_hash"] = infotext.model_hash(pool.files.single_file)
     if pool is studio.pool and task.lora_applies and studio.loras.loras:
         info["loras"] = [
@@ -187,6 +189,15 @@ def run_snippet(
             snippet.after_load += studio.ip_adapter.snippet_lines()
     task.add_to_snippet(snippet, request, seeds, serving, load)
     snippet.after_load += step_cache.snippet_lines(request.step_cache)
+    if request.tiny_decode and serving.tiny_vae is not None:
+        snippet.imports.append("AutoencoderTiny")
+        source = serving.tiny_vae.source
+        if source == "demo-tiny-vae":
+            from core.demo.companions import companion_path
+
+            source = str(companion_path("tiny_vae", serving.cache_dir))
+        load = f"AutoencoderTiny.from_pretrained({source!r}, dtype=torch.{snippet.dtype})"
+        snippet.after_load.append(f"pipe.vae = {load}.to({snippet.device!r})")
     return snippet
 
 
@@ -285,6 +296,10 @@ def memory_report(studio: Studio) -> dict[str, Any]:
         motion_rows = _motion_rows(studio)
         rows += motion_rows
         unique += sum(row["bytes"] for row in motion_rows)
+    if studio.tiny_vae is not None:  # every task's previews use it; text2img also decodes with it
+        row = {**component_row("tiny_vae", studio.tiny_vae.vae, list(TASKS)), "checkpoint": studio.tiny_vae.source}
+        rows.append(row)
+        unique += row["bytes"]
     module_rows = _control_rows(studio)
     rows += module_rows
     unique += sum(row["bytes"] for row in module_rows)

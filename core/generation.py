@@ -73,6 +73,7 @@ class GenerationRequest:
     motion_y: float = 12.0
     preview_every: int = 0  # a live preview every this many steps (0 = none), for callers that take previews
     step_cache: int = 1  # the whole UNet every this many steps, its deep features reused in between (1 = off)
+    tiny_decode: bool = False  # text2img: the final decode by the loaded tiny VAE (fast, softer) instead of the VAE
     ip_adapter_image: Image.Image | None = None  # the image prompt, for tasks over a UNet with an IP-Adapter
     image_guidance_scale: float = 1.5  # instruct: how closely the edit keeps to the input image
     excite_words: str = ""  # attend_excite: words of the prompt whose attention is strengthened

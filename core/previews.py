@@ -1,16 +1,43 @@
 """Live previews: a cheap picture of the latents during denoising, without running the VAE.
 
-A linear map from the latent channels to RGB approximates what the VAE would decode, at the latents' resolution
-(1/8 of the image). It costs one tiny matrix product per preview where a VAE decode costs about as much as a
-denoising step. diffusers has no such helper (its cheap decoder, AutoencoderTiny, is a download away), so the
+With a tiny VAE loaded (an `AutoencoderTiny`: TAESD for SD 1/2, TAESDXL for SDXL), a preview is that decoder's
+picture of the latents, at the image's size: a real picture for a small part of a VAE decode's cost.
+
+Without one, a linear map from the latent channels to RGB approximates what the VAE would decode, at the latents'
+resolution (1/8 of the image). It costs one tiny matrix product per preview where a VAE decode costs about as much
+as a denoising step. diffusers has no such helper (its cheap decoder, AutoencoderTiny, is a download away), so the
 map is written here; the factors are the ones the Stable Diffusion web UIs use for SD 1.x/2.x and SDXL latents.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image
+
+
+@dataclass(frozen=True)
+class TinyVae:
+    """A loaded tiny VAE (the `tiny_vae` companion) and where it came from."""
+
+    source: str
+    vae: torch.nn.Module
+
+    def fits(self, latents: torch.Tensor) -> bool:
+        """Whether it reads these latents: (B, C, H, W) with its latent channels (not SD3's 16, Flux's packed)."""
+        return latents.dim() == 4 and latents.shape[1] == self.vae.config.latent_channels
+
+    @torch.no_grad()
+    def preview(self, latents: torch.Tensor) -> list[Image.Image]:
+        """One picture per latent of the batch. Pipelines hand their callbacks scaled latents, which TAESD decodes as
+        they are (its scaling factor is 1: the pipelines' own decode divides by it)."""
+        param = next(self.vae.parameters())
+        images = self.vae.decode(latents.to(param.device, param.dtype) / self.vae.config.scaling_factor).sample
+        pixels = ((images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round()
+        return [Image.fromarray(p) for p in pixels.astype(np.uint8)]
+
 
 # RGB contribution of each of the 4 latent channels (rows), and an offset; fitted against the real VAEs.
 _FACTORS = {

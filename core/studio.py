@@ -42,7 +42,7 @@ from core.tasks import COMPANION_PIPELINES, TASKS, Serving, Task, family_of, get
 
 logger = logging.getLogger(__name__)
 # Companions that are modules joining the main pool rather than checkpoints of their own.
-MODULE_COMPANIONS = ("motion_adapter", *control.SLOTS)
+MODULE_COMPANIONS = ("motion_adapter", "tiny_vae", *control.SLOTS)
 COMPANION_KINDS = (*COMPANION_PIPELINES, *MODULE_COMPANIONS)
 
 
@@ -91,6 +91,7 @@ class Studio:
         self._pool: Pool | None = None
         self._companions: dict[str, Pool] = {}
         self.motion: MotionAdapterState | None = None
+        self.tiny_vae: previews.TinyVae | None = None  # live previews' decoder, and text2img's fast decode
         self.controls: dict[str, control.ControlModel] = {}  # ControlNets / T2I-Adapters by slot
         self.map_estimator: tuple[Any, Any] | None = None  # (DPT model, its processor) for the depth map
         # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
@@ -171,6 +172,8 @@ class Studio:
                 model.fused = model.fused_from = None  # ControlNet-XS's copy of the old UNet
             if self.map_estimator is not None:
                 self.map_estimator[0].to(dtype=torch_dtype)
+            if self.tiny_vae is not None:
+                self.tiny_vae.vae.to(dtype=torch_dtype)
             self._release()
             return self.model_info()
 
@@ -269,6 +272,13 @@ class Studio:
                     self.motion = MotionAdapterState(source, adapter)
                     self._release()
                     return self.companions_info()
+                if kind == "tiny_vae":
+                    self.tiny_vae = None  # the one it replaces is freed first
+                    self.tiny_vae = previews.TinyVae(
+                        source, loading.load_tiny_vae(source, dtype, self.device, self.options)
+                    )
+                    self._release()
+                    return self.companions_info()
                 if kind in control.SLOTS:
                     self.controls.pop(kind, None)  # the module it replaces is freed before the new one loads
                     self._release()
@@ -310,6 +320,8 @@ class Studio:
         with self._load_lock:
             if kind == "motion_adapter":
                 self.motion = None
+            elif kind == "tiny_vae":
+                self.tiny_vae = None
             else:
                 self._companions.pop(kind, None)
                 self.controls.pop(kind, None)
@@ -325,6 +337,8 @@ class Studio:
         loaded = {kind: pool.files.source for kind, pool in self._companions.items()}
         if self.motion is not None:
             loaded["motion_adapter"] = self.motion.source
+        if self.tiny_vae is not None:
+            loaded["tiny_vae"] = self.tiny_vae.source
         loaded.update({slot: model.source for slot, model in self.controls.items()})
         return {"companions": loaded}
 
@@ -553,7 +567,24 @@ class Studio:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
         when the view was ready)."""
         scheduler = schedulers.build(request.scheduler, pool.components.get("scheduler"), type(pool.base))
+        tiny = serving.tiny_vae
+        if request.tiny_decode and tiny is None:
+            raise NotLoaded(
+                'Decoding with the tiny VAE needs one loaded: load it under Text to image\'s "Faster" section '
+                "(`demo-tiny-vae` offline, madebyollin/taesd for SD 1/2, madebyollin/taesdxl for SDXL) first."
+            )
+        own = pool.components.get("vae")
+        if request.tiny_decode and getattr(own, "config", {}).get("latent_channels") != tiny.vae.config.latent_channels:
+            raise InvalidRequest(
+                f"The tiny VAE {tiny.source!r} reads {tiny.vae.config.latent_channels}-channel latents and "
+                f"{type(pool.base).__name__} makes others; load the tiny VAE of its family, or turn the tiny decode "
+                "off."
+            )
         pipe = task.view(pool, request, scheduler, run_checker, serving)
+        if request.tiny_decode:  # another view over the same modules, with the tiny VAE: the pool's stays in place
+            # from_pipe casts every module to `dtype`, float32 when not given: the pool's own, shared ones too.
+            pipe = type(pipe).from_pipe(pipe, vae=tiny.vae, dtype=pool.dtype)
+            pipe.set_progress_bar_config(disable=True)  # as the pool's views: progress goes to the page
         try:
             step_cache.check(request, pipe, pool.family)
             refiner = task.second_stage(pool, request, serving)
@@ -572,7 +603,10 @@ class Studio:
                 def on_latents(done: int, latents: Any) -> None:
                     if done % every == 0:
                         try:
-                            pictures = previews.latent_preview(latents, family, size)
+                            if tiny is not None and tiny.fits(latents):
+                                pictures = tiny.preview(latents)
+                            else:
+                                pictures = previews.latent_preview(latents, family, size)
                         except Exception:  # a latent layout the preview doesn't know: the run goes on without
                             logger.warning(
                                 "No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True
@@ -606,6 +640,7 @@ class Studio:
         return Serving(
             companions=dict(self._companions),
             motion=self.motion,
+            tiny_vae=self.tiny_vae,
             controls=dict(self.controls),
             control_map=self.control_map,
             loras=tuple(self.loras.loras),

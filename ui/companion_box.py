@@ -37,10 +37,16 @@ def companion_status(ctx: AppContext, kinds: tuple[str, ...]) -> str:
     return " · ".join(parts)
 
 
-def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str) -> gr.Markdown:
-    """A row to load or unload each companion `kinds` names; returns the status line."""
+def build_companion_box(ctx: AppContext, kinds: tuple[str, ...], purpose: str, *, needed: bool = True) -> gr.Markdown:
+    """A row to load or unload each companion `kinds` names (one the task `needed`, or an option); returns the
+    status line."""
     with gr.Group():
-        gr.Markdown(f"This task needs its own checkpoint beside the loaded one: {purpose}")
+        intro = (
+            "This task needs its own checkpoint beside the loaded one:"
+            if needed
+            else "Optional, beside the loaded one:"
+        )
+        gr.Markdown(f"{intro} {purpose}")
         status = gr.Markdown(companion_status(ctx, kinds), elem_id=f"companion-status-{kinds[0]}")
         for kind in kinds:
             choices = companion_choices(ctx, kind)

@@ -147,7 +147,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
                 members = [p for p in spec.params if p.group == key]
                 with gr.Accordion(group.label, open=False, visible=group.option is None) as box:
                     if group.companions:
-                        build_companion_box(ctx, group.companions, group.note)
+                        build_companion_box(ctx, group.companions, group.note, needed=False)
                     for p in members:
                         if p.kind == "control":
                             units.append(control_unit(task, p, c))
@@ -234,7 +234,7 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
         wire_control_unit(ctx, spec, unit, c)
     optional = top
     if optional and not spec.brings_weights:  # a companion that does the task better, e.g. a 9-channel inpaint UNet
-        build_companion_box(ctx, optional, spec.companion_note)
+        build_companion_box(ctx, optional, spec.companion_note, needed=False)
     return tab
 
 

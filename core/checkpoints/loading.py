@@ -203,6 +203,25 @@ def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, o
         raise LoadError(f"Loading the motion adapter {source!r} failed: {type(e).__name__}: {e}") from e
 
 
+def load_tiny_vae(source: str, dtype: torch.dtype, device: torch.device, options: StudioOptions):
+    """An `AutoencoderTiny` (TAESD, TAESDXL, ...) from a Hub id, a folder, or `demo-tiny-vae`."""
+    location = source
+    if source == "demo-tiny-vae":
+        from core.demo.companions import companion_path
+
+        location = str(companion_path("tiny_vae", options.cache_dir))
+    elif not Path(source).expanduser().is_dir() and not checkpoints.looks_like_repo_id(source):
+        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name) of a tiny VAE (AutoencoderTiny).")
+    try:
+        vae = diffusers.AutoencoderTiny.from_pretrained(location, dtype=dtype, local_files_only=options.offline)
+        return vae.to(device).eval()
+    except Exception as e:  # any library failure here means "this VAE can't be loaded"
+        raise LoadError(
+            f"Loading the tiny VAE {source!r} failed: {type(e).__name__}: {e}. It takes an AutoencoderTiny "
+            "(madebyollin/taesd for SD 1/2, madebyollin/taesdxl for SDXL)."
+        ) from e
+
+
 def load_depth_estimator(
     files: CheckpointFiles, dtype: torch.dtype, device: torch.device, *, offline: bool = False
 ) -> tuple[Any, Any]:

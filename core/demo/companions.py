@@ -34,6 +34,8 @@ COMPANIONS = {
     "upscale_x2": "x2 latent upscaler, like stabilityai/sd-x2-latent-upscaler",
     "ldm3d": "RGB + depth (LDM3D), like Intel/ldm3d",
     "motion_adapter": "AnimateDiff motion adapter, like guoyww/animatediff-motion-adapter-v1-5-2",
+    "tiny_vae": "a tiny autoencoder (AutoencoderTiny, TAESD's layout) for previews and fast decodes, like "
+    "madebyollin/taesd",
     "refiner": REFINER,
     "gligen": "GLIGEN (gated self-attention reads phrase boxes), like masterful/gligen-1-4-generation-text-box",
     "paint_by_example": "Paint by Example (CLIP image encoder, 9-channel UNet), like Fantasy-Studio/Paint-by-Example",
@@ -411,6 +413,20 @@ def _motion_adapter():
     )
 
 
+def _tiny_vae():
+    """TAESD's layout (an 8x autoencoder on 4-channel latents, no scaling factor) with 8 channels and one block per
+    stage instead of 64 and three: a few kB, decoding the demo's latents to pictures of the image's size."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(21)
+    return AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
+
+
 def _random_control_outputs(module: torch.nn.Module) -> None:
     """A trained ControlNet's output convolutions are far from the zeros it starts training with; a twin left at
     zeros would change no image, so tests could not tell a control run from a plain one."""
@@ -510,6 +526,7 @@ _BUILDERS = {
     "upscale_x2": _upscale_x2,
     "ldm3d": _ldm3d,
     "motion_adapter": _motion_adapter,
+    "tiny_vae": _tiny_vae,
     **COMPANION_BUILDERS,
     **FAMILY_BUILDERS,
     **IMAGE_FAMILY_BUILDERS,

@@ -46,9 +46,11 @@ from core.tasks.params import (  # noqa: F401
     SEED,
     SIZE,
     SPEED,
+    SPEED_AND_TINY_VAE,
     STEP_CACHE,
     STEPS_GUIDANCE,
     TEXT,
+    TINY_DECODE,
     Group,
     Output,
     Param,
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
     from core.control import ControlModel
     from core.generation import GenerationRequest, GenerationResult, Limits
     from core.pool import Pool
+    from core.previews import TinyVae
     from core.snippet import Snippet
 
 
@@ -79,6 +82,7 @@ class Serving:
 
     companions: Mapping[str, Pool]  # the companion checkpoints loaded beside the main one, by kind
     motion: MotionAdapterState | None = None
+    tiny_vae: TinyVae | None = None  # the loaded tiny VAE: live previews' decoder, and the fast final decode
     controls: Mapping[str, ControlModel] = field(default_factory=dict)  # control modules by slot
     control_map: Callable[..., Image.Image] | None = None  # Studio.control_map: a preprocessor's map of an image
     loras: Sequence[str] = ()  # the names of the LoRAs loaded into the main pool

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 REQUIRED = object()  # an API parameter without a default
+# What the tiny-VAE decode says; measured by bench/sd15_suite.py --only tiny (docs/benchmarks.md).
+TINY_DECODE_INFO = "the final image from TAESD instead of the checkpoint's VAE: faster (1.11x at 256 px), softer"
 # What the step-caching control says a person gets; measured by bench/step_cache.py (docs/benchmarks.md).
 STEP_CACHE_INFO = (
     "1 = off. 3: 2.2x faster on an SD 1.5-sized UNet (8 steps, 2-core CPU); the image changes in its details"
@@ -61,8 +63,8 @@ class Param:
 
     @property
     def checked(self) -> bool:
-        """Whether validation checks its value here: numbers with a range, and choices."""
-        return self.kind == "choice" or self.minimum is not None
+        """Whether validation checks its value here: numbers with a range, choices, and checkboxes."""
+        return self.kind in ("choice", "check") or self.minimum is not None
 
     def bounds(self, limits: Limits) -> tuple[float, float]:
         """The range the API accepts, with names of `Limits` fields read from `limits`."""
@@ -80,6 +82,10 @@ class Param:
         if self.kind == "choice":
             if value not in self.choices:
                 raise InvalidRequest(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}.")
+            return
+        if self.kind == "check":
+            if not isinstance(value, bool):
+                raise InvalidRequest(f"{self.name} must be true or false, got {value!r}.")
             return
         low, high = self.bounds(limits)
         if self.whole:
@@ -171,10 +177,18 @@ PREVIEW = Param(
     maximum="max_steps",
     step=1,
     whole=True,
-    info="0 = off; a quick look at the latents, no VAE decode",
+    info="0 = off; the latents' colours, or the tiny VAE's pictures once one is loaded (Text to image, Faster)",
 )
 # Step caching (core.step_cache): in an accordion that shows where the loaded model's UNet can do it.
 SPEED = Group("Faster: step caching (DeepCache)", option="step_cache")
+# Text to image's: with the tiny VAE's loader too (it also draws every tab's live previews once loaded).
+SPEED_AND_TINY_VAE = Group(
+    "Faster: step caching (DeepCache), tiny VAE",
+    option="step_cache",
+    companions=("tiny_vae",),
+    note="a tiny VAE (AutoencoderTiny: TAESD for SD 1/2, TAESDXL for SDXL). Once loaded, every tab's live previews are "
+    "its pictures instead of the latents' colours, and Text to image can decode with it.",
+)
 STEP_CACHE = Param(
     "step_cache",
     "slider",
@@ -187,6 +201,15 @@ STEP_CACHE = Param(
     whole=True,
     group="speed",
     info=STEP_CACHE_INFO,
+)
+TINY_DECODE = Param(
+    "tiny_decode",
+    "check",
+    "Decode with the tiny VAE (load it above)",
+    False,
+    api_default=False,
+    group="speed",
+    info=TINY_DECODE_INFO,
 )
 # Request fields every run reads, checked even where a task's endpoint does not take them (a Python caller may set
 # them); a task's own param of the same name replaces these.

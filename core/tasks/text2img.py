@@ -21,10 +21,11 @@ from core.tasks.base import (
     PREVIEW,
     RUN,
     SIZE,
-    SPEED,
+    SPEED_AND_TINY_VAE,
     STEP_CACHE,
     STEPS_GUIDANCE,
     TEXT,
+    TINY_DECODE,
     Group,
     Param,
     Serving,
@@ -71,7 +72,7 @@ class Text2Img(TaskSpec):
     )
     groups: ClassVar[Mapping[str, Group]] = {
         "guidance": Group("Guidance features (same memory, built with from_pipe)"),
-        "speed": SPEED,
+        "speed": SPEED_AND_TINY_VAE,
         "refiner": Group(
             "SDXL refiner (second stage)",
             option="refiner",
@@ -129,6 +130,7 @@ class Text2Img(TaskSpec):
         IMAGE_PROMPT,
         PREVIEW,
         STEP_CACHE,
+        TINY_DECODE,
     )
 
     def unfit(self, pool: Pool) -> str | None:
@@ -153,6 +155,8 @@ class Text2Img(TaskSpec):
                 raise InvalidRequest(
                     f"{view.upper()} is not available for {pool.files.pipeline_class}; set {option} to 0."
                 )
+        if request.tiny_decode and request.refiner_switch > 0:
+            raise InvalidRequest("With the refiner, the refiner's VAE makes the image: turn off the tiny VAE decode.")
 
     def view(
         self, pool: Pool, request: GenerationRequest, scheduler: Any, run_checker: bool, serving: Serving

@@ -61,6 +61,7 @@ def test_documented_endpoints_and_parameter_names(client):
             "ip_adapter_image",
             "preview_every",
             "step_cache",
+            "tiny_decode",
         ],
         "/img2img": [
             "image",

@@ -283,6 +283,15 @@ def test_a_family_without_sag_hides_it_and_the_tabs_it_cannot_serve(page: Page):
     assert tab_offered(page, "Animate")
 
 
+# Each picture the gallery loads, written down in the page as it loads, with whether the run had ended by then.
+RECORD_GALLERY_LOADS = """task => { window.galleryLoads = [];
+    document.addEventListener('load', e => {
+        if (e.target.tagName !== 'IMG' || !e.target.closest(`#${task}-gallery`)) return;
+        const notice = document.querySelector(`#${task}-notice`).innerText;
+        window.galleryLoads.push({width: e.target.naturalWidth, ended: notice.includes('Seeds')});
+    }, true); }"""
+
+
 def test_live_previews_show_while_denoising(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     page.locator("#text2img-prompt textarea").fill("a slow sunrise")
@@ -292,14 +301,7 @@ def test_live_previews_show_while_denoising(page: Page):
     set_slider(page, "text2img", "Live preview every N steps", 2)
     # Each picture the gallery loads is written down in the page as it loads, with whether the run had ended by
     # then: reading them from here afterwards races a fast run (150 steps of the twin take ~9 s on CI).
-    page.evaluate(
-        """() => { window.galleryLoads = [];
-        document.addEventListener('load', e => {
-            if (e.target.tagName !== 'IMG' || !e.target.closest('#text2img-gallery')) return;
-            const notice = document.querySelector('#text2img-notice').innerText;
-            window.galleryLoads.push({width: e.target.naturalWidth, ended: notice.includes('Seeds')});
-        }, true); }"""
-    )
+    page.evaluate(RECORD_GALLERY_LOADS, "text2img")
     page.locator("#text2img-generate").click()
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=90_000)
     page.wait_for_function("() => document.querySelector('#text2img-gallery img').naturalWidth === 256")
@@ -308,6 +310,37 @@ def test_live_previews_show_while_denoising(page: Page):
     # A preview is a picture of the latents, at 1/8 of the image's size; the final image is 256 pixels wide.
     assert loads and loads[0] == {"width": 256 // 8, "ended": False}, f"a latent preview came first: {loads}"
     assert loads[-1]["width"] == 256, f"the final image came last: {loads}"
+
+
+def test_the_faster_section_caches_steps_and_a_tiny_vae_draws_previews_and_decodes(page: Page, browser_app):
+    expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+    page.get_by_text("Faster: step caching (DeepCache), tiny VAE").click()
+    expect(page.locator("#companion-source-tiny_vae input")).to_have_value("demo-tiny-vae")
+    page.locator("#companion-load-tiny_vae").click()
+    expect(page.locator("#companion-status-tiny_vae")).to_contain_text("demo-tiny-vae", timeout=30_000)
+    try:
+        page.locator("#text2img-prompt textarea").fill("a harbour at night")
+        set_slider(page, "text2img", "Steps", 150)  # long enough for previews to reach the page (~4 s here)
+        set_slider(page, "text2img", "Width", 256)
+        set_slider(page, "text2img", "Height", 256)
+        set_slider(page, "text2img", "Live preview every N steps", 1)
+        set_slider(page, "text2img", "Run the whole UNet every N steps", 3)
+        page.locator("#text2img-tiny-decode input[type=checkbox]").check()
+        page.evaluate(RECORD_GALLERY_LOADS, "text2img")
+        page.locator("#text2img-generate").click()
+        expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
+        page.wait_for_function("() => window.galleryLoads.length >= 2")  # at least a preview and the final image
+        loads = page.evaluate("window.galleryLoads")
+        # The latents' colours would be 32 pixels wide; the tiny VAE's pictures are the image's 256. The final image
+        # may load before the notice says the run ended: a preview is any picture before the last.
+        assert len(loads) >= 2 and loads[0] == {"width": 256, "ended": False}, f"a full-size preview first: {loads}"
+        page.locator("#tab-text2img").get_by_text("Info", exact=True).click()
+        info = page.locator("#text2img-info")
+        expect(info).to_contain_text(re.compile(r'"step_cache":\s*3'))
+        expect(info).to_contain_text(re.compile(r'"tiny_vae":\s*"demo-tiny-vae"'))
+        shot(page, "faster")
+    finally:
+        browser_app.studio.unload_companion("tiny_vae")
 
 
 def test_closing_the_tab_ends_that_visitors_run(page: Page, browser_app):

@@ -89,7 +89,7 @@ def test_the_readme_table_is_the_one_the_specs_make():
 
 def test_each_range_refuses_one_step_past_where_the_page_stops():
     """Validation reads each param's range: both ends of the page's control pass, one step past them is refused
-    with the allowed range in the message; a choice outside the list names the list."""
+    with the allowed range in the message; a choice outside the list names the list; a checkbox takes booleans."""
     limits = Limits()
     for spec in TASKS.values():
         for p in spec.params:
@@ -98,6 +98,12 @@ def test_each_range_refuses_one_step_past_where_the_page_stops():
                     p.check(choice, limits)
                 with pytest.raises(InvalidRequest, match=f"{p.name} must be one of {', '.join(p.choices)}"):
                     p.check("nonsense", limits)
+            elif p.kind == "check":  # a checkbox: true or false, nothing that merely looks true
+                p.check(True, limits)
+                p.check(False, limits)
+                for nonsense in (1, "yes", None):
+                    with pytest.raises(InvalidRequest, match=f"{p.name} must be true or false"):
+                        p.check(nonsense, limits)
             elif p.checked:
                 low, high = p.page_range(limits)
                 p.check(low, limits)
