@@ -371,9 +371,10 @@ def test_stop_shows_the_stopped_image_marked_with_its_step(page: Page, browser_a
     stopped image was saved."""
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
     page.locator("#text2img-prompt textarea").fill("a long one")
+    # 512x512: ~30 s of the twin's steps, where 256x256 (7.5 s on CI) had ended before the Stop click got there.
     set_slider(page, "text2img", "Steps", 150)
-    set_slider(page, "text2img", "Width", 256)
-    set_slider(page, "text2img", "Height", 256)
+    set_slider(page, "text2img", "Width", 512)
+    set_slider(page, "text2img", "Height", 512)
     page.locator("#text2img-generate").click()
     notice = page.locator("#text2img-notice")
     expect(notice).to_contain_text("Step", timeout=30_000)  # a few steps in
