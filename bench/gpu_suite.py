@@ -10,8 +10,8 @@ written; the first run writes them (about 11 GB, a minute or two more).
 
 - speed:   the studio's /text2img path vs. the same plain diffusers call: it/s of each
 - cache:   step caching every 3 steps vs. every step whole (the studio)
-- compile: the plain pipeline with its UNet under torch.compile vs. without: the first call (the compile) and the
-           warm it/s; the images' largest difference (exact or near-exact?)
+- compile: the studio's compiled-UNet mode (regional torch.compile, inductor) vs. without: the first call (the
+           compile) and the warm it/s; the images' largest difference (exact or near-exact?)
 - memory:  peak accelerator memory of text2img, img2img and inpaint through the studio, and of text2img with model
            CPU offload (CUDA only; the CPU has no such reading)
 - switch:  a task switch through the pool (from_pipe) vs. loading that task's pipeline with from_pretrained
@@ -60,6 +60,7 @@ class Setup:
 
 def setup(args: argparse.Namespace) -> Setup:
     if args.smoke:
+        os.environ.setdefault("DIFFUSION_STUDIO_COMPILE_BACKEND", "eager")  # the wrapping, without code generation
         return Setup("cpu", "float32", 2, 1, True, {"sd15": 64, "sdxl": 64}, {"sd15": "demo", "sdxl": "demo-sdxl"})
     if not torch.cuda.is_available():
         raise SystemExit("No CUDA GPU here: run with --smoke on a CPU (it checks the suite, its figures mean nothing).")
@@ -129,17 +130,21 @@ def bench_cache(s: Setup, model: str, studio: Studio) -> None:
 
 
 def bench_compile(s: Setup, model: str, studio: Studio) -> None:
+    """The studio's compiled-UNet mode (regional torch.compile) against a second studio without it."""
     import numpy as np
 
-    plain, compiled = plain_pipeline(studio), plain_pipeline(studio)
-    reference = np.asarray(plain_call(s, model, plain), dtype=np.int16)
-    compiled.unet = torch.compile(compiled.unet, backend="eager" if s.smoke else "inductor")
+    compiled = Studio(StudioOptions(device=s.device, offline=True))
+    compiled.load(s.sources[model], variant="default", dtype=s.dtype)
+    reference = np.asarray(studio.generate(request(s, model)).images[0], dtype=np.int16)
+    compiled.set_compile(True)
     sync(s)
     started = time.perf_counter()
-    first = np.asarray(plain_call(s, model, compiled), dtype=np.int16)
+    first = np.asarray(compiled.generate(request(s, model)).images[0], dtype=np.int16)
     sync(s)
     compile_s = time.perf_counter() - started
-    t_compiled, t_plain = alternate(s, lambda: plain_call(s, model, compiled), lambda: plain_call(s, model, plain))
+    t_compiled, t_plain = alternate(
+        s, lambda: compiled.generate(request(s, model)), lambda: studio.generate(request(s, model))
+    )
     difference = int(np.abs(first - reference).max())
     print(f"compile: first call {compile_s:.1f} s; warm {s.steps / t_compiled:.2f} it/s vs {s.steps / t_plain:.2f} "
           f"it/s: {t_plain / t_compiled:.2f}x; largest pixel difference {difference} of 255")  # fmt: skip

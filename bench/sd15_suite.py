@@ -9,6 +9,7 @@ one run, printed as a ratio, since absolute times on a shared machine mean littl
 - previews: generation with a live preview every step vs. without
 - layout:   the UNet in channels_last memory format vs. the default one
 - tiny:     the final decode by a TAESD-sized tiny VAE vs. the checkpoint's VAE; previews as its pictures vs. colours
+- compile:  the compiled-UNet mode (regional torch.compile) vs. uncompiled: the compile, a restart, warm, pixels
 - cache:    step caching (DeepCache) every 2, 3, 4 steps vs. every step whole: time, and PSNR against the full image
 - app:      a generation through gradio_client end to end vs. the same plain diffusers call (the app's overhead)
 - cold:     `python app.py --model demo` started to a page that answers, and to the model being ready
@@ -40,7 +41,7 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from bench.sd15_checkpoint import sd15_sized_path  # noqa: E402
-from core import schedulers  # noqa: E402
+from core import compile_mode, schedulers  # noqa: E402
 from core.generation import GenerationRequest  # noqa: E402
 from core.studio import Studio, StudioOptions  # noqa: E402
 from core.tasks import TASKS  # noqa: E402
@@ -229,6 +230,39 @@ def bench_tiny(path: Path, args: argparse.Namespace) -> None:
     print(f"pictures {t_pictures:.2f} s, colours {t_colours:.2f} s: {(t_pictures / t_colours - 1) * 100:+.1f}%")
 
 
+def bench_compile(path: Path, args: argparse.Namespace) -> None:
+    import numpy as np
+
+    # A fresh inductor cache, so the first compile is a cold one; the restart (another process) then finds it on disk.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+    compiled, plain = studio_for(path, "auto"), studio_for(path, "auto")
+    reference = np.asarray(plain.generate(request(args)).images[0], dtype=np.int16)
+    compiled.set_compile(True)
+    started = time.perf_counter()
+    first = compiled.generate(request(args))
+    first_s = time.perf_counter() - started
+    restart = f"""import sys, time; sys.path.insert(0, {str(ROOT)!r})
+from core.generation import GenerationRequest
+from core.studio import Studio, StudioOptions
+studio = Studio(StudioOptions(device="cpu", offline=True))
+studio.load({str(path)!r}, variant="default", dtype="auto")
+studio.set_compile(True)
+started = time.perf_counter()
+studio.generate(GenerationRequest(prompt={PROMPT!r}, steps={args.steps}, width={args.size}, height={args.size},
+                                  seed=1, safety_checker=False))
+print(time.perf_counter() - started)"""
+    done = subprocess.run([sys.executable, "-c", restart], capture_output=True, text=True, check=True)
+    again_s = float(done.stdout.strip().splitlines()[-1])
+    t_compiled, t_plain = alternate(lambda: compiled.generate(request(args)), lambda: plain.generate(request(args)),
+                                    args.rounds)  # fmt: skip
+    difference = int(np.abs(np.asarray(first.images[0], dtype=np.int16) - reference).max())
+    print(f"\n## compile: the UNet's blocks compiled (regional, {compile_mode.backend()}) vs. uncompiled "
+          f"({compiled.pool.dtype}, {args.size}x{args.size}, {args.steps} steps)")  # fmt: skip
+    print(f"first run {first_s:.1f} s (the compile); after a restart, cache on disk: {again_s:.1f} s")
+    print(f"warm: compiled {t_compiled:.2f} s, uncompiled {t_plain:.2f} s: {t_plain / t_compiled:.2f}x; "
+          f"largest pixel difference {difference} of 255")  # fmt: skip
+
+
 def bench_layout(path: Path, args: argparse.Namespace) -> None:
     studio = studio_for(path, "auto")
     unet = studio.pool.base.unet
@@ -365,6 +399,7 @@ BENCHES = {
     "layout": bench_layout,
     "cache": bench_cache,
     "tiny": bench_tiny,
+    "compile": bench_compile,
     "app": bench_app,
     "cold": bench_cold,
 }

@@ -48,6 +48,7 @@ def model_info(studio: Studio) -> dict[str, Any]:
         + (["refiner"] if family_of(type(pool.base).__name__) == "stable-diffusion-xl" else [])
         + (["step_cache"] if step_cache.supports(pool.components.get("unet"), pool.family) else []),
         "is_demo": pool.files.source == checkpoints.DEMO,
+        "compiled": studio.compiled,
         "few_step": fast.as_dict() if (fast := studio.few_step()) is not None else None,
         "adapters": {
             "loras": list(studio.loras.loras),
@@ -188,6 +189,9 @@ def run_snippet(
         if studio.ip_adapter is not None:
             snippet.after_load += studio.ip_adapter.snippet_lines()
     task.add_to_snippet(snippet, request, seeds, serving, load)
+    if studio.compiled and pool is studio.pool:
+        name = "unet" if "unet" in pool.components else "transformer"
+        snippet.after_load.append(f"pipe.{name}.compile_repeated_blocks()  # regional torch.compile, as the studio ran")
     snippet.after_load += step_cache.snippet_lines(request.step_cache)
     if request.tiny_decode and serving.tiny_vae is not None:
         snippet.imports.append("AutoencoderTiny")

@@ -100,6 +100,11 @@ class Pool:
         return family_of(type(self.base).__name__)
 
     @property
+    def denoiser(self) -> Any:
+        """The model each step runs: the UNet, or the transformer (None for pipelines with neither)."""
+        return self.components.get("unet") or self.components.get("transformer")
+
+    @property
     def size_multiple(self) -> int:
         """Widths and heights must be multiples of this: the VAE's factor, times the patch size of a transformer,
         unless the family rounds sizes by a rule of its own (SIZE_RULES)."""
@@ -120,7 +125,7 @@ class Pool:
         height = inspect.signature(type(self.base).__call__).parameters.get("height")
         if height is not None and isinstance(height.default, int) and height.default > 0:
             return height.default
-        denoiser = self.components.get("unet") or self.components.get("transformer")
+        denoiser = self.denoiser
         sample = getattr(self.base, "default_sample_size", None)  # Flux, SD3, SDXL set it; Flux has no other
         if not isinstance(sample, int):
             sample = getattr(getattr(denoiser, "config", None), "sample_size", None)

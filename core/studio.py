@@ -17,6 +17,7 @@ from core import (
     adapters,
     checkpoint_tools,
     checkpoints,
+    compile_mode,
     control,
     describe,
     devices,
@@ -92,6 +93,8 @@ class Studio:
         self._companions: dict[str, Pool] = {}
         self.motion: MotionAdapterState | None = None
         self.tiny_vae: previews.TinyVae | None = None  # live previews' decoder, and text2img's fast decode
+        self.compiled = False  # the compiled-UNet mode (core.compile_mode), for every checkpoint loaded after too
+        self._compiled_shapes: set[tuple] = set()  # the sizes and batches torch has compiled the denoiser for
         self.controls: dict[str, control.ControlModel] = {}  # ControlNets / T2I-Adapters by slot
         self.map_estimator: tuple[Any, Any] | None = None  # (DPT model, its processor) for the depth map
         # Loads and VAE swaps replace a pool as a whole (a new Pool object); a generation takes the pool it
@@ -156,6 +159,8 @@ class Studio:
                         "task)."
                     )
                 self.memory.apply([pool.base], self.memory.modes, self.device)
+                if self.compiled and compile_mode.supports(pool.denoiser):
+                    compile_mode.compile_unet(pool.denoiser)
                 self._pool = pool
                 # A1111's model hash is in every run's infotext: a multi-GB file is hashed here, once, not in the
                 # first run's time (core.infotext caches it).
@@ -429,6 +434,30 @@ class Studio:
             self._release()
         return {"memory_modes": modes.as_dict()}
 
+    def set_compile(self, on: bool) -> dict[str, Any]:
+        """Turn the compiled-UNet mode on or off for every task (core.compile_mode); nothing is reloaded. The first
+        run at each size and batch pays the compile."""
+        if not isinstance(on, bool):
+            raise InvalidRequest(f"on must be true or false, got {on!r}.")
+        with self._load_lock:
+            denoiser = self.pool.denoiser
+            if on and not compile_mode.supports(denoiser):
+                raise InvalidRequest(
+                    f"{type(denoiser).__name__} has no repeated blocks for diffusers to compile; the mode stays off."
+                )
+            if on:
+                compile_mode.keep_cache_in(self.options.cache_dir)
+                compile_mode.compile_unet(denoiser)
+            elif denoiser is not None:
+                compile_mode.uncompile_unet(denoiser)
+            self.compiled = on
+            return self.compile_info()
+
+    def compile_info(self) -> dict[str, Any]:
+        denoiser = self.pool.denoiser if self.is_loaded else None
+        blocks = compile_mode.compiled_blocks(denoiser) if denoiser is not None else 0
+        return {"compiled": self.compiled, "compiled_blocks": blocks, "backend": compile_mode.backend()}
+
     def preflight(self, source: str, variant: str = "auto", dtype: str = "auto") -> dict[str, Any]:
         """What loading would download and need in memory, with a fits / tight / does not fit verdict; loads
         nothing."""
@@ -518,6 +547,15 @@ class Studio:
             if not images:  # UniDiffuser's captions of an image: no picture, no size
                 info.update(output="text", width=None, height=None)
         info["warnings"] += upload_notes + ip_notes
+        if self.compiled and pool is self._pool:
+            info["compiled"] = True
+            key = compile_mode.shape_key(request, pool.files.source, pool.dtype)
+            if key not in self._compiled_shapes:
+                self._compiled_shapes.add(key)
+                info["warnings"].append(
+                    f"The compiled UNet was compiled for this size and batch in this run "
+                    f"(it took {finished - switched:.1f} s with the compile); runs like it from now on skip that."
+                )
         info["interrupted"] = stopped_at is not None
         if stopped_at is not None:
             info["stopped_at_step"] = stopped_at

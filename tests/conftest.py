@@ -21,6 +21,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # starved and clicks timed out). Measured on a 2-core AMD EPYC: four of the heaviest engine files in 219 s with the
 # default threads, 131 s with one. Set in the environment so the apps tests start as subprocesses inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The compiled-UNet mode compiles with torch.compile's `eager` backend in tests: the same wrapping of the blocks,
+# seconds instead of a minute of inductor code generation per test (bench/sd15_suite.py measures inductor).
+os.environ.setdefault("DIFFUSION_STUDIO_COMPILE_BACKEND", "eager")
 
 import pytest  # noqa: E402
 

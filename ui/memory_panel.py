@@ -113,6 +113,7 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
         with gr.Accordion("Components and who shares them", open=False):
             table = gr.Dataframe(interactive=False, wrap=True, elem_id="memory-components")
         build_modes(ctx)
+        build_compile(ctx)
     report = gr.JSON(visible=False)
     history = gr.State([])
     timer = gr.Timer(POLL_SECONDS)
@@ -158,6 +159,35 @@ def build_memory_panel(ctx: AppContext) -> MemoryPanel:
         )
 
     return MemoryPanel(refresh_after)
+
+
+def build_compile(ctx: AppContext) -> None:
+    """The compiled-UNet mode: `/set_compile(on)`."""
+    with gr.Accordion("Compiled UNet (faster runs after a one-time compile per image size)", open=False):
+        with gr.Row(equal_height=True):
+            on = gr.Checkbox(
+                label="Compile the denoiser's repeated blocks (torch.compile, regional)",
+                info="for GPUs (on a 2-core CPU it measured 0.94x); every tab and the checkpoints loaded after; the "
+                "first run at each size and batch compiles (seconds to a minute), kept on disk for restarts",
+                elem_id="compile-on",
+            )
+            apply = gr.Button("Apply", scale=0, elem_id="compile-apply")
+        status = gr.Markdown(elem_id="compile-status")
+        result = gr.JSON(visible=False)
+
+    @user_errors
+    def set_compile(on: bool, request: gr.Request = None) -> dict:
+        """Turn the compiled-UNet mode on or off for every task; nothing is reloaded."""
+        return change_shared(ctx, request, "Changing the compiled UNet", ctx.studio.set_compile, on)
+
+    def describe(info: dict) -> str:
+        if not info["compiled"]:
+            return "The UNet runs uncompiled."
+        return f"Compiled: {info['compiled_blocks']} blocks ({info['backend']}); the first run at each size compiles."
+
+    apply.click(set_compile, on, result, api_name="set_compile", concurrency_id=GPU_QUEUE).success(
+        describe, result, status, api_visibility="private"
+    )
 
 
 def build_modes(ctx: AppContext) -> None:

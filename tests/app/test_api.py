@@ -168,6 +168,7 @@ def test_documented_endpoints_and_parameter_names(client):
         "/unload_ip_adapter": [],
         "/memory": [],
         "/set_memory_modes": ["offload", "attention_slicing", "vae_slicing", "vae_tiling"],
+        "/set_compile": ["on"],
         "/preflight": ["source", "variant", "dtype"],
         "/cached_checkpoints": [],
         "/delete_cached": ["repo_id"],
