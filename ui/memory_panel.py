@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ui import zerogpu
 from ui.common import GPU_QUEUE, AppContext, change_shared, fmt_bytes, user_errors
 
 POLL_SECONDS = 2.0
@@ -178,6 +179,10 @@ def build_compile(ctx: AppContext) -> None:
     @user_errors
     def set_compile(on: bool, request: gr.Request = None) -> dict:
         """Turn the compiled-UNet mode on or off for every task; nothing is reloaded."""
+        if on is True and zerogpu.ON_ZERO_GPU:
+            # Each run is a fresh forked worker there: what it compiles dies with it, so every run would compile.
+            raise gr.Error("On ZeroGPU every run starts a new GPU worker, which would compile again each time; the "
+                           "compiled UNet stays off here.", print_exception=False)  # fmt: skip
         return change_shared(ctx, request, "Changing the compiled UNet", ctx.studio.set_compile, on)
 
     def describe(info: dict) -> str:
