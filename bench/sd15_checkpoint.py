@@ -22,6 +22,16 @@ from core.demo import checkpoint as demo
 VERSION = 1
 
 
+# SD's VAE (84M parameters), which SDXL keeps with another scaling factor (bench/sdxl_checkpoint.py).
+SD_VAE = dict(
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+)
+
+
 def build():
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -30,14 +40,7 @@ def build():
     # UNet2DConditionModel's defaults are SD 1.5's blocks (320/640/1280/1280, 2 layers, 8 heads); SD 1.5 reads
     # CLIP ViT-L/14's 768-wide text states at 64x64 latents.
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
+    vae = AutoencoderKL(**SD_VAE, sample_size=512)
     tokenizer = demo._tokenizer()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

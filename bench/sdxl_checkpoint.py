@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
+from bench.sd15_checkpoint import SD_VAE
 from core.demo import checkpoint as demo
 
 VERSION = 1
@@ -41,16 +42,7 @@ def build():
         addition_time_embed_dim=256,
         projection_class_embeddings_input_dim=2816,
     )
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=1024,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    )
+    vae = AutoencoderKL(**SD_VAE, sample_size=1024, scaling_factor=0.13025, force_upcast=True)
     tokenizer = demo._tokenizer()
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     text_encoder = CLIPTextModel(

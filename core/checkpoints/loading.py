@@ -185,41 +185,32 @@ def load_vae(
         raise LoadError(f"Loading the VAE {label!r} failed: {type(e).__name__}: {e}") from e
 
 
-def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, options: StudioOptions):
-    """A `MotionAdapter` (AnimateDiff) from a Hub id, a folder, or `demo-motion-adapter`."""
+def _load_module(kind: str, cls: type, what: str, source: str, dtype, device, options: StudioOptions, hint: str = ""):
+    """One model of class `cls` (a module companion `kind`, in words `what`) from a Hub id, a folder, or its
+    offline twin `demo-<kind with dashes>`."""
     location = source
-    if source == "demo-motion-adapter":
+    if source == f"demo-{kind.replace('_', '-')}":
         from core.demo.companions import companion_path
 
-        location = str(companion_path("motion_adapter", options.cache_dir))
+        location = str(companion_path(kind, options.cache_dir))
     elif not Path(source).expanduser().is_dir() and not checkpoints.looks_like_repo_id(source):
-        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name) of a motion adapter.")
+        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name) of a {what}.")
     try:
-        adapter = diffusers.MotionAdapter.from_pretrained(
-            location, dtype=dtype, use_safetensors=True, local_files_only=options.offline
-        )
-        return adapter.to(device)
-    except Exception as e:  # any library failure here means "this adapter can't be loaded"
-        raise LoadError(f"Loading the motion adapter {source!r} failed: {type(e).__name__}: {e}") from e
+        model = cls.from_pretrained(location, dtype=dtype, use_safetensors=True, local_files_only=options.offline)
+        return model.to(device).eval()
+    except Exception as e:  # any library failure here means "this model can't be loaded"
+        raise LoadError(f"Loading the {what} {source!r} failed: {type(e).__name__}: {e}.{hint}") from e
+
+
+def load_motion_adapter(source: str, dtype: torch.dtype, device: torch.device, options: StudioOptions):
+    """A `MotionAdapter` (AnimateDiff) from a Hub id, a folder, or `demo-motion-adapter`."""
+    return _load_module("motion_adapter", diffusers.MotionAdapter, "motion adapter", source, dtype, device, options)
 
 
 def load_tiny_vae(source: str, dtype: torch.dtype, device: torch.device, options: StudioOptions):
     """An `AutoencoderTiny` (TAESD, TAESDXL, ...) from a Hub id, a folder, or `demo-tiny-vae`."""
-    location = source
-    if source == "demo-tiny-vae":
-        from core.demo.companions import companion_path
-
-        location = str(companion_path("tiny_vae", options.cache_dir))
-    elif not Path(source).expanduser().is_dir() and not checkpoints.looks_like_repo_id(source):
-        raise LoadError(f"{source!r} is neither a folder nor a Hub id (org/name) of a tiny VAE (AutoencoderTiny).")
-    try:
-        vae = diffusers.AutoencoderTiny.from_pretrained(location, dtype=dtype, local_files_only=options.offline)
-        return vae.to(device).eval()
-    except Exception as e:  # any library failure here means "this VAE can't be loaded"
-        raise LoadError(
-            f"Loading the tiny VAE {source!r} failed: {type(e).__name__}: {e}. It takes an AutoencoderTiny "
-            "(madebyollin/taesd for SD 1/2, madebyollin/taesdxl for SDXL)."
-        ) from e
+    hint = " It takes an AutoencoderTiny (madebyollin/taesd for SD 1/2, madebyollin/taesdxl for SDXL)."
+    return _load_module("tiny_vae", diffusers.AutoencoderTiny, "tiny VAE", source, dtype, device, options, hint)
 
 
 def load_depth_estimator(
