@@ -142,7 +142,8 @@ def launch(settings: Settings, app, *, ctx=None, prevent_thread_lock: bool = Fal
         logger.warning("%s", warning)
 
     app.queue(default_concurrency_limit=1, max_size=settings.queue_size)
-    app_kwargs: dict = {"middleware": visitor_limits(settings, app)} if settings.public else {}
+    under_way = ctx.cancel_flags.count if ctx is not None else None
+    app_kwargs: dict = {"middleware": visitor_limits(settings, app, under_way)} if settings.public else {}
     if ctx is not None:
         from ui.sdapi import sdapi_routes
 
@@ -183,8 +184,9 @@ def visitor_check(settings: Settings, ctx) -> PasswordCheck | None:
     return PasswordCheck(dict([settings.auth])) if settings.auth else None
 
 
-def visitor_limits(settings: Settings, app) -> list:
-    """Public mode: per-visitor caps on uploads and on waiting requests (ui.visitor_limits)."""
+def visitor_limits(settings: Settings, app, under_way=None) -> list:
+    """Public mode: per-visitor caps on uploads and on waiting requests (ui.visitor_limits); `under_way(session)`
+    counts a session's generations handed to the worker."""
     from starlette.middleware import Middleware
 
     from ui.visitor_limits import VisitorCookieMiddleware, VisitorLimits, VisitorLimitsMiddleware, waiting_in
@@ -192,7 +194,7 @@ def visitor_limits(settings: Settings, app) -> list:
     per_file = settings.max_upload_bytes or 10 * 1024 * 1024
     limits = VisitorLimits(max_upload_request_bytes=4 * per_file + 64 * 1024)
     return [
-        Middleware(VisitorLimitsMiddleware, limits=limits, waiting=waiting_in(app)),
+        Middleware(VisitorLimitsMiddleware, limits=limits, waiting=waiting_in(app, under_way)),
         Middleware(VisitorCookieMiddleware),  # History survives a reload: the visitor's own images, by a cookie
     ]
 

@@ -1,7 +1,7 @@
 """The performance suite on an SD 1.5-sized random checkpoint: every figure is two things measured side by side in
 one run, printed as a ratio, since absolute times on a shared machine mean little.
 
-    python bench/sd15_suite.py [--only switch,views,dtype,previews,app,cold] [--size 256] [--steps 4]
+    python bench/sd15_suite.py [--only switch,views,dtype,previews,batch,app,cold] [--size 256] [--steps 4]
 
 - switch:   a task switch through the pool vs. loading that task's pipeline with from_pretrained (time, bytes)
 - views:    text2img + img2img + inpaint + SAG views held together vs. one pipeline (bytes, process memory)
@@ -11,6 +11,8 @@ one run, printed as a ratio, since absolute times on a shared machine mean littl
 - tiny:     the final decode by a TAESD-sized tiny VAE vs. the checkpoint's VAE; previews as its pictures vs. colours
 - compile:  the compiled-UNet mode (regional torch.compile) vs. uncompiled: the compile, a restart, warm, pixels
 - cache:    step caching (DeepCache) every 2, 3, 4 steps vs. every step whole: time, and PSNR against the full image
+- batch:    4 visitors asking at once (their requests gathered into shared calls, core.batching) vs. the same
+            requests one at a time: images a second
 - app:      a generation through gradio_client end to end vs. the same plain diffusers call (the app's overhead)
 - cold:     `python app.py --model demo` started to a page that answers, and to the model being ready
 
@@ -282,6 +284,50 @@ def bench_layout(path: Path, args: argparse.Namespace) -> None:
     print(f"channels_last {t_last:.3f} s, default {t_default:.3f} s: {(t_last / t_default - 1) * 100:+.2f}%")
 
 
+def bench_batch(path: Path, args: argparse.Namespace) -> None:
+    import threading
+
+    from core.batching import Batcher, Member
+    from core.jobs import Worker
+
+    studio, visitors, each = studio_for(path), 4, 2
+    worker = Worker()
+    batcher = Batcher(worker, studio.generate_batch, max_images=8, max_members=visitors)
+    sizes: list[int] = []
+
+    def ask(visitor: int, i: int) -> GenerationRequest:
+        return request(args, prompt=f"{PROMPT}, view {visitor}.{i}", seed=100 * visitor + i, scheduler="Euler")
+
+    def together() -> None:  # each visitor asks again as soon as their last image arrives, as on a busy page
+        def visitor(v: int) -> None:
+            for i in range(each):
+                result = batcher.submit(Member(ask(v, i))).result()
+                sizes.append(result.info.get("batch", {}).get("visitors", 1))
+
+        threads = [threading.Thread(target=visitor, args=(v,)) for v in range(visitors)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def one_at_a_time() -> None:
+        for i in range(each):
+            for v in range(visitors):
+                worker.call(studio.generate, ask(v, i))
+
+    t_together, t_alone = alternate(together, one_at_a_time, max(2, args.rounds // 2))
+    images = visitors * each
+    print(f"\n## batch: {visitors} visitors x {each} images each, asking at once vs. one at a time ({_settings(args)})")
+    print(
+        f"together {images / t_together:.3f} images/s (a call served {statistics.mean(sizes):.2f} visitors on "
+        f"average), one at a time {images / t_alone:.3f} images/s: {t_alone / t_together:.2f}x the throughput"
+    )
+
+
+def _settings(args: argparse.Namespace) -> str:
+    return f"bfloat16, {args.size}x{args.size}, {args.steps} steps, Euler"
+
+
 def bench_app(path: Path, args: argparse.Namespace) -> None:
     from gradio_client import Client
 
@@ -400,6 +446,7 @@ BENCHES = {
     "cache": bench_cache,
     "tiny": bench_tiny,
     "compile": bench_compile,
+    "batch": bench_batch,
     "app": bench_app,
     "cold": bench_cold,
 }

@@ -14,38 +14,45 @@ from typing import Any
 
 
 class CancelFlags:
-    """One `threading.Event` per running job, keyed by the visitor's session id."""
+    """One `threading.Event` per running job, kept by the visitor's session id (a session may have several under
+    way at once: text-to-image requests run side by side, see core.batching)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flags: dict[str, threading.Event] = {}
+        self._flags: dict[str, set[threading.Event]] = {}
 
     def start(self, session: str) -> threading.Event:
         """A fresh flag for a job that is about to run in `session`."""
         flag = threading.Event()
         with self._lock:
-            self._flags[session] = flag
+            self._flags.setdefault(session, set()).add(flag)
         return flag
 
     def cancel(self, session: str) -> bool:
-        """Ask the session's running job to stop; False if it has none."""
+        """Ask every job of the session to stop; False if it has none."""
         with self._lock:
-            flag = self._flags.get(session)
-        if flag is None:
-            return False
-        flag.set()
-        return True
+            flags = list(self._flags.get(session, ()))
+        for flag in flags:
+            flag.set()
+        return bool(flags)
 
     def running(self, session: str) -> bool:
         """Whether the session has a job under way."""
         with self._lock:
             return session in self._flags
 
-    def finish(self, session: str, flag: threading.Event) -> None:
-        """Forget the flag once its job has ended (unless a newer job of the session replaced it)."""
+    def count(self, session: str) -> int:
+        """How many jobs of the session are under way (running, or handed to the worker and waiting there)."""
         with self._lock:
-            if self._flags.get(session) is flag:
-                del self._flags[session]
+            return len(self._flags.get(session, ()))
+
+    def finish(self, session: str, flag: threading.Event) -> None:
+        """Forget the flag once its job has ended."""
+        with self._lock:
+            flags = self._flags.get(session, set())
+            flags.discard(flag)
+            if not flags:
+                self._flags.pop(session, None)
 
 
 class ShownResults:
@@ -113,11 +120,20 @@ class Worker:
             self._run(future, context, fn, args, kwargs)
             return future
         self._jobs.put((future, context, fn, args, kwargs))
+        self._ensure_serving()
+        return future
+
+    def defer(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue `fn(*args)` behind the jobs waiting, from the worker's own thread too (where `submit` runs a job in
+        place): for a job nobody waits on, such as the next batch of core.batching."""
+        self._jobs.put((Future(), contextvars.copy_context(), fn, args, {}))
+        self._ensure_serving()
+
+    def _ensure_serving(self) -> None:
         with self._lock:
             if self._serving is None:
                 self._serving = threading.Thread(target=self.serve, name="studio-worker", daemon=True)
                 self._serving.start()
-        return future
 
     def claim(self) -> None:
         """Make the calling thread the one that will serve (jobs wait until it calls `serve`)."""

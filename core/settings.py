@@ -71,6 +71,7 @@ class Settings:
     max_outputs_bytes: int | None = None  # public mode: cap of the outputs folder
     max_visitor_outputs_bytes: int | None = None  # public mode: each visitor's share of it
     queue_size: int | None = None
+    batch_visitors: int = 4  # text-to-image requests of up to this many visitors arriving together share one call
 
     @property
     def model_choices(self) -> list[str]:
@@ -137,6 +138,13 @@ def build_parser(default_model: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--queue-size", type=int, default=None, help="visitors who may wait; more are told to try again (public: 20)"
     )
+    parser.add_argument(
+        "--batch-visitors",
+        type=int,
+        default=4,
+        metavar="N",
+        help="text-to-image requests of up to N visitors that arrive together run as one call (1: one at a time)",
+    )
     return parser
 
 
@@ -191,6 +199,7 @@ def from_args(
         if public and public_cfg.get("max_visitor_outputs_mb")
         else None,
         queue_size=args.queue_size or (public_cfg.get("queue_size") if public else None),
+        batch_visitors=max(1, args.batch_visitors),
     )
 
 

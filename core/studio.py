@@ -15,6 +15,7 @@ from diffusers import DiffusionPipeline
 
 from core import (
     adapters,
+    batching,
     checkpoint_tools,
     checkpoints,
     compile_mode,
@@ -72,6 +73,20 @@ def _check_pipeline_class(source: str, name: str) -> None:
             "environment, which the checkpoint can't carry, and makes no images or sound)"
         )
     raise LoadError(f"{why}. This app loads what `DiffusionPipeline.from_pretrained` loads; pick another checkpoint.")
+
+
+@dataclasses.dataclass
+class _Admitted:
+    """A request checked and prepared (Studio._admit), with what its run uses."""
+
+    task: Task
+    serving: Serving
+    pool: Pool
+    request: GenerationRequest
+    seeds: list[int]
+    notes: list[str]  # warnings for the info: what was done to the uploads
+    run_checker: bool
+    pipe_batches: bool = False  # the pool's pipeline runs several visitors' requests as one call (core.batching)
 
 
 class Studio:
@@ -502,6 +517,96 @@ class Studio:
     ) -> GenerationResult:
         """Run one request and return its images and info (saved first, if outputs is set); with `on_preview`
         and `request.preview_every`, a cheap picture of the latents goes to it every that many steps."""
+        run = self._admit(request)
+        on_latents = self._previewer(run, on_preview)
+        started = time.perf_counter()
+        pipe, arguments, output, stopped_at, switched = self._denoise_checked(
+            run, lambda: self._denoise(run, on_step, cancel, on_latents)
+        )
+        finished = time.perf_counter()
+        return self._result(run, pipe, arguments, output, stopped_at, (started, switched, finished), session)
+
+    def generate_batch(self, members: list[batching.Member]) -> None:
+        """Run visitors' requests that differ only in what each visitor owns (core.batching.batch_key) as one
+        pipeline call, and tell each member its own result (or its own error: one bad request fails alone)."""
+        admitted = []
+        for member in members:
+            try:
+                member.start()
+                admitted.append((member, self._admit(member.request)))
+            except Exception as e:
+                member.fail(e)
+        groups: dict[Any, list] = {}
+        for member, run in admitted:  # keyed again: a task's `prepare` may have changed what the key reads
+            key = batching.batch_key(run.request) if run.pipe_batches else None
+            groups.setdefault((id(run.pool), key) if key is not None else id(member), []).append((member, run))
+        for group in groups.values():
+            if len(group) == 1:
+                self._run_alone(*group[0])
+                continue
+            try:
+                self._run_together(group)
+            except torch.OutOfMemoryError:
+                pass  # outside the except: its traceback holds the batch's tensors
+            else:
+                continue
+            self._release()
+            for member, run in group:  # what fits alone still runs: nothing is lost to the batch's size
+                self._run_alone(member, run)
+
+    def _run_alone(self, member: batching.Member, run: _Admitted) -> None:
+        try:
+            on_latents = self._previewer(run, member.preview if member.on_preview else None)
+            started = time.perf_counter()
+            pipe, arguments, output, stopped_at, switched = self._denoise_checked(
+                run, lambda: self._denoise(run, member.step, member.cancel, on_latents)
+            )
+            finished = time.perf_counter()
+            times = (started, switched, finished)
+            member.succeed(self._result(run, pipe, arguments, output, stopped_at, times, member.session))
+        except Exception as e:
+            member.fail(e)
+
+    def _run_together(self, group: list) -> None:
+        """One call for the group's requests; a torch.OutOfMemoryError is left to the caller (it runs them alone)."""
+        first = group[0][1]
+        batch = batching.BatchRun(
+            [(member, run.seeds) for member, run in group],
+            [self._previewer(run, member.preview if member.on_preview else None) for member, run in group],
+        )
+        started = time.perf_counter()
+        try:
+            pipe, _arguments, output, _stopped_at, switched = self._denoise_checked(
+                first,
+                lambda: self._denoise(first, batch.step, batch.all_stopped, batch.latents, merge=batch.merge),
+                out_of_memory=False,
+            )
+        except torch.OutOfMemoryError:
+            raise  # the caller runs them one by one
+        except Exception as e:
+            for member, _run in group:
+                member.fail(e)
+            return
+        finished = time.perf_counter()
+        for i, (member, run) in enumerate(group):
+            try:
+                own = run.task.call_arguments(run.request, pipe, run.seeds, run.pool.size_multiple)
+                result = self._result(
+                    run,
+                    pipe,
+                    own,
+                    batch.output_of(i, output),
+                    batch.stopped_at[i],
+                    (started, switched, finished),
+                    member.session,
+                    batch=batch.describe(),
+                )
+                member.succeed(result)
+            except Exception as e:
+                member.fail(e)
+
+    def _admit(self, request: GenerationRequest) -> _Admitted:
+        """Check and prepare a request before any work (InvalidRequest / NotLoaded saying what to change)."""
         task = get_task(request.task)
         serving = self.serving()  # one snapshot per request: every hook of the run sees the same companions
         pool = self._pool_for(task, request, serving)
@@ -516,16 +621,21 @@ class Studio:
         request, ip_notes = adapters.image_prompt(self.ip_adapter if pool is self._pool else None, task, request)
         task.check_options(pool, request)
         request = task.prepare(request, serving, pool)
-        seeds = request.resolved_seeds()
-        started = time.perf_counter()
         run_checker = request.safety_checker and pool.has_safety_checker
-        out_of_memory = False
+        return _Admitted(
+            task, serving, pool, request, request.resolved_seeds(), upload_notes + ip_notes, run_checker,
+            pipe_batches=pool is self._pool and batching.pipeline_batches(type(pool.base)),
+        )  # fmt: skip
+
+    def _denoise_checked(self, run: _Admitted, denoise: Callable[[], tuple], *, out_of_memory: bool = True) -> tuple:
+        """`denoise()`, with its errors said in the user's terms: running out of memory (with what to change) and a
+        pipeline that can't run in bfloat16. With `out_of_memory=False` a torch.OutOfMemoryError is left as it is."""
+        pool = run.pool
         try:
-            pipe, arguments, output, stopped_at, switched = self._denoise(
-                pool, task, request, seeds, run_checker, on_step, cancel, on_preview, serving
-            )
+            return denoise()
         except torch.OutOfMemoryError:
-            out_of_memory = True
+            if not out_of_memory:
+                raise
         except TypeError as e:
             if "BFloat16" not in str(e):
                 raise
@@ -533,23 +643,37 @@ class Studio:
                 f"{type(pool.base).__name__} can't run in bfloat16: it hands the model's tensors to numpy, which has "
                 "no bfloat16. Load the checkpoint again with dtype float32 (or auto)."
             ) from None
-        if out_of_memory:
-            # Freed here, outside the except block: there the traceback's frames still hold the run's tensors.
-            self._release()
-            raise OutOfMemory(memory_modes.oom_advice(request, pool.dtype, self.device, self.memory.modes))
-        finished = time.perf_counter()
+        # Freed here, outside the except block: there the traceback's frames still hold the run's tensors.
+        self._release()
+        raise OutOfMemory(memory_modes.oom_advice(run.request, pool.dtype, self.device, self.memory.modes))
+
+    def _result(
+        self,
+        run: _Admitted,
+        pipe: DiffusionPipeline,
+        arguments: dict[str, Any],
+        output: Any,
+        stopped_at: int | None,
+        times: tuple[float, float, float],
+        session: str,
+        batch: dict[str, int] | None = None,
+    ) -> GenerationResult:
+        """The images, info, script and saved files of a run that has ended."""
+        task, pool, request, seeds, serving = run.task, run.pool, run.request, run.seeds, run.serving
+        started, switched, finished = times
         images, extras = task.collect_from(output, arguments, pipe) if output is not None else ([], {})
-        nsfw = getattr(output, "nsfw_content_detected", None) if run_checker and output is not None else None
+        nsfw = getattr(output, "nsfw_content_detected", None) if run.run_checker and output is not None else None
         info = describe.run_info(self, pool, request, pipe, seeds, images, nsfw, serving)
         info.update(task.run_fields(pipe, arguments))
         if extras.get("text") is not None:
             info["text"] = extras["text"]
             if not images:  # UniDiffuser's captions of an image: no picture, no size
                 info.update(output="text", width=None, height=None)
-        info["warnings"] += upload_notes + ip_notes
+        info["warnings"] += run.notes
         if self.compiled and pool is self._pool:
             info["compiled"] = True
-            key = compile_mode.shape_key(request, pool.files.source, pool.dtype)
+            shape = request if batch is None else dataclasses.replace(request, num_images=batch["images"])
+            key = compile_mode.shape_key(shape, pool.files.source, pool.dtype)
             if key not in self._compiled_shapes:
                 self._compiled_shapes.add(key)
                 info["warnings"].append(
@@ -559,6 +683,8 @@ class Studio:
         info["interrupted"] = stopped_at is not None
         if stopped_at is not None:
             info["stopped_at_step"] = stopped_at
+        if batch is not None:
+            info["batch"] = batch
         info["timings"] = {
             "switch_ms": round((switched - started) * 1000, 2),
             "generate_ms": round((finished - switched) * 1000, 2),
@@ -590,20 +716,42 @@ class Studio:
             files = self.outputs.save_text(extras["text"], info, session, stamp)
         return GenerationResult(images=images, info=info, paths=paths, extras=extras, files=files)
 
+    def _previewer(self, run: _Admitted, on_preview: Callable[[list], None] | None) -> runs.PreviewCallback | None:
+        """What turns a run's latents into `on_preview`'s pictures every `preview_every` steps, or None."""
+        request = run.request
+        if on_preview is None or request.preview_every <= 0:
+            return None
+        family, every = family_of(type(run.pool.base).__name__), request.preview_every
+        size = (request.width, request.height) if run.task.sizes_from_request else None
+        tiny = run.serving.tiny_vae
+
+        def on_latents(done: int, latents: Any) -> None:
+            if done % every == 0:
+                try:
+                    if tiny is not None and tiny.fits(latents):
+                        pictures = tiny.preview(latents)
+                    else:
+                        pictures = previews.latent_preview(latents, family, size)
+                except Exception:  # a latent layout the preview doesn't know: the run goes on without
+                    logger.warning("No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True)
+                    return
+                if pictures:
+                    on_preview(pictures)
+
+        return on_latents
+
     def _denoise(
         self,
-        pool: Pool,
-        task: Task,
-        request: GenerationRequest,
-        seeds: list[int],
-        run_checker: bool,
+        run: _Admitted,
         on_step: StepCallback | None,
         cancel: threading.Event | None,
-        on_preview: Callable[[list], None] | None,
-        serving: Serving,
+        on_latents: runs.PreviewCallback | None,
+        *,
+        merge: Callable[[dict[str, Any], DiffusionPipeline], dict[str, Any]] | None = None,
     ) -> tuple[DiffusionPipeline, dict[str, Any], Any, int | None, float]:
         """Build the view(s) and run them: (view, call arguments, output, the step a Stop ended the run at or None,
-        when the view was ready)."""
+        when the view was ready). `merge` turns the call's arguments into a batch's (core.batching)."""
+        pool, task, request, seeds, serving = run.pool, run.task, run.request, run.seeds, run.serving
         scheduler = schedulers.build(request.scheduler, pool.components.get("scheduler"), type(pool.base))
         tiny = serving.tiny_vae
         if request.tiny_decode and tiny is None:
@@ -618,7 +766,7 @@ class Studio:
                 f"{type(pool.base).__name__} makes others; load the tiny VAE of its family, or turn the tiny decode "
                 "off."
             )
-        pipe = task.view(pool, request, scheduler, run_checker, serving)
+        pipe = task.view(pool, request, scheduler, run.run_checker, serving)
         if request.tiny_decode:  # another view over the same modules, with the tiny VAE: the pool's stays in place
             # from_pipe casts every module to `dtype`, float32 when not given: the pool's own, shared ones too.
             pipe = type(pipe).from_pipe(pipe, vae=tiny.vae, dtype=pool.dtype)
@@ -630,29 +778,11 @@ class Studio:
                 self.memory.prepare_view(view, self.device)  # offloading is per view (seed 003)
             switched = time.perf_counter()
             arguments = task.call_arguments(request, pipe, seeds, pool.size_multiple)  # may run depth estimation
+            if merge is not None:
+                arguments = merge(arguments, pipe)
             first_stage = on_step
             if refiner is not None and on_step is not None:  # one progress bar over both stages
                 first_stage = lambda done, _total: on_step(done, request.steps)  # noqa: E731
-            on_latents = None
-            if on_preview is not None and request.preview_every > 0:
-                family, every = family_of(type(pool.base).__name__), request.preview_every
-                size = (request.width, request.height) if task.sizes_from_request else None
-
-                def on_latents(done: int, latents: Any) -> None:
-                    if done % every == 0:
-                        try:
-                            if tiny is not None and tiny.fits(latents):
-                                pictures = tiny.preview(latents)
-                            else:
-                                pictures = previews.latent_preview(latents, family, size)
-                        except Exception:  # a latent layout the preview doesn't know: the run goes on without
-                            logger.warning(
-                                "No live preview of %s latents %s", family, tuple(latents.shape), exc_info=True
-                            )
-                            return
-                        if pictures:
-                            on_preview(pictures)
-
             with step_cache.caching(pipe, request.step_cache):  # the first stage's UNet; the refiner runs whole
                 output, stopped_at = runs.run_pipeline(
                     pipe,

@@ -14,10 +14,12 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from core.access import Owners, PasswordCheck
+from core.batching import Batcher
 from core.errors import StudioError
 from core.jobs import CancelFlags, ShownResults, Worker
 from core.settings import Settings
 from core.studio import Studio
+from ui import zerogpu
 
 logger = logging.getLogger("diffusion_studio.ui")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,9 +44,18 @@ class AppContext:
     owners: Owners = field(default_factory=lambda: Owners(None))  # public mode: who may change shared state
     # `--auth`'s check, one for the page's login and the HTTP API (ui.sdapi): one throttle on guesses for both.
     visitors: PasswordCheck | None = field(init=False, default=None)
+    # Visitors' text-to-image requests that arrive together, gathered into one call (core.batching); None: one at a
+    # time (`--batch-visitors 1`, and on ZeroGPU, where each run is a forked process of its own).
+    batcher: Batcher | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.visitors = PasswordCheck(dict([self.settings.auth])) if self.settings.auth else None
+        if self.settings.batch_visitors > 1 and not zerogpu.ON_ZERO_GPU:
+            limits = self.studio.options.limits
+            self.batcher = Batcher(
+                self.worker, self.studio.generate_batch, max_images=limits.max_images,
+                max_members=self.settings.batch_visitors,
+            )  # fmt: skip
 
 
 # What a button that acts on a gallery's clicked image says when none is (a user's mistake: no traceback logged).

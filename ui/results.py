@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.batching import Member, batch_key
 from core.generation import GenerationRequest, GenerationResult
 from ui import zerogpu
 from ui.common import AppContext
@@ -103,6 +104,21 @@ def _submit(
             return
         reported_at[0] = now
         progress((i, n), desc=f"Step {i} of {n}", unit="steps")
+
+    batcher = getattr(ctx, "batcher", None)
+    if batcher is not None and batch_key(request) is not None:  # it may share a call with others (core.batching)
+
+        def remember(result: GenerationResult) -> None:
+            ctx.shown.put(session, request.task, shown(result), result.info)
+
+        member = Member(
+            request, owner, on_step=on_step, cancel=flag, on_preview=on_preview,
+            on_start=lambda: progress(0, desc="Starting…"), on_result=remember,
+        )  # fmt: skip
+        progress(0, desc="Waiting for the run ahead…")  # on the worker, for a call it may share
+        future = batcher.submit(member)
+        future.add_done_callback(lambda _done: ctx.cancel_flags.finish(session, flag))
+        return future
 
     def run() -> GenerationResult:
         try:

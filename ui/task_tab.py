@@ -194,6 +194,10 @@ def build_task_tab(ctx: AppContext, panel: ModelPanel, spec: TaskSpec) -> TaskTa
     handler = endpoint(ctx, spec)
     # The progress bar sits on the notice line, so the gallery stays clear for the live previews.
     run = dict(concurrency_id=GPU_QUEUE, concurrency_limit=1, show_progress_on=[results.notice])
+    if ctx.batcher is not None and type(spec).batches is not TaskSpec.batches:
+        # Its runs must reach the server together to share a call (core.batching); the worker still runs one
+        # call at a time, after the loads and other runs queued before it.
+        run.update(concurrency_id=f"{GPU_QUEUE}-{spec.name}", concurrency_limit=ctx.settings.batch_visitors)
     triggers = [generate.click, c["prompt"].submit] if "prompt" in c else [generate.click]
     drawn = [i for i, p in enumerate(spec.params) if p.kind == "boxes"]
     picked = [i for i, p in enumerate(spec.params) if p.kind == "labels"]

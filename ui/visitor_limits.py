@@ -176,14 +176,16 @@ async def _refuse(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def waiting_in(blocks: Any) -> Callable[[str], int]:
-    """How many requests of a session wait in `blocks`' queue. Gradio keeps no public count per session, so this
-    reads its queue's lists (gradio 6.31: `_queue.event_queue_per_concurrency_id[...].queue`); a test of the cap
-    fails if that changes."""
+def waiting_in(blocks: Any, under_way: Callable[[str], int] | None = None) -> Callable[[str], int]:
+    """How many requests of a session wait: in `blocks`' queue, and on the worker beyond the one that may be running
+    (`under_way(session)`: its generations handed on; text-to-image requests leave Gradio's queue to wait for a call
+    to share, core.batching). Gradio keeps no public count per session, so this reads its queue's lists (gradio 6.31:
+    `_queue.event_queue_per_concurrency_id[...].queue`); a test of the cap fails if that changes."""
 
     def waiting(session: str) -> int:
         queue = getattr(blocks, "_queue", None)
         lines = getattr(queue, "event_queue_per_concurrency_id", {}) or {}
-        return sum(1 for line in list(lines.values()) for event in list(line.queue) if event.session_hash == session)
+        queued = sum(1 for line in list(lines.values()) for event in list(line.queue) if event.session_hash == session)
+        return queued + (max(0, under_way(session) - 1) if under_way is not None else 0)
 
     return waiting

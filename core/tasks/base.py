@@ -227,6 +227,10 @@ class TaskSpec:
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         """Raise InvalidRequest for an option of the (validated) request that `pool` can't serve."""
 
+    def batches(self, request: GenerationRequest) -> bool:
+        """Whether visitors' requests like this one may run as one call (core.batching), before validation."""
+        return False
+
     def prepare(self, request: GenerationRequest, serving: Serving, pool: Pool) -> GenerationRequest:
         """The (validated) request as the run uses it, e.g. with its control images turned into maps."""
         return request

@@ -149,6 +149,10 @@ class Text2Img(TaskSpec):
         if request.sag_scale > 0 and request.pag_scale > 0:
             raise InvalidRequest("Use self-attention guidance or perturbed-attention guidance, not both: set one to 0.")
 
+    def batches(self, request: GenerationRequest) -> bool:
+        # The plain call only: SAG and PAG change attention for a whole call, the refiner is a second call.
+        return all(getattr(request, name) == 0 for name in ("sag_scale", "pag_scale", "refiner_switch"))
+
     def check_options(self, pool: Pool, request: GenerationRequest) -> None:
         for option, view in (("sag_scale", "sag"), ("pag_scale", "pag")):
             if getattr(request, option) > 0 and not pool.supports(view):

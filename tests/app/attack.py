@@ -32,11 +32,12 @@ def call(url: str, fn: int, data: list, session: str, event_data: Any = None, ti
     return httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=timeout)
 
 
-def waiting_count(blocks: Any, session: str) -> int:
-    """What the per-visitor queue cap counts (ui.visitor_limits.waiting_in), for a test to wait on."""
+def waiting_count(running: Any, session: str) -> int:
+    """What the per-visitor queue cap counts in a running app (ui.visitor_limits.waiting_in, as app.launch builds
+    it), for a test to wait on."""
     from ui.visitor_limits import waiting_in
 
-    return waiting_in(blocks)(session)
+    return waiting_in(running.app, running.ctx.cancel_flags.count)(session)
 
 
 def run_event(url: str, fn: int, data: list, session: str, event_data: Any = None, timeout: float = 10) -> str:

@@ -271,7 +271,7 @@ def test_one_visitor_cannot_fill_the_queue(public_app):
         until(lambda: public_app.ctx.cancel_flags.running(greedy.session_hash), "the first one runs")
         for i in range(1, 4):
             jobs.append(greedy.submit(**{**T2I, "seed": 100 + i}, api_name="/text2img"))
-            until(lambda i=i: attack.waiting_count(public_app.app, greedy.session_hash) == i, f"{i} waiting")
+            until(lambda i=i: attack.waiting_count(public_app, greedy.session_hash) == i, f"{i} waiting")
         refused = greedy.submit(**{**T2I, "seed": 200}, api_name="/text2img")
         with pytest.raises(Exception, match="Queue is full"):  # gradio_client's (and the page's) words for a 503
             refused.result(timeout=30)

@@ -133,7 +133,9 @@ def test_a_full_queue_says_busy_and_the_waiting_runs_still_finish(tmp_path):
 
     from tests.launch import start_app
 
-    app = start_app(tmp_path, "--queue-size", "1")
+    # One at a time: with batched visitors (the default), the next few text-to-image requests wait on the worker
+    # for a call to share instead of in Gradio's queue (tests/app/test_batched_visitors.py).
+    app = start_app(tmp_path, "--queue-size", "1", "--batch-visitors", "1")
     try:
         first, second, third = (Client(app.url, verbose=False) for _ in range(3))
         running = first.submit(**{**LONG, "steps": 40, "width": 256, "height": 256}, api_name="/text2img")
