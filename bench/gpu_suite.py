@@ -15,7 +15,8 @@ written; the first run writes them (about 11 GB, a minute or two more).
 - memory:  peak accelerator memory of text2img, img2img and inpaint through the studio, and of text2img with model
            CPU offload (CUDA only; the CPU has no such reading)
 - switch:  a task switch through the pool (from_pipe) vs. loading that task's pipeline with from_pretrained
-- batch:   4 images in one request vs. 4 requests of one image (images per second)
+- batch:   4 visitors' requests in one shared call (core.batching), and 4 images in one request, vs. 4 requests of
+           one image (images per second)
 
 --smoke replaces inductor with torch.compile's `eager` backend (the same wrapping, no code generation), so it runs
 in seconds; its figures mean nothing, its purpose is that the suite can't rot (tests/core/test_gpu_suite.py).
@@ -214,6 +215,19 @@ def bench_switch(s: Setup, model: str, studio: Studio) -> None:
 
 
 def bench_batch(s: Setup, model: str, studio: Studio) -> None:
+    from core.batching import Member
+
+    def visitors() -> list[GenerationRequest]:
+        return [request(s, model, prompt=f"{PROMPT}, view {i}", seed=1 + i, scheduler="Euler") for i in range(4)]
+
+    def shared_call() -> None:  # what core.batching.Batcher runs for 4 visitors who asked together
+        members = [Member(r) for r in visitors()]
+        studio.generate_batch(members)
+        assert all(m.future.result().info["batch"]["visitors"] == 4 for m in members)
+
+    t_shared, t_single = alternate(s, shared_call, lambda: [studio.generate(r) for r in visitors()])
+    print(f"batch: 4 visitors in one shared call {4 / t_shared:.2f} images/s, one at a time {4 / t_single:.2f} "
+          f"images/s: {t_single / t_shared:.2f}x")  # fmt: skip
     t_batch, t_single = alternate(
         s,
         lambda: studio.generate(request(s, model, num_images=4)),

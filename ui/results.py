@@ -71,9 +71,16 @@ def notice_markdown(info: dict | None) -> str:
         + f" · {info['steps']} steps · "
         f"{made} · {info.get('pipeline', '?')} · "
         f"{timings.get('generate_ms', 0) / 1000:.2f} s "
-        f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)"
+        f"(pipeline switch {timings.get('switch_ms', 0):.1f} ms)" + _shared(info.get("batch"))
     )
     return "\n\n".join(notes)
+
+
+def _shared(batch: dict | None) -> str:
+    if not batch or batch.get("visitors", 1) < 2:
+        return ""
+    others = batch["visitors"] - 1
+    return f" · one call with {others} other visitor{'s' if others > 1 else ''} ({batch['images']} images)"
 
 
 def run_request(

@@ -11,6 +11,7 @@ from PIL import Image
 
 from core.generation import ALONE_TOLERANCE
 from tests.app.test_queue_and_stop import LONG, wait_until_running
+from ui.results import notice_markdown
 
 SMALL = {**LONG, "steps": 3, "width": 64, "height": 64}
 
@@ -50,6 +51,9 @@ def test_visitors_asking_together_share_one_call_and_each_get_their_own_images(r
     results = [job.result(timeout=120) for job in jobs]
     for (gallery, info), ask, visitor in zip(results, asks, visitors, strict=True):
         assert info["batch"] == {"visitors": 3, "images": 3}, "one call for the three"
+        assert "one call with 2 other visitors (3 images)" in notice_markdown(info), (
+            "the notice says why it took longer"
+        )
         assert info["prompt"] == ask["prompt"] and info["seeds"] == [ask["seed"]]
         alone_gallery, alone_info = visitor.predict(**ask, api_name="/text2img")
         assert "batch" not in alone_info
