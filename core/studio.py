@@ -546,12 +546,12 @@ class Studio:
                 continue
             try:
                 self._run_together(group)
-            except torch.OutOfMemoryError:
-                pass  # outside the except: its traceback holds the batch's tensors
+            except Exception:  # out of memory, or one request the shared call could not take
+                logger.warning("A shared call of %d requests failed; they run one by one", len(group), exc_info=True)
             else:
                 continue
-            self._release()
-            for member, run in group:  # what fits alone still runs: nothing is lost to the batch's size
+            self._release()  # outside the except: its traceback held the call's tensors
+            for member, run in group:  # each alone: nothing is lost to the batch's size, no visitor to another's error
                 self._run_alone(member, run)
 
     def _run_alone(self, member: batching.Member, run: _Admitted) -> None:
@@ -568,25 +568,18 @@ class Studio:
             member.fail(e)
 
     def _run_together(self, group: list) -> None:
-        """One call for the group's requests; a torch.OutOfMemoryError is left to the caller (it runs them alone)."""
+        """One call for the group's requests; an error of the call is left to the caller (it runs them alone)."""
         first = group[0][1]
         batch = batching.BatchRun(
             [(member, run.seeds) for member, run in group],
             [self._previewer(run, member.preview if member.on_preview else None) for member, run in group],
         )
         started = time.perf_counter()
-        try:
-            pipe, _arguments, output, _stopped_at, switched = self._denoise_checked(
-                first,
-                lambda: self._denoise(first, batch.step, batch.all_stopped, batch.latents, merge=batch.merge),
-                out_of_memory=False,
-            )
-        except torch.OutOfMemoryError:
-            raise  # the caller runs them one by one
-        except Exception as e:
-            for member, _run in group:
-                member.fail(e)
-            return
+        pipe, _arguments, output, _stopped_at, switched = self._denoise_checked(
+            first,
+            lambda: self._denoise(first, batch.step, batch.all_stopped, batch.latents, merge=batch.merge),
+            out_of_memory=False,
+        )
         finished = time.perf_counter()
         for i, (member, run) in enumerate(group):
             try:

@@ -19,6 +19,7 @@ from ui.common import AppContext
 
 PROGRESS_EVERY_S = 0.5  # the page's progress bar is updated at most this often (and at the last step)
 PREVIEW_EVERY_S = 1.0  # and shows a new live preview at most this often (the newest one)
+WAITING = "Waiting for the run ahead…"  # a request handed to the worker, before its call starts
 
 
 @dataclass
@@ -122,7 +123,7 @@ def _submit(
             request, owner, on_step=on_step, cancel=flag, on_preview=on_preview,
             on_start=lambda: progress(0, desc="Starting…"), on_result=remember,
         )  # fmt: skip
-        progress(0, desc="Waiting for the run ahead…")  # on the worker, for a call it may share
+        progress(0, desc=WAITING)  # on the worker, for a call it may share
         future = batcher.submit(member)
         future.add_done_callback(lambda _done: ctx.cancel_flags.finish(session, flag))
         return future

@@ -42,7 +42,7 @@ from core.png_info import parse_parameters, read_png_info, text_chunks
 from ui import sdapi_answers as answers
 from ui import sdapi_fields as fields
 from ui.common import AppContext
-from ui.results import run_request
+from ui.results import WAITING, run_request
 from ui.sdapi_fields import ApiError, refuse
 
 logger = logging.getLogger("diffusion_studio.sdapi")
@@ -73,6 +73,8 @@ class ApiJob:
         self.interrupted = False
 
     def __call__(self, value: Any, desc: str | None = None, unit: str | None = None, **_more: Any) -> None:
+        if desc == WAITING:  # handed to the worker, not started yet
+            return
         if self.started_at is None:
             self.started_at = time.time()
         if isinstance(value, tuple) and len(value) == 2:

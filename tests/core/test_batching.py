@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.batching import Batcher, Member, batch_key
+from core.batching import Batcher, BatchRun, Member, batch_key
 from core.errors import InvalidRequest
 from core.generation import ALONE_TOLERANCE, GenerationRequest
 from core.jobs import Worker
@@ -149,3 +149,18 @@ def test_the_batcher_gathers_what_arrives_during_a_run_and_a_bad_request_fails_a
     assert results[0].info["batch"] == {"visitors": 2, "images": 2} == results[2].info["batch"]
     assert "batch" not in results[3].info, "alone in its own call: the first was full"
     assert "batch" not in results[4].info and results[4].info["scheduler"] == "Euler a"
+
+
+def test_a_shared_call_that_fails_runs_each_request_alone(studio, monkeypatch):
+    import torch
+
+    def out_of_memory(self, arguments, pipe):
+        raise torch.OutOfMemoryError("the batch does not fit")
+
+    monkeypatch.setattr(BatchRun, "merge", out_of_memory)
+    members = [Member(ask("a fox", 1)), Member(ask("a hen", 2))]
+    studio.generate_batch(members)
+    for member, seed in zip(members, (1, 2), strict=True):
+        result = member.future.result(timeout=0)
+        assert "batch" not in result.info and result.info["seeds"] == [seed], "each ran alone, and got their images"
+        assert len(result.images) == 1
