@@ -62,7 +62,7 @@ def test_an_unexpected_failure_shows_no_traceback_in_public_mode(public_app, mon
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail at /srv/app/core/studio.py line 42")
 
-    monkeypatch.setattr(public_app.studio, "generate", broken)
+    monkeypatch.setattr(public_app.studio, "_denoise", broken)  # under every run, alone or in a shared call
     client = Client(public_app.url, verbose=False)
     with pytest.raises(AppError) as caught:
         client.predict(**T2I, api_name="/text2img")

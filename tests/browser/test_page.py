@@ -425,15 +425,17 @@ def test_the_first_screen_has_the_prompt_generate_and_stop_on_a_laptop_and_a_pho
 
 def test_ctrl_enter_generates_and_the_tab_title_shows_the_progress(page: Page):
     expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
-    # 150 steps: a few seconds even on a fast machine, against the page script's 0.5 s look at the progress bar (40
-    # steps ran in 1.5 s once on CI and the title was never caught showing them).
+    # 150 steps at 256x256: seconds even on a fast machine, against the page script's 0.5 s look at the progress bar
+    # (at 64x64, 40 steps ran in 1.5 s once on CI, and 150 in 1.7 s on a Xeon, and the title was never caught
+    # showing them); Stopped once it has been seen.
     set_slider(page, "text2img", "Steps", 150)
-    set_slider(page, "text2img", "Width", 64)
-    set_slider(page, "text2img", "Height", 64)
+    set_slider(page, "text2img", "Width", 256)
+    set_slider(page, "text2img", "Height", 256)
     page.locator("#text2img-prompt textarea").fill("ctrl enter")
     page.locator("#text2img-prompt textarea").press("Control+Enter")
     # "(Step 3 of 150) Diffusion Studio" while it runs: the steps asked for, not the scheduler's extra call.
     page.wait_for_function("document.title.includes('of 150')", timeout=60_000)
+    page.locator("#text2img-stop").click()
     expect(page.locator("#text2img-notice")).to_contain_text("Seeds", timeout=60_000)
     expect(page.locator("#text2img-gallery img").first).to_be_visible()
     page.wait_for_function("document.title === 'Diffusion Studio'", timeout=10_000)
@@ -505,3 +507,44 @@ def test_history_survives_a_reload_and_sends_an_image_back(page: Page):
     open_tab(page, "History", shows="#history-png-info")  # the clicked image stays chosen
     page.locator("#history-png-info").click()
     expect(page.locator("#png-info-summary")).to_contain_text("a kept lighthouse", timeout=15_000)
+
+
+def test_visitors_who_generate_at_once_share_a_call_and_each_see_their_own_image(browser, browser_app):
+    """Two visitors press Generate while a third's long run goes on: each is told they wait, their two requests run
+    as one call (core.batching), and each sees their own image and a notice that says the call was shared."""
+    from gradio_client import Client
+
+    from tests.app.test_queue_and_stop import LONG
+
+    contexts, pages = [], []
+    try:
+        for prompt in ("a red kite", "a blue boat"):
+            contexts.append(browser.new_context(viewport={"width": 1400, "height": 1000}))
+            page = contexts[-1].new_page()
+            page.goto(browser_app.url)
+            expect(page.locator("#model-status")).to_contain_text("StableDiffusionPipeline", timeout=30_000)
+            for label, value in (("Steps", 3), ("Width", 64), ("Height", 64)):
+                set_slider(page, "text2img", label, value)
+            page.locator("#text2img-prompt textarea").fill(prompt)
+            pages.append(page)
+        blocker = Client(browser_app.url, verbose=False)
+        blocking = blocker.submit(**LONG, api_name="/text2img")  # 150 steps at 512x512: ~30 s
+        deadline = time.monotonic() + 30
+        while not blocking.status().progress_data and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for page in pages:
+            page.locator("#text2img-generate").click()
+        for page in pages:
+            expect(page.get_by_text("Waiting for the run ahead")).to_be_visible(timeout=30_000)
+        blocker.predict(api_name="/stop_text2img")
+        blocking.result(timeout=60)
+        for page, prompt in zip(pages, ("a red kite", "a blue boat"), strict=True):
+            notice = page.locator("#text2img-notice")
+            expect(notice).to_contain_text("one call with 1 other visitor (2 images)", timeout=60_000)
+            expect(page.locator("#text2img-gallery img").first).to_be_visible()
+            page.get_by_text("Info", exact=True).click()
+            expect(page.locator("#text2img-info")).to_contain_text(prompt)
+        pages[1].screenshot(path=str(SCREENSHOTS / "shared-call.png"))
+    finally:
+        for context in contexts:
+            context.close()
