@@ -29,6 +29,23 @@ def test_defaults_and_flags():
     assert (s.model, s.port, s.dtype, s.outputs) == ("demo", 9000, "bfloat16", Path("/x"))
 
 
+def test_batched_visitors_are_on_by_default_and_one_turns_them_off():
+    from core.jobs import CancelFlags, Worker
+    from core.studio import Studio, StudioOptions
+    from ui.common import AppContext
+
+    studio = Studio(StudioOptions(device="cpu"))
+    for argv, batched in (
+        ([], 4),
+        (["--batch-visitors", "2"], 2),
+        (["--batch-visitors", "1"], None),
+        (["--batch-visitors", "0"], None),
+    ):
+        settings = from_args(argv, env={}, config=CONFIG)
+        ctx = AppContext(studio=studio, settings=settings, cancel_flags=CancelFlags(), worker=Worker())
+        assert (ctx.batcher.max_members if ctx.batcher else None) == batched, argv
+
+
 def test_share_and_spaces_turn_on_public_mode_with_its_limits():
     for argv, env in ((["--share"], {}), ([], {"SPACE_ID": "me/studio"}), (["--public"], {})):
         s = from_args(argv, env=env, config=CONFIG)
