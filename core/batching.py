@@ -103,9 +103,13 @@ class Member:
 class BatchRun:
     """The step, latents and argument hooks of one call over several members' requests (rows in members' order)."""
 
-    def __init__(self, members: list[tuple[Member, list[int]]], previews: list[PreviewCallback | None]) -> None:
-        self.members = [member for member, _seeds in members]
-        self.seeds = [seeds for _member, seeds in members]
+    def __init__(
+        self, members: list[tuple[Member, GenerationRequest, list[int]]], previews: list[PreviewCallback | None]
+    ) -> None:
+        """`members`: each member with its request as admitted (checked and prepared) and its seeds."""
+        self.members = [member for member, _request, _seeds in members]
+        self.requests = [request for _member, request, _seeds in members]
+        self.seeds = [seeds for _member, _request, seeds in members]
         self.rows, start = [], 0
         for seeds in self.seeds:
             self.rows.append(slice(start, start + len(seeds)))
@@ -115,13 +119,15 @@ class BatchRun:
         self.stopped_at: list[int | None] = [None] * len(self.members)
         self._kept: list[torch.Tensor | None] = [None] * len(self.members)  # rows' latents when their visitor stopped
         self._total: int | None = None
+        self._pipe: Any = None
         self.all_stopped = threading.Event()  # the call's own Stop: every visitor in it has stopped
 
     def merge(self, arguments: dict[str, Any], pipe: Any) -> dict[str, Any]:
         """The first member's call arguments, made the batch's: a prompt (and negative prompt) and a generator per
         image, one image per prompt."""
+        self._pipe = pipe
         merged = dict(arguments)
-        per_image = [(m.request, seeds) for m, seeds in zip(self.members, self.seeds, strict=True)]
+        per_image = list(zip(self.requests, self.seeds, strict=True))
         merged["prompt"] = [request.prompt for request, seeds in per_image for _ in seeds]
         if arguments.get("negative_prompt") is not None:  # the batch's key: all members have one, or none has
             merged["negative_prompt"] = [request.negative_prompt for request, seeds in per_image for _ in seeds]
@@ -137,8 +143,12 @@ class BatchRun:
 
     def latents(self, done: int, latents: torch.Tensor) -> None:
         """Each step's latents: a visitor's previews of their rows, and their Stop. At the last step (or when all
-        have stopped) a stopped visitor's rows are put back as they were at their stop, for the pipeline to decode."""
-        last = self._total is not None and done >= self._total
+        have stopped) a stopped visitor's rows are put back as they were at their stop, for the pipeline to decode.
+
+        `done` counts the scheduler's steps (Heun's 2N-1 for N asked, PNDM's 26 for 25), the progress the steps asked
+        for: the last step is the pipeline's own count, as core.runs reads it."""
+        total = getattr(self._pipe, "num_timesteps", None) or self._total
+        last = total is not None and done >= total
         for i, member in enumerate(self.members):
             if self.stopped_at[i] is not None:
                 continue
@@ -196,12 +206,18 @@ class Batcher:
             self._worker.submit(self._drain, key)
         return member.future
 
+    def waiting(self) -> int:
+        """How many members wait for a call (handed in, not yet started)."""
+        with self._lock:
+            return sum(len(members) for members in self._waiting.values())
+
     def _drain(self, key: tuple) -> None:
         with self._lock:
             waiting = self._waiting.pop(key, [])
             batch, images = [], 0
-            for member in waiting:
-                count = member.request.num_images if isinstance(member.request.num_images, int) else 1
+            for member in waiting:  # not validated yet: a count out of range is checked (and refused) alone
+                count = member.request.num_images
+                count = min(max(count, 1), self.max_images) if isinstance(count, int) else 1
                 if batch and (images + count > self.max_images or len(batch) == self.max_members):
                     break
                 batch.append(member)

@@ -23,5 +23,9 @@ class NotLoaded(StudioError):
     """Nothing is loaded yet, or the loaded checkpoint can't serve the task asked for."""
 
 
+class Stopped(StudioError):
+    """A request was stopped (Stop, or its tab closed) while it waited for its turn: nothing ran."""
+
+
 class OutOfMemory(StudioError):
     """A run needed more device memory than there was; its memory is freed and the model stays loaded."""

@@ -26,7 +26,7 @@ from core import (
     step_cache,
     uploads,
 )
-from core.errors import InvalidRequest, NotLoaded, OutOfMemory
+from core.errors import InvalidRequest, NotLoaded, OutOfMemory, Stopped
 from core.generation import GenerationRequest, GenerationResult
 from core.pool import Pool
 from core.runs import StepCallback
@@ -53,6 +53,15 @@ class _Admitted:
     notes: list[str]  # warnings for the info: what was done to the uploads
     run_checker: bool
     pipe_batches: bool = False  # the pool's pipeline runs several visitors' requests as one call (core.batching)
+
+
+def _still_wanted(member: batching.Member) -> bool:
+    """False, with the member told so, when its visitor stopped it (or closed the tab) while it waited: it runs no
+    step, saves nothing, and takes no time from the others."""
+    if member.cancel is None or not member.cancel.is_set():
+        return True
+    member.fail(Stopped("Stopped before it started: nothing ran."))
+    return False
 
 
 class RunsRequests:
@@ -102,8 +111,9 @@ class RunsRequests:
         pipeline call, and tell each member its own result (or its own error: one bad request fails alone)."""
         admitted = []
         for member in members:
+            if not _still_wanted(member):
+                continue
             try:
-                member.start()
                 admitted.append((member, self._admit(member.request)))
             except Exception as e:
                 member.fail(e)
@@ -112,6 +122,9 @@ class RunsRequests:
             key = batching.batch_key(run.request) if run.pipe_batches else None
             groups.setdefault((id(run.pool), key) if key is not None else id(member), []).append((member, run))
         for group in groups.values():
+            group = [(member, run) for member, run in group if _still_wanted(member)]  # Stop while the others ran
+            if not group:
+                continue
             if len(group) == 1:
                 self._run_alone(*group[0])
                 continue
@@ -127,6 +140,7 @@ class RunsRequests:
 
     def _run_alone(self, member: batching.Member, run: _Admitted) -> None:
         try:
+            member.start()
             on_latents = self._previewer(run, member.preview if member.on_preview else None)
             started = time.perf_counter()
             pipe, arguments, output, stopped_at, switched = self._denoise_checked(
@@ -141,8 +155,10 @@ class RunsRequests:
     def _run_together(self, group: list) -> None:
         """One call for the group's requests; an error of the call is left to the caller (it runs them alone)."""
         first = group[0][1]
+        for member, _run in group:
+            member.start()
         batch = batching.BatchRun(
-            [(member, run.seeds) for member, run in group],
+            [(member, run.request, run.seeds) for member, run in group],
             [self._previewer(run, member.preview if member.on_preview else None) for member, run in group],
         )
         started = time.perf_counter()

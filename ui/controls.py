@@ -56,8 +56,10 @@ def wire_stop(ctx: AppContext, stop: gr.Button, event: Any, task: str, results: 
 
     def show_stopped(since: float | None, request: gr.Request) -> tuple:
         session, since = session_of(request), since if isinstance(since, float) else time.monotonic()
-        deadline = time.monotonic() + 120  # the run ends after its current step; on a CPU a step can take seconds
-        while time.monotonic() < deadline:
+        # The run ends after its current step (on a CPU a step can take seconds), and a visitor stopped in a call
+        # shared with others has their image when the call ends: wait while the session has a run under way.
+        deadline, cap = time.monotonic() + 120, time.monotonic() + 3600
+        while time.monotonic() < deadline or (ctx.cancel_flags.running(session) and time.monotonic() < cap):
             found = ctx.shown.since(session, task, since)
             if found is not None:
                 items, info = found

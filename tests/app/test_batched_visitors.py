@@ -16,10 +16,6 @@ from ui.results import notice_markdown
 SMALL = {**LONG, "steps": 3, "width": 64, "height": 64}
 
 
-def flags(app) -> int:
-    return sum(len(session) for session in app.ctx.cancel_flags._flags.values())
-
-
 def until(condition, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -45,7 +41,7 @@ def test_visitors_asking_together_share_one_call_and_each_get_their_own_images(r
     visitors = [Client(running_app.url, verbose=False) for _ in range(3)]
     asks = [dict(SMALL, prompt=f"a boat number {i}", seed=10 + i) for i in range(3)]
     jobs = [visitor.submit(**ask, api_name="/text2img") for visitor, ask in zip(visitors, asks, strict=True)]
-    until(lambda: flags(running_app) == 4, "all three wait behind the long run")
+    until(lambda: running_app.ctx.batcher.waiting() == 3, "all three wait behind the long run")
     blocker.predict(api_name="/stop_text2img")
     blocking.result(timeout=60)
     results = [job.result(timeout=120) for job in jobs]
@@ -68,7 +64,7 @@ def test_one_visitors_stop_in_a_shared_call_ends_only_theirs(running_app):
     stopper, stayer = Client(running_app.url, verbose=False), Client(running_app.url, verbose=False)
     stopping = stopper.submit(**dict(longer, prompt="stop me", seed=1), api_name="/text2img")
     staying = stayer.submit(**dict(longer, prompt="keep me", seed=2), api_name="/text2img")
-    until(lambda: flags(running_app) == 3, "both wait behind the long run")
+    until(lambda: running_app.ctx.batcher.waiting() == 2, "both wait behind the long run")
     blocker.predict(api_name="/stop_text2img")
     blocking.result(timeout=60)
 

@@ -164,3 +164,33 @@ def test_a_shared_call_that_fails_runs_each_request_alone(studio, monkeypatch):
         result = member.future.result(timeout=0)
         assert "batch" not in result.info and result.info["seeds"] == [seed], "each ran alone, and got their images"
         assert len(result.images) == 1
+
+
+def test_a_stop_late_in_a_second_order_run_stops_as_it_would_alone(studio):
+    """Heun runs 2N-1 scheduler steps for N asked; progress says N. A Stop at asked step 4 of 5 (scheduler step 6
+    of 9) ends the visitor's part there, as it ends their run alone."""
+    heun = dict(scheduler="Heun")
+    flag, on_step, _seen = stop_at(4)
+    stopper = Member(ask("a lighthouse", 3, **heun), on_step=on_step, cancel=flag)
+    stayer = Member(ask("a harbour", 8, **heun))
+    studio.generate_batch([stopper, stayer])
+    stopped = stopper.future.result()
+    alone_flag, alone_step, _seen = stop_at(4)
+    alone = studio.generate(ask("a lighthouse", 3, **heun), on_step=alone_step, cancel=alone_flag)
+    assert alone.info["interrupted"] and stopped.info["interrupted"], "stopped, as alone"
+    assert stopped.info["stopped_at_step"] == alone.info["stopped_at_step"]
+    assert differ(stopped.images[0], alone.images[0]) <= ALONE_TOLERANCE["float32"]
+    assert not stayer.future.result().info["interrupted"]
+
+
+def test_a_request_stopped_while_it_waited_runs_nothing(studio):
+    from core.errors import Stopped
+
+    gone = Member(ask("never mind", 1), cancel=threading.Event())
+    gone.cancel.set()  # Stop pressed (or the tab closed) before the call began
+    others = [Member(ask("a fox", 2)), Member(ask("a hen", 3))]
+    with UnetCalls(studio) as calls:
+        studio.generate_batch([gone, *others])
+    assert isinstance(gone.future.exception(timeout=0), Stopped)
+    assert calls.sizes == [2 * 2] * STEPS, "the call had the two others' rows only"
+    assert all(m.future.result().info["batch"] == {"visitors": 2, "images": 2} for m in others)
