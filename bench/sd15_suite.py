@@ -411,17 +411,12 @@ class BrowserLike:
     def call(self) -> None:
         import json
 
-        body = {"fn_index": self.fn, "data": self.data, "session_hash": self.session, "event_data": None}
-        assert self.http.post(f"{self.url}gradio_api/queue/join", json=body).status_code == 200
-        stream = self.http.stream("GET", f"{self.url}gradio_api/queue/data", params={"session_hash": self.session})
-        with stream as events:
-            for line in events.iter_lines():
-                message = json.loads(line[5:]) if line.startswith("data:") else {}
-                if message.get("msg") == "process_completed":
-                    assert message.get("success"), message
-                    image = message["output"]["data"][0][0]["image"]["url"]
-                    break
-        assert self.http.get(image).status_code == 200
+        from tests.app.attack import run_event
+
+        said = run_event(self.url, self.fn, self.data, self.session, timeout=600, http=self.http)
+        message = json.loads(said.splitlines()[-1][5:])  # the last one: process_completed
+        assert message.get("msg") == "process_completed" and message.get("success"), message
+        assert self.http.get(message["output"]["data"][0][0]["image"]["url"]).status_code == 200
 
 
 def _free_port() -> int:

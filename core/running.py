@@ -165,7 +165,6 @@ class RunsRequests:
         pipe, _arguments, output, _stopped_at, switched = self._denoise_checked(
             first,
             lambda: self._denoise(first, batch.step, batch.all_stopped, batch.latents, merge=batch.merge),
-            out_of_memory=False,
         )
         finished = time.perf_counter()
         for i, (member, run) in enumerate(group):
@@ -207,15 +206,14 @@ class RunsRequests:
             pipe_batches=pool is self._pool and batching.pipeline_batches(type(pool.base)),
         )  # fmt: skip
 
-    def _denoise_checked(self, run: _Admitted, denoise: Callable[[], tuple], *, out_of_memory: bool = True) -> tuple:
+    def _denoise_checked(self, run: _Admitted, denoise: Callable[[], tuple]) -> tuple:
         """`denoise()`, with its errors said in the user's terms: running out of memory (with what to change) and a
-        pipeline that can't run in bfloat16. With `out_of_memory=False` a torch.OutOfMemoryError is left as it is."""
+        pipeline that can't run in bfloat16."""
         pool = run.pool
         try:
             return denoise()
         except torch.OutOfMemoryError:
-            if not out_of_memory:
-                raise
+            pass
         except TypeError as e:
             if "BFloat16" not in str(e):
                 raise

@@ -40,15 +40,23 @@ def waiting_count(running: Any, session: str) -> int:
     return waiting_in(running.app, running.ctx.cancel_flags.count)(session)
 
 
-def run_event(url: str, fn: int, data: list, session: str, event_data: Any = None, timeout: float = 10) -> str:
+def run_event(
+    url: str,
+    fn: int,
+    data: list,
+    session: str,
+    event_data: Any = None,
+    timeout: float = 10,
+    http: httpx.Client | None = None,
+) -> str:
     """Run one queued event as the page does (join, then read the session's event stream) and return everything
-    the server said about it, as text."""
+    the server said about it, as text (through `http`'s kept connections when given, as a browser keeps them)."""
     body = {"fn_index": fn, "data": data, "session_hash": session, "event_data": event_data}
-    joined = httpx.post(f"{url}gradio_api/queue/join", json=body, timeout=timeout)
+    joined = (http or httpx).post(f"{url}gradio_api/queue/join", json=body, timeout=timeout)
     if joined.status_code != 200:
         return joined.text
     said = []
-    with httpx.stream(
+    with (http or httpx).stream(
         "GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, timeout=timeout
     ) as stream:
         for line in stream.iter_lines():
